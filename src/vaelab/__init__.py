@@ -1,0 +1,32 @@
+"""vaelab: train, evaluate and study variational autoencoders.
+
+The package follows the flow of a study::
+
+    data -> models (encoder, decoder, prior, likelihood) -> objectives -> training
+         -> evaluation -> plots -> cli
+
+Typical use from Python::
+
+    import vaelab
+    run = vaelab.train({"data": {"dataset": "mnist"}, "model": {"latent_dim": 2}})
+    model = run.load_model()
+"""
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "Config": "config", "load_config": "config",
+    "train": "training", "resume": "training", "load_model": "training", "Run": "training",
+    "VaelabError": "errors", "ConfigError": "errors", "DataError": "errors",
+    "CheckpointError": "errors", "TrainingError": "errors",
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+
+def __getattr__(name):  # imported on first use, so `vaelab --help` does not wait for torch
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'vaelab' has no attribute {name!r}")

@@ -1,0 +1,69 @@
+import pytest
+
+from vaelab.config import Config, load_config
+from vaelab.errors import ConfigError
+
+
+def test_defaults_match_pytorch_examples_vae():
+    c = Config()
+    assert (c.data.dataset, c.data.binarize) == ("mnist", "none")
+    assert (c.model.hidden, c.model.latent_dim, c.model.activation) == ([400], 20, "relu")
+    assert (c.training.learning_rate, c.training.batch_size, c.training.epochs) == (1e-3, 128, 10)
+    assert c.objective.beta == 1.0 and c.seed == 1
+
+
+def test_yaml_round_trip(tmp_path):
+    c = Config().replace({"model.hidden": [512, 256], "objective.beta": 4, "name": "x"})
+    path = tmp_path / "c.yaml"
+    path.write_text(c.to_yaml())
+    again = load_config(path)
+    assert again == c
+    assert again.objective.beta == 4.0 and isinstance(again.objective.beta, float)
+
+
+def test_unknown_key_suggests_closest():
+    with pytest.raises(ConfigError, match=r"unknown key model\.latent_dims \(did you mean model\.latent_dim\?\)"):
+        Config.from_dict({"model": {"latent_dims": 2}})
+
+
+def test_all_problems_listed_at_once():
+    with pytest.raises(ConfigError) as info:
+        Config.from_dict({"model": {"latent_dim": 0, "activation": "relux"},
+                          "training": {"learning_rate": -1, "epochs": "ten"}, "objective": {"beta": -0.5}})
+    message = str(info.value)
+    assert "5 problems" in message
+    assert "model.latent_dim must be >= 1 (got 0)" in message
+    assert "did you mean relu" in message
+    assert "training.learning_rate must be > 0" in message
+    assert "training.epochs must be an integer, got 'ten'" in message
+    assert "objective.beta must be >= 0" in message
+
+
+def test_types_are_checked_and_scalars_promoted():
+    assert Config.from_dict({"model": {"hidden": 300}}).model.hidden == [300]
+    with pytest.raises(ConfigError, match="must be a non-empty list of an integer"):
+        Config.from_dict({"model": {"hidden": ["wide"]}})
+    with pytest.raises(ConfigError, match="true or false"):
+        Config.from_dict({"training": {"progress": "yes"}})
+    with pytest.raises(ConfigError, match="data must be a mapping"):
+        Config.from_dict({"data": 3})
+
+
+def test_names_cannot_escape_their_folder():
+    with pytest.raises(ConfigError, match="plain directory name"):
+        Config.from_dict({"name": "../elsewhere"})
+    with pytest.raises(ConfigError, match="dataset name"):
+        Config.from_dict({"data": {"dataset": "../../etc"}})
+
+
+def test_load_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML at line"):
+        load_config(bad)
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="mapping of sections"):
+        load_config(wrong)
