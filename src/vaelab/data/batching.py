@@ -1,0 +1,44 @@
+"""Batches drawn from in-memory tensors by index permutation (no per-sample DataLoader)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+
+class InMemoryBatches:
+    """Iterate over ``images`` (N, C, H, W) in batches of ``batch_size``.
+
+    Each pass draws a fresh permutation from ``generator`` when ``shuffle`` is true, and with
+    ``dynamic_binarize`` replaces every batch by a fresh Bernoulli draw of its gray levels
+    (dynamic binarisation, Burda et al. 2016). The last batch may be smaller. All randomness
+    comes from ``generator``, whose state can be saved for an exact resume.
+    """
+
+    def __init__(self, images: torch.Tensor, batch_size: int, *, shuffle: bool = False,
+                 dynamic_binarize: bool = False, generator: torch.Generator | None = None):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.images = images
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.dynamic_binarize = dynamic_binarize
+        self.generator = generator
+
+    def __len__(self) -> int:
+        return -(-self.images.shape[0] // self.batch_size)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        n = self.images.shape[0]
+        if self.shuffle:
+            order = torch.randperm(n, generator=self.generator)
+            order = order.to(self.images.device)
+            batches = (self.images[idx] for idx in order.split(self.batch_size))
+        else:
+            batches = self.images.split(self.batch_size)
+        for x in batches:
+            if self.dynamic_binarize:
+                # a CPU generator cannot drive a CUDA draw: CUDA batches use torch's CUDA RNG
+                x = torch.bernoulli(x, generator=self.generator if x.device.type == "cpu" else None)
+            yield x

@@ -1,0 +1,75 @@
+"""Shared fixtures: a tiny synthetic IDX dataset registered as ``tiny-mnist``, and the real data
+directory (``VAELAB_DATA_DIR``) for the real-data tests."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vaelab.data import DataFile, DatasetSpec, register_dataset
+
+TINY_SHAPE = (28, 28)
+REAL_DATA_DIR = os.environ.get("VAELAB_DATA_DIR")  # read before the fixtures below unset it
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """Encode a uint8 array as IDX bytes (magic 0x0000 08 ND, big-endian sizes)."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+
+
+def write_idx(path: Path, array: np.ndarray, compress: bool = True) -> bytes:
+    """Write ``array`` as an IDX file (gzip when ``compress``); return the decompressed bytes."""
+    data = idx_bytes(array)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(data, mtime=0) if compress else data)
+    return data
+
+
+def make_tiny_dataset(root: Path, name: str = "tiny-mnist", n_train: int = 96, n_test: int = 40,
+                      seed: int = 0) -> DatasetSpec:
+    """Write a synthetic MNIST-like dataset (blurry blobs, labels 0-9) under ``root/name`` and
+    register it. Returns its spec (checksums of the written files)."""
+    rng = np.random.default_rng(seed)
+    files = {}
+    for split, n in (("train", n_train), ("test", n_test)):
+        labels = (np.arange(n) % 10).astype(np.uint8)
+        yy, xx = np.mgrid[: TINY_SHAPE[0], : TINY_SHAPE[1]]
+        centres = 6 + 16 * rng.random((n, 2))
+        blobs = np.exp(-((yy - centres[:, :1, None]) ** 2 + (xx - centres[:, 1:, None]) ** 2) / 18.0)
+        images = (255 * blobs).astype(np.uint8)
+        prefix = "t10k" if split == "test" else "train"
+        for role, array, kind in (("images", images, "idx3"), ("labels", labels, "idx1")):
+            fname = f"{prefix}-{role}-{kind}-ubyte.gz"
+            data = write_idx(root / name / fname, array)
+            files[f"{split}_{role}"] = DataFile(fname, hashlib.sha256(data).hexdigest())
+    return register_dataset(DatasetSpec(name=name, files=files, image_shape=(1, *TINY_SHAPE),
+                                        classes=tuple(str(i) for i in range(10))))
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path, monkeypatch):
+    """Every test gets its own empty cache directory and no VAELAB_DATA_DIR unless it asks."""
+    monkeypatch.setenv("VAELAB_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("VAELAB_DATA_DIR", raising=False)
+
+
+@pytest.fixture
+def tiny_data(tmp_path) -> tuple[Path, DatasetSpec]:
+    """A tiny synthetic dataset on disk: (data directory, spec)."""
+    root = tmp_path / "data"
+    return root, make_tiny_dataset(root)
+
+
+@pytest.fixture(scope="session")
+def real_data_dir() -> Path:
+    """The real data directory from VAELAB_DATA_DIR; the test is skipped when none is configured."""
+    value = REAL_DATA_DIR
+    if not value or not (Path(value) / "mnist").is_dir():
+        pytest.skip("no real data directory configured (set VAELAB_DATA_DIR to a folder holding mnist/)")
+    return Path(value)
