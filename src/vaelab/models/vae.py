@@ -1,0 +1,73 @@
+"""The VAE: encoder q(z|x), decoder p(x|z), prior p(z) and likelihood, composed from config."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.distributions import Distribution, Independent, Normal
+
+from ..config import ModelConfig
+from .likelihoods import LIKELIHOODS
+from .networks import MLPDecoder, MLPEncoder
+from .priors import PRIORS
+
+
+class VAE(nn.Module):
+    """A variational autoencoder (Kingma & Welling 2014) made of four parts.
+
+    The model computes distributions; objectives (:mod:`vaelab.objectives`) turn them into
+    losses.
+    """
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, prior: nn.Module,
+                 likelihood: nn.Module, image_shape: tuple[int, int, int], latent_dim: int):
+        super().__init__()
+        self.encoder, self.decoder, self.prior, self.likelihood = encoder, decoder, prior, likelihood
+        self.image_shape = tuple(image_shape)
+        self.latent_dim = latent_dim
+
+    def posterior(self, x: torch.Tensor) -> Independent:
+        """q(z|x) for ``x: (B, C, H, W)``: a diagonal Gaussian, batch shape (B,), event (D,)."""
+        mean, log_var = self.encoder(x)
+        std = torch.exp(0.5 * log_var)
+        return Independent(Normal(mean, std, validate_args=False), 1, validate_args=False)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Likelihood parameters for ``z: (..., D)`` -> ``(..., K*C, H, W)``."""
+        return self.decoder(z)
+
+    def decode_mean(self, z: torch.Tensor) -> torch.Tensor:
+        """E[x|z] for ``z: (..., D)`` -> ``(..., C, H, W)`` (what the figures show)."""
+        return self.likelihood.mean(self.decode(z))
+
+    def prior_distribution(self) -> Distribution:
+        return self.prior.distribution()
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Decoder means of ``n`` latents drawn from the prior: ``(n, C, H, W)``."""
+        p = self.prior_distribution()
+        eps = torch.randn((n, self.latent_dim), generator=generator, device=p.mean.device)
+        return self.decode_mean(p.mean + p.stddev * eps)
+
+
+def reparameterize(q: Independent, n_samples: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Draw ``z = mean + std * eps``, eps ~ N(0, I) (Kingma & Welling 2014, Sec. 2.4).
+
+    Returns ``(S, B, D)`` for ``q`` of batch shape (B,) and ``S = n_samples``; gradients flow to
+    the mean and standard deviation.
+    """
+    mean, std = q.base_dist.loc, q.base_dist.scale
+    eps = torch.randn((n_samples, *mean.shape), generator=generator, dtype=mean.dtype, device=mean.device)
+    return mean + std * eps
+
+
+def build_model(config: ModelConfig, image_shape: tuple[int, int, int]) -> VAE:
+    """The VAE described by ``config`` for images of shape ``(C, H, W)``."""
+    likelihood = LIKELIHOODS[config.likelihood]()
+    decoder_hidden = config.decoder_hidden if config.decoder_hidden is not None else config.hidden[::-1]
+    encoder = MLPEncoder(image_shape, config.hidden, config.latent_dim, config.activation)
+    decoder = MLPDecoder(image_shape, decoder_hidden, config.latent_dim, config.activation,
+                         params_per_pixel=likelihood.params_per_pixel)
+    prior = PRIORS[config.prior](config.latent_dim)
+    return VAE(encoder, decoder, prior, likelihood, image_shape, config.latent_dim)

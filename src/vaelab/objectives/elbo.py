@@ -1,0 +1,59 @@
+"""The evidence lower bound (ELBO) and its terms, per example, in nats.
+
+For an image x, encoder q(z|x), decoder p(x|z) and prior p(z) (Kingma & Welling 2014, eq. 3):
+
+    ELBO(x) = E_q[log p(x|z)] - KL(q(z|x) || p(z))
+
+vaelab reports the *negative* ELBO (an upper bound on -log p(x), lower is better) as
+``recon + kl`` with ``recon = -E_q[log p(x|z)]`` estimated with S reparameterised samples and
+``kl`` in closed form. The β-VAE objective (Higgins et al. 2017) minimises ``recon + β·kl``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch.distributions import Distribution, kl_divergence
+
+from ..models.vae import VAE, reparameterize
+
+
+class ELBOTerms(NamedTuple):
+    """Per-example terms, each ``(B,)`` in nats (summed over pixels / latent dimensions)."""
+
+    recon: torch.Tensor
+    """Reconstruction NLL, -E_q[log p(x|z)], averaged over the S samples."""
+    kl: torch.Tensor
+    """KL(q(z|x) || p(z))."""
+
+    @property
+    def neg_elbo(self) -> torch.Tensor:
+        """Negative ELBO = recon + kl, an upper bound on -log p(x): ``(B,)`` nats."""
+        return self.recon + self.kl
+
+    def loss(self, beta: float = 1.0) -> torch.Tensor:
+        """The β-weighted training loss ``mean_b(recon + β·kl)``: a scalar, nats per example."""
+        return (self.recon + beta * self.kl).mean()
+
+
+def kl_term(q: Distribution, p: Distribution) -> torch.Tensor:
+    """KL(q || p) in closed form via ``torch.distributions.kl_divergence``: ``(B,)`` nats.
+
+    For q = N(μ, σ²) and p = N(0, 1) per dimension this is
+    ``-½ Σ_j (1 + log σ_j² - μ_j² - σ_j²)`` (Kingma & Welling 2014, Appendix B).
+    """
+    return kl_divergence(q, p)
+
+
+def elbo_terms(model: VAE, x: torch.Tensor, n_samples: int = 1,
+               generator: torch.Generator | None = None) -> ELBOTerms:
+    """The ELBO's terms for a batch ``x: (B, C, H, W)``, with ``n_samples`` (S) draws of z.
+
+    Returns:
+        :class:`ELBOTerms` with ``recon`` and ``kl`` of shape ``(B,)``, nats per example.
+    """
+    q = model.posterior(x)
+    z = reparameterize(q, n_samples, generator)  # (S, B, D)
+    log_px_z = model.likelihood.log_prob(x, model.decode(z))  # (S, B)
+    return ELBOTerms(recon=-log_px_z.mean(0), kl=kl_term(q, model.prior_distribution()))
