@@ -1,0 +1,183 @@
+"""The ``vaelab`` command: subcommands that parse options, build a config and call the library.
+
+The options of ``vaelab train`` are generated from the config's fields
+(:mod:`vaelab.config`), so the help, the YAML keys and the Python API never disagree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import types
+import typing
+from typing import Any
+
+import yaml
+
+from . import __version__
+from .config import Config, load_config, sections
+from .errors import VaelabError
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _config_fields() -> list[tuple[str, dataclasses.Field, Any]]:
+    """(dotted key, field, type hint) for every leaf field of the config."""
+    out = []
+    top_hints = typing.get_type_hints(Config)
+    for f in dataclasses.fields(Config):
+        if f.name not in sections():
+            out.append((f.name, f, top_hints[f.name]))
+    for section, cls in sections().items():
+        hints = typing.get_type_hints(cls)
+        out.extend((f"{section}.{f.name}", f, hints[f.name]) for f in dataclasses.fields(cls))
+    return out
+
+
+def _default_of(f: dataclasses.Field):
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    return f.default_factory()
+
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for dotted, f, hint in _config_fields():
+        section = dotted.split(".")[0] if "." in dotted else "run"
+        if section not in groups:
+            groups[section] = parser.add_argument_group(f"{section} options")
+        group = groups[section]
+        default = _default_of(f)
+        shown = " ".join(map(str, default)) if isinstance(default, list) else default
+        help_text = f.metadata.get("help", "") + ("" if default is None else f" (default: {shown})")
+        kwargs: dict[str, Any] = {"dest": dotted, "default": argparse.SUPPRESS, "help": help_text}
+        kind = hint
+        if typing.get_origin(hint) in (typing.Union, types.UnionType):  # Optional[X] -> X
+            kind = next(a for a in typing.get_args(hint) if a is not type(None))
+        if kind is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(kind) is list:
+            kwargs.update(nargs="+", type=typing.get_args(kind)[0], metavar="N")
+        else:
+            kwargs["type"] = kind
+            if f.metadata.get("choices"):
+                kwargs["choices"] = f.metadata["choices"]
+            else:
+                kwargs["metavar"] = {int: "N", float: "X", str: "STR"}.get(kind, "V")
+        group.add_argument(_flag(f.name), **kwargs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vaelab",
+        description="Train, evaluate and study variational autoencoders.",
+        epilog="Run `vaelab COMMAND --help` for a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"vaelab {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    train = commands.add_parser(
+        "train", help="train a VAE and write its run directory",
+        description="Train a VAE. Defaults match pytorch/examples' VAE (MNIST gray levels, "
+                    "784-400-20, ReLU, Adam 1e-3, batch 128, 10 epochs). Losses are in nats per "
+                    "example. Options override --config, which overrides the defaults.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    train.add_argument("--config", metavar="FILE.yaml", help="start from this config (e.g. a run's config.yaml)")
+    train.add_argument("--resume", metavar="RUN_DIR",
+                       help="continue the run in RUN_DIR from its last checkpoint "
+                            "(only --epochs, --device, --data-dir, --progress may change)")
+    train.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
+                       help="override any config key, e.g. --set model.hidden=[512,256] (YAML value)")
+    train.add_argument("--quiet", action="store_true", help="print only the final summary")
+    _add_config_options(train)
+
+    datasets = commands.add_parser("datasets", help="list the datasets vaelab knows")
+    datasets.set_defaults(handler=_cmd_datasets)
+
+    download = commands.add_parser("download", help="fetch a dataset's files into the cache, verified")
+    download.add_argument("dataset")
+    download.add_argument("--data-dir", help="look here first (default: $VAELAB_DATA_DIR)")
+    download.set_defaults(handler=_cmd_download)
+    train.set_defaults(handler=_cmd_train)
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    values = {k: v for k, v in vars(args).items() if "." in k or k in ("name", "output_dir", "seed")}
+    for item in args.set:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise VaelabError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            values[key.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise VaelabError(f"--set {item!r}: the value is not valid YAML") from None
+    return values
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .training import resume, train
+
+    overrides = _overrides(args)
+    argv = ["vaelab", *sys.argv[1:]] if args.argv is None else ["vaelab", *args.argv]
+    if args.resume:
+        if args.config:
+            raise VaelabError("--config and --resume exclude each other: a resumed run keeps its config")
+        resume(args.resume, overrides, verbose=not args.quiet, argv=argv)
+        return 0
+    config = load_config(args.config) if args.config else Config()
+    config = config.replace(overrides)
+    run = train(config, verbose=not args.quiet, argv=argv)
+    if args.quiet:
+        from .training.trainer import print_summary
+
+        print_summary(run.summary)
+    return 0
+
+
+def _cmd_datasets(args: argparse.Namespace) -> int:
+    from .data import dataset_names, get_spec
+
+    for name in dataset_names():
+        spec = get_spec(name)
+        c, h, w = spec.image_shape
+        print(f"{name:16s} {h}x{w}x{c}  {len(spec.classes)} classes  {spec.citation}")
+    return 0
+
+
+def _cmd_download(args: argparse.Namespace) -> int:
+    from .data import cache_dir, get_spec
+    from .data.registry import fetch_file
+
+    spec = get_spec(args.dataset)
+    for role, file in spec.files.items():
+        fetch_file(spec, role, args.data_dir)
+        print(f"ok  {file.name}")
+    print(f"{spec.name} is available (downloads are kept in {cache_dir() / 'datasets'})")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``vaelab`` command; returns the exit status.
+
+    Errors caused by input (:class:`VaelabError`) are printed as ``vaelab: error: ...`` and
+    give exit status 2.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.argv = argv
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 0
+    try:
+        return args.handler(args)
+    except VaelabError as exc:
+        print(f"vaelab: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("vaelab: interrupted; continue a run with `vaelab train --resume RUN_DIR`", file=sys.stderr)
+        return 130

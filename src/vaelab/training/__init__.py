@@ -1,0 +1,7 @@
+"""Training: the loop, checkpoints and the run directory."""
+
+from .checkpoint import Checkpoint, TrainingState, read_checkpoint
+from .trainer import Run, load_model, resume, seed_everything, train, train_epoch
+
+__all__ = ["Checkpoint", "Run", "TrainingState", "load_model", "read_checkpoint", "resume",
+           "seed_everything", "train", "train_epoch"]
