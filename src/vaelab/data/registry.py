@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DataError
@@ -41,7 +41,9 @@ class DatasetSpec:
     """What a dataset is made of and where it comes from.
 
     ``files`` maps a role (``train_images``, ``train_labels``, ``test_images``,
-    ``test_labels``) to its :class:`DataFile`. ``image_shape`` is ``(C, H, W)``.
+    ``test_labels``) to its :class:`DataFile`. ``image_shape`` is ``(C, H, W)``. ``kind`` is
+    ``"image"``, or ``"points"`` for low-dimensional point data stored as ``(N, 1, 1, d)``
+    (e.g. toy 2-D data), which figures draw as scatter plots instead of image grids.
     """
 
     name: str
@@ -51,7 +53,7 @@ class DatasetSpec:
     mirrors: tuple[str, ...] = ()
     system_dirs: tuple[str, ...] = ()
     citation: str = ""
-    aliases: tuple[str, ...] = field(default=())
+    kind: str = "image"
 
 
 _REGISTRY: dict[str, DatasetSpec] = {}
