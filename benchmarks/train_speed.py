@@ -34,7 +34,7 @@ from vaelab.data import InMemoryBatches, get_spec
 from vaelab.data.datasets import load_split_arrays
 from vaelab.models import build_model
 from vaelab.runtime import flush_denormals
-from vaelab.training.trainer import make_optimizer, train_epoch
+from vaelab.training import make_optimizer, train_epoch
 
 
 class ExamplesStyleMNIST(Dataset):
@@ -139,7 +139,7 @@ def main() -> None:
             examples_epoch(reference, reference_opt, loader)
             times["examples loop + FTZ"].append(time.perf_counter() - start)
         start = time.perf_counter()
-        train_epoch(model, optimizer, batches, 1.0, 1, device, 1)
+        train_epoch(model, optimizer, batches, config.objective, config.training, device, 1)
         times["vaelab"].append(time.perf_counter() - start)
 
     ratios = [r / v for r, v in zip(times["pytorch/examples loop"], times["vaelab"])]

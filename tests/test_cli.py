@@ -33,7 +33,7 @@ def test_one_epoch_writes_every_file(tiny_data, tmp_path, capsys):
     rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
     assert len(rows) == 1 and set(rows[0]) == {
         "epoch", "train_recon", "train_kl", "train_neg_elbo", "test_recon", "test_kl", "test_neg_elbo",
-        "train_seconds"}
+        "kl_weight", "learning_rate", "train_seconds"}
     row = {k: float(v) for k, v in rows[0].items()}
     assert row["test_neg_elbo"] == pytest.approx(row["test_recon"] + row["test_kl"])
     config = yaml.safe_load((run_dir / "config.yaml").read_text())

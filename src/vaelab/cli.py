@@ -64,7 +64,7 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
         else:
             kwargs["type"] = kind
             if f.metadata.get("choices"):
-                kwargs["choices"] = f.metadata["choices"]
+                kwargs["choices"] = [c for c in f.metadata["choices"] if c is not None]
             else:
                 kwargs["metavar"] = {int: "N", float: "X", str: "STR"}.get(kind, "V")
         group.add_argument(_flag(f.name), **kwargs)

@@ -79,25 +79,112 @@ class DataConfig:
     )
 
 
+LIKELIHOOD_NAMES = ("bernoulli", "continuous_bernoulli", "gaussian", "laplace", "logit_normal")
+NETWORK_NAMES = ("mlp", "conv", "conv3", "dcgan")
+LOSS_SHORTCUTS = {
+    # what the studies call a "loss", as the likelihood it is the negative log of
+    "bce": {"likelihood": "bernoulli"},
+    "mse": {"likelihood": "gaussian", "likelihood_scale": 1.0, "learn_scale": "none"},
+    "mae": {"likelihood": "laplace", "likelihood_scale": 1.0, "learn_scale": "none"},
+}
+
+
+def _probability(v):
+    return None if 0 <= v < 1 else "must be in [0, 1)"
+
+
+def _positive_floats(v):
+    return None if all(x > 0 for x in v) else "every value must be > 0"
+
+
 @dataclass
 class ModelConfig:
     """The VAE: encoder q(z|x), decoder p(x|z), prior p(z) and likelihood."""
 
     latent_dim: int = _field(20, "dimension of the latent variable z", check=_at_least(1))
+    network: str = _field(
+        "mlp", "encoder/decoder family: mlp, conv (configurable stack), conv3 (3x3-32, 7x7-64, "
+        "5x5-128, each with 2x2 max-pooling) or dcgan (4x4 stride-2 convolutions, batch norm)",
+        choices=NETWORK_NAMES,
+    )
     hidden: list[int] = _field(
-        None, "hidden layer widths of the MLP encoder, input side first (depth = length)",
+        None, "hidden layer widths of the MLP encoder, input side first (depth = length); for "
+        "conv networks, the fully connected layers after the convolutions",
         factory=lambda: [400], check=_positive_list,
     )
     decoder_hidden: list[int] | None = _field(
         None, "hidden widths of the decoder, latent side first (default: encoder's, mirrored)",
         check=_positive_list,
     )
+    conv_channels: list[int] | None = _field(
+        None, "network=conv: output channels of each convolution (default 32 64)", check=_positive_list,
+    )
+    conv_kernels: list[int] | None = _field(
+        None, "network=conv: kernel size of each convolution (one value or one per layer; default 3)",
+        check=_positive_list,
+    )
+    conv_downsample: str = _field(
+        "pool", "network=conv: halve the resolution after each convolution by 2x2 max-pooling "
+        "(pool) or by stride 2 (stride)", choices=("pool", "stride"),
+    )
+    conv_upsample: str = _field(
+        "transpose", "conv decoders: double the resolution by transposed convolutions (transpose) "
+        "or nearest-neighbour upsampling then convolution (upsample)", choices=("transpose", "upsample"),
+    )
     activation: str = _field(
         "relu", "hidden-layer activation",
         choices=("relu", "leaky_relu", "elu", "tanh", "softplus"),
     )
-    likelihood: str = _field("bernoulli", "likelihood p(x|z)", choices=("bernoulli",))
-    prior: str = _field("standard_normal", "prior p(z)", choices=("standard_normal",))
+    batch_norm: bool = _field(False, "batch normalisation after each hidden layer")
+    dropout: float = _field(0.0, "dropout probability after each hidden layer", check=_probability)
+    init: str = _field(
+        "default", "weight initialisation: default (PyTorch's), xavier_uniform, xavier_normal, "
+        "kaiming_normal, kaiming_uniform (biases zero for all but default)",
+        choices=("default", "xavier_uniform", "xavier_normal", "kaiming_normal", "kaiming_uniform"),
+    )
+    likelihood: str = _field(
+        "bernoulli", "likelihood p(x|z): bernoulli (BCE), continuous_bernoulli, gaussian (MSE), "
+        "laplace (MAE), logit_normal", choices=LIKELIHOOD_NAMES,
+    )
+    loss: str | None = _field(
+        None, "shortcut for the likelihood a 'loss' is: bce -> bernoulli, mse -> gaussian with "
+        "sigma 1, mae -> laplace with scale 1 (sets likelihood, likelihood_scale, learn_scale)",
+        choices=tuple(LOSS_SHORTCUTS),
+    )
+    likelihood_scale: float = _field(
+        1.0, "gaussian/logit_normal sigma or laplace scale b (fixed value, or initial value when learned)",
+        check=_positive,
+    )
+    learn_scale: str = _field(
+        "none", "learn the likelihood scale: none (fixed), scalar (one value) or pixel (one per pixel)",
+        choices=("none", "scalar", "pixel"),
+    )
+    scale_floor: float = _field(
+        1e-3, "smallest scale a learned sigma/b can take (keeps the NLL finite)", check=_positive,
+    )
+    logit_eps: float = _field(
+        1e-3, "logit_normal: pixels are clamped to [eps, 1-eps] before the logit", check=_positive,
+    )
+    prior: str = _field(
+        "normal", "prior p(z): normal, a diagonal Gaussian N(prior_loc, prior_std^2) "
+        "(standard_normal is N(0, I))", choices=("normal", "standard_normal"),
+    )
+    prior_loc: list[float] = _field(
+        None, "prior mean: one value or one per latent dimension", factory=lambda: [0.0],
+    )
+    prior_std: list[float] | None = _field(
+        None, "prior standard deviation: one value or one per dimension (default 1); give this "
+        "or prior_variance, not both", check=_positive_floats,
+    )
+    prior_variance: list[float] | None = _field(
+        None, "prior variance (= prior_std squared): one value or one per dimension", check=_positive_floats,
+    )
+
+    def prior_scale(self) -> list[float]:
+        """The prior's standard deviations, whichever spelling the config used."""
+        if self.prior_variance is not None:
+            return [v ** 0.5 for v in self.prior_variance]
+        return list(self.prior_std) if self.prior_std is not None else [1.0]
 
 
 @dataclass
@@ -106,6 +193,20 @@ class ObjectiveConfig:
 
     beta: float = _field(1.0, "weight of the KL term (beta-VAE, Higgins et al. 2017)", check=_at_least(0))
     n_samples: int = _field(1, "Monte Carlo samples of z per example (S)", check=_at_least(1))
+    kl_schedule: str = _field(
+        "constant", "KL weight over training: constant (beta), linear (warm-up from 0 to beta over "
+        "kl_warmup_epochs, Bowman et al. 2016) or cyclical (kl_cycles linear ramps, Fu et al. 2019)",
+        choices=("constant", "linear", "cyclical"),
+    )
+    kl_warmup_epochs: float = _field(5.0, "kl_schedule=linear: epochs to reach beta", check=_positive)
+    kl_cycles: int = _field(4, "kl_schedule=cyclical: number of cycles over the whole run", check=_at_least(1))
+    kl_cycle_ramp: float = _field(
+        0.5, "kl_schedule=cyclical: fraction of each cycle spent increasing the weight", check=_positive,
+    )
+    free_bits: float = _field(
+        0.0, "free bits (Kingma et al. 2016): nats per latent dimension below which the batch-mean "
+        "KL of that dimension is not penalised (0: off)", check=_at_least(0),
+    )
 
 
 @dataclass
@@ -114,7 +215,23 @@ class TrainingConfig:
 
     epochs: int = _field(10, "number of passes over the training set", check=_at_least(1))
     batch_size: int = _field(128, "training examples per step", check=_at_least(1))
-    learning_rate: float = _field(1e-3, "Adam learning rate", check=_positive)
+    optimizer: str = _field("adam", "optimiser", choices=("adam", "adamw", "sgd", "rmsprop"))
+    learning_rate: float = _field(1e-3, "learning rate", check=_positive)
+    momentum: float = _field(0.0, "sgd/rmsprop momentum", check=_probability)
+    nesterov: bool = _field(False, "sgd: Nesterov momentum")
+    weight_decay: float = _field(
+        0.0, "L2 penalty lambda on the weights (adamw: decoupled weight decay)", check=_at_least(0),
+    )
+    lr_schedule: str = _field(
+        "none", "learning-rate schedule per epoch: none, step (x lr_gamma every lr_step_epochs), "
+        "cosine (to 0 at the last epoch) or plateau (x lr_gamma after lr_patience epochs without "
+        "improvement of the evaluation -ELBO)", choices=("none", "step", "cosine", "plateau"),
+    )
+    lr_step_epochs: int = _field(10, "lr_schedule=step: epochs between decays", check=_at_least(1))
+    lr_gamma: float = _field(0.1, "lr_schedule=step/plateau: decay factor", check=_positive)
+    lr_patience: int = _field(2, "lr_schedule=plateau: epochs without improvement", check=_at_least(0))
+    clip_value: float | None = _field(None, "clip each gradient element to [-v, v]", check=_positive)
+    clip_norm: float | None = _field(None, "clip the global gradient norm to this value", check=_positive)
     eval_batch_size: int = _field(1000, "examples per evaluation batch", check=_at_least(1))
     device: str = _field("auto", "device: auto (CUDA if present), cpu, cuda or cuda:N")
     progress: bool = _field(True, "show a progress bar on a terminal")
@@ -144,7 +261,8 @@ class Config:
                 invalid choice and out-of-range value found.
         """
         problems: list[str] = []
-        config = _build(cls, values or {}, "", problems)
+        values = _expand_loss_shortcut(values or {}, problems)
+        config = _build(cls, values, "", problems)
         if not problems:
             problems.extend(_cross_checks(config))
         if problems:
@@ -238,7 +356,7 @@ def _build(cls, values: Any, prefix: str, problems: list[str]):
             problems.append(f"{prefix}{name} must be {_type_name(kind)}, got {values[name]!r}")
             continue
         choices = f.metadata.get("choices")
-        if choices and value not in choices:
+        if choices and value is not None and value not in choices:
             close = difflib.get_close_matches(str(value), choices, n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             problems.append(f"{prefix}{name} must be one of {', '.join(choices)}; got {value!r}{hint}")
@@ -302,9 +420,48 @@ def _type_name(kind) -> str:
     return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(kind, str(kind))
 
 
+def _expand_loss_shortcut(values: dict[str, Any], problems: list[str]) -> dict[str, Any]:
+    """Replace ``model.loss`` (bce/mse/mae) by the likelihood settings it stands for, so the
+    resolved config names the likelihood explicitly."""
+    model = values.get("model") if isinstance(values, dict) else None
+    if not isinstance(model, dict) or model.get("loss") is None:
+        return values
+    loss = model["loss"]
+    if loss not in LOSS_SHORTCUTS:
+        close = difflib.get_close_matches(str(loss), list(LOSS_SHORTCUTS), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        problems.append(f"model.loss must be one of {', '.join(LOSS_SHORTCUTS)}; got {loss!r}{hint}")
+        return values
+    return {**values, "model": {**model, **LOSS_SHORTCUTS[loss], "loss": None}}
+
+
 def _cross_checks(config: Config) -> list[str]:
     """Checks that involve more than one field."""
     problems = []
+    m, t, d = config.model, config.training, config.data
+    if m.prior_std is not None and m.prior_variance is not None:
+        problems.append("give model.prior_std or model.prior_variance, not both")
+    for key in ("prior_loc", "prior_std", "prior_variance"):
+        value = getattr(m, key)
+        if value is not None and len(value) not in (1, m.latent_dim):
+            problems.append(f"model.{key} needs 1 or latent_dim={m.latent_dim} values, got {len(value)}")
+    if m.prior == "standard_normal" and (m.prior_loc != [0.0] or m.prior_scale() != [1.0]):
+        problems.append("model.prior standard_normal is N(0, I); use prior: normal with prior_loc/prior_std")
+    if m.likelihood == "logit_normal" and d.binarize != "none":
+        problems.append(
+            f"model.likelihood logit_normal is a density on (0, 1) and cannot model binarised data "
+            f"(data.binarize={d.binarize}); use bernoulli, or binarize: none"
+        )
+    if m.learn_scale != "none" and m.likelihood in ("bernoulli", "continuous_bernoulli"):
+        problems.append(f"model.learn_scale={m.learn_scale}: the {m.likelihood} likelihood has no scale")
+    if m.network == "mlp" and (m.conv_channels or m.conv_kernels):
+        problems.append("model.conv_channels/conv_kernels need network: conv")
+    if m.conv_kernels and m.conv_channels and len(m.conv_kernels) not in (1, len(m.conv_channels)):
+        problems.append("model.conv_kernels needs one value or one per entry of model.conv_channels")
+    if t.momentum and t.optimizer not in ("sgd", "rmsprop"):
+        problems.append(f"training.momentum applies to sgd and rmsprop, not {t.optimizer}")
+    if t.nesterov and (t.optimizer != "sgd" or not t.momentum):
+        problems.append("training.nesterov needs optimizer: sgd and momentum > 0")
     if config.name is not None and (
         not config.name or "/" in config.name or "\\" in config.name or config.name in (".", "..")
     ):

@@ -1,11 +1,11 @@
 """Models: encoders q(z|x), decoders p(x|z), priors p(z), likelihoods, and the VAE."""
 
-from .likelihoods import LIKELIHOODS, BernoulliLikelihood
-from .networks import EncoderOutput, MLPDecoder, MLPEncoder
-from .priors import PRIORS, StandardNormalPrior
+from .likelihoods import LIKELIHOODS, BernoulliLikelihood, Likelihood
+from .networks import ConvDecoder, ConvEncoder, EncoderOutput, MLPDecoder, MLPEncoder
+from .priors import PRIORS, NormalPrior
 from .vae import VAE, build_model, reparameterize
 
 __all__ = [
-    "LIKELIHOODS", "PRIORS", "VAE", "BernoulliLikelihood", "EncoderOutput", "MLPDecoder",
-    "MLPEncoder", "StandardNormalPrior", "build_model", "reparameterize",
+    "LIKELIHOODS", "PRIORS", "VAE", "BernoulliLikelihood", "ConvDecoder", "ConvEncoder", "EncoderOutput",
+    "Likelihood", "MLPDecoder", "MLPEncoder", "NormalPrior", "build_model", "reparameterize",
 ]

@@ -1,44 +1,156 @@
 """Likelihoods p(x|z): turn decoder outputs into a log-density of the data.
 
-A likelihood reads the decoder's raw outputs ``params: (..., K*C, H, W)`` and gives
-``log_prob(x, params) -> (...)``: the log-density of each image in nats, summed over its
-pixels.
+A likelihood reads the decoder's raw outputs ``params: (..., C, H, W)`` (one value per pixel)
+and gives ``log_prob(x, params) -> (...)``: the log-density (or log-probability) of each image
+in nats, summed over its pixels, so that ``-log_prob`` is a true negative log-likelihood. Each
+is built on a ``torch.distributions`` object. A learned scale (sigma of a Gaussian, b of a
+Laplace) is a parameter of the likelihood itself, one scalar or one per pixel, kept above
+``scale_floor`` by ``floor + softplus(raw)``.
+
+Adding a likelihood: write one class here with ``distribution(params)`` and ``mean(params)``,
+and add it to :data:`LIKELIHOODS` (and to ``config.LIKELIHOOD_NAMES``).
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.distributions import (ContinuousBernoulli, Distribution, Independent, Laplace, Normal,
+                                 SigmoidTransform, TransformedDistribution)
+
+from ..config import ModelConfig
 
 _PIXEL_DIMS = (-3, -2, -1)
 
 
-class BernoulliLikelihood(nn.Module):
-    """p(x|z) = prod_i Bernoulli(x_i; sigmoid(logit_i)), one logit per pixel (K=1).
+def _inverse_softplus(y: float) -> float:
+    return y + math.log(-math.expm1(-y))
 
-    ``log_prob`` is minus the binary cross-entropy with logits, computed in the numerically
-    stable form ``x*l - softplus(l)``. For binary ``x`` it is a proper log-probability; for gray
-    levels in [0, 1] it is the "BCE loss" of pytorch/examples, which is not a normalised
-    density (see the continuous Bernoulli, Loaiza-Ganem & Cunningham 2019).
-    """
+
+class Likelihood(nn.Module):
+    """Base class. ``distribution(params)`` has event shape ``(C, H, W)``."""
 
     params_per_pixel = 1
 
+    def __init__(self, config: ModelConfig | None = None, image_shape: tuple[int, int, int] = (1, 1, 1)):
+        super().__init__()
+
+    def distribution(self, params: torch.Tensor) -> Distribution:
+        raise NotImplementedError
+
     def log_prob(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
-        """``x: (B, C, H, W)`` in [0, 1]; ``params: (..., B, C, H, W)`` logits -> ``(..., B)`` nats."""
-        x = x.expand_as(params)
-        return -F.binary_cross_entropy_with_logits(params, x, reduction="none").sum(_PIXEL_DIMS)
+        """``x: (B, C, H, W)``; ``params: (..., B, C, H, W)`` -> ``(..., B)`` nats per image."""
+        return self.distribution(params).log_prob(x.expand_as(params))
 
     def mean(self, params: torch.Tensor) -> torch.Tensor:
-        """E[x|z] = sigmoid(logits): ``(..., C, H, W)`` in [0, 1]."""
+        """What the figures show for ``params``: ``(..., C, H, W)`` in [0, 1]."""
+        raise NotImplementedError
+
+
+class BernoulliLikelihood(Likelihood):
+    """p(x|z) = prod_i Bernoulli(x_i; sigmoid(logit_i)): minus the binary cross-entropy ("BCE").
+
+    ``log_prob`` is computed in the numerically stable form ``x*l - softplus(l)``. For binary
+    ``x`` it is a proper log-probability; for gray levels in [0, 1] it is the "BCE loss" of
+    pytorch/examples, which is not a normalised density (see the continuous Bernoulli).
+    """
+
+    def log_prob(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        x = x.expand_as(params)  # fused BCE: the same value as Bernoulli(logits).log_prob(x), faster
+        return -F.binary_cross_entropy_with_logits(params, x, reduction="none").sum(_PIXEL_DIMS)
+
+    def distribution(self, params):
+        return Independent(torch.distributions.Bernoulli(logits=params, validate_args=False), 3,
+                           validate_args=False)
+
+    def mean(self, params):
         return torch.sigmoid(params)
 
-    def distribution(self, params: torch.Tensor) -> torch.distributions.Distribution:
-        """The per-image distribution (event shape ``(C, H, W)``)."""
-        return torch.distributions.Independent(
-            torch.distributions.Bernoulli(logits=params, validate_args=False), 3, validate_args=False
-        )
+
+class ContinuousBernoulliLikelihood(Likelihood):
+    """The continuous Bernoulli (Loaiza-Ganem & Cunningham 2019, eq. 4): BCE plus the log of its
+    normalising constant C(lambda), a proper density on [0, 1] for gray-level pixels. The figures
+    show its mean, which differs from lambda = sigmoid(logit)."""
+
+    def distribution(self, params):
+        return Independent(ContinuousBernoulli(logits=params, validate_args=False), 3, validate_args=False)
+
+    def mean(self, params):
+        return ContinuousBernoulli(logits=params, validate_args=False).mean
 
 
-LIKELIHOODS = {"bernoulli": BernoulliLikelihood}
+class _ScaledLikelihood(Likelihood):
+    """A location-scale likelihood with a fixed or learned scale (scalar or per pixel)."""
+
+    def __init__(self, config: ModelConfig | None = None, image_shape: tuple[int, int, int] = (1, 1, 1)):
+        super().__init__(config, image_shape)
+        config = config or ModelConfig()
+        self.floor = config.scale_floor
+        raw = _inverse_softplus(max(config.likelihood_scale - config.scale_floor, 1e-6))
+        shape = {"none": None, "scalar": (1, 1, 1), "pixel": tuple(image_shape)}[config.learn_scale]
+        if shape is None:
+            self.register_buffer("raw_scale", torch.tensor(raw), persistent=False)
+        else:
+            self.raw_scale = nn.Parameter(torch.full(shape, raw))
+
+    def scale(self) -> torch.Tensor:
+        """sigma or b: scalar, or ``(C, H, W)`` when learned per pixel."""
+        return self.floor + F.softplus(self.raw_scale)
+
+
+class GaussianLikelihood(_ScaledLikelihood):
+    """p(x|z) = N(x; sigmoid(out), sigma^2) per pixel. With a fixed sigma this is the "MSE loss"
+    up to constants: -log p = ||x - mu||^2 / (2 sigma^2) + D log(sigma sqrt(2 pi))."""
+
+    def distribution(self, params):
+        return Independent(Normal(torch.sigmoid(params), self.scale(), validate_args=False), 3,
+                           validate_args=False)
+
+    def mean(self, params):
+        return torch.sigmoid(params)
+
+
+class LaplaceLikelihood(_ScaledLikelihood):
+    """p(x|z) = Laplace(x; sigmoid(out), b) per pixel: the "MAE / L1 loss" as a density,
+    -log p = |x - mu| / b + D log(2b)."""
+
+    def distribution(self, params):
+        return Independent(Laplace(torch.sigmoid(params), self.scale(), validate_args=False), 3,
+                           validate_args=False)
+
+    def mean(self, params):
+        return torch.sigmoid(params)
+
+
+class LogitNormalLikelihood(_ScaledLikelihood):
+    """p(x|z): logit(x) ~ N(out, sigma^2), a density on (0, 1). Pixels are clamped to
+    [eps, 1 - eps]; the log-Jacobian -log x - log(1 - x) of the sigmoid is included, so the NLL is
+    a density on the pixel scale (``TransformedDistribution`` with ``SigmoidTransform``). The
+    figures show sigmoid(out), the median of x."""
+
+    def __init__(self, config: ModelConfig | None = None, image_shape: tuple[int, int, int] = (1, 1, 1)):
+        super().__init__(config, image_shape)
+        self.eps = (config or ModelConfig()).logit_eps
+
+    def distribution(self, params):
+        base = Normal(params, self.scale(), validate_args=False)
+        return Independent(TransformedDistribution(base, [SigmoidTransform()], validate_args=False), 3,
+                           validate_args=False)
+
+    def log_prob(self, x, params):
+        return super().log_prob(x.clamp(self.eps, 1 - self.eps), params)
+
+    def mean(self, params):
+        return torch.sigmoid(params)
+
+
+LIKELIHOODS: dict[str, type[Likelihood]] = {
+    "bernoulli": BernoulliLikelihood,
+    "continuous_bernoulli": ContinuousBernoulliLikelihood,
+    "gaussian": GaussianLikelihood,
+    "laplace": LaplaceLikelihood,
+    "logit_normal": LogitNormalLikelihood,
+}

@@ -1,17 +1,22 @@
-"""Encoder and decoder networks.
+"""Encoder and decoder networks, MLP and convolutional, sized from the data's shape.
 
 The encoder maps an image batch ``x: (B, C, H, W)`` to the parameters of the diagonal Gaussian
 posterior q(z|x): ``mean`` and ``log_var``, each ``(B, D)``. The decoder maps latents
-``z: (..., D)`` to the likelihood's parameters ``(..., K*C, H, W)`` (K parameters per pixel,
-e.g. K=1 Bernoulli logits).
+``z: (..., D)`` to the likelihood's parameters ``(..., K*C, H, W)`` (K parameters per pixel;
+K=1 for every likelihood so far). Convolutional decoders mirror their encoder, restoring each
+intermediate resolution exactly, so any input size works (28x28x1, 28x20x1, 32x32x3, 8x8x3).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 from torch import nn
+
+from ..config import ModelConfig
+from ..errors import ConfigError
 
 ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -29,12 +34,30 @@ class EncoderOutput(NamedTuple):
     log_var: torch.Tensor
 
 
-def mlp(sizes: list[int], activation: str) -> nn.Sequential:
-    """Linear layers ``sizes[0] -> sizes[1] -> ...`` with ``activation`` after each one."""
+def mlp(sizes: list[int], activation: str, batch_norm: bool = False, dropout: float = 0.0) -> nn.Sequential:
+    """Linear layers ``sizes[0] -> sizes[1] -> ...``, each followed by [batch norm], the
+    activation and [dropout]."""
     layers: list[nn.Module] = []
     for n_in, n_out in zip(sizes[:-1], sizes[1:]):
-        layers += [nn.Linear(n_in, n_out), ACTIVATIONS[activation]()]
+        layers.append(nn.Linear(n_in, n_out))
+        if batch_norm:
+            layers.append(nn.BatchNorm1d(n_out))
+        layers.append(ACTIVATIONS[activation]())
+        if dropout:
+            layers.append(nn.Dropout(dropout))
     return nn.Sequential(*layers)
+
+
+class _Heads(nn.Module):
+    """The mean and log-variance heads of q(z|x)."""
+
+    def __init__(self, n_in: int, latent_dim: int):
+        super().__init__()
+        self.mean = nn.Linear(n_in, latent_dim)
+        self.log_var = nn.Linear(n_in, latent_dim)
+
+    def forward(self, h: torch.Tensor) -> EncoderOutput:
+        return EncoderOutput(self.mean(h), self.log_var(h))
 
 
 class MLPEncoder(nn.Module):
@@ -42,16 +65,14 @@ class MLPEncoder(nn.Module):
     (the encoder of Kingma & Welling 2014, Appendix C.2)."""
 
     def __init__(self, image_shape: tuple[int, int, int], hidden: list[int], latent_dim: int,
-                 activation: str = "relu"):
+                 activation: str = "relu", batch_norm: bool = False, dropout: float = 0.0):
         super().__init__()
         n_in = int(torch.tensor(image_shape).prod())
-        self.body = mlp([n_in, *hidden], activation)
-        self.mean = nn.Linear(hidden[-1] if hidden else n_in, latent_dim)
-        self.log_var = nn.Linear(hidden[-1] if hidden else n_in, latent_dim)
+        self.body = mlp([n_in, *hidden], activation, batch_norm, dropout)
+        self.heads = _Heads(hidden[-1] if hidden else n_in, latent_dim)
 
     def forward(self, x: torch.Tensor) -> EncoderOutput:
-        h = self.body(x.flatten(1))  # (B, hidden[-1])
-        return EncoderOutput(self.mean(h), self.log_var(h))
+        return self.heads(self.body(x.flatten(1)))  # (B, hidden[-1]) -> 2 x (B, D)
 
 
 class MLPDecoder(nn.Module):
@@ -60,12 +81,187 @@ class MLPDecoder(nn.Module):
     likelihood interprets the raw outputs (e.g. as logits)."""
 
     def __init__(self, image_shape: tuple[int, int, int], hidden: list[int], latent_dim: int,
-                 activation: str = "relu", params_per_pixel: int = 1):
+                 activation: str = "relu", params_per_pixel: int = 1, batch_norm: bool = False,
+                 dropout: float = 0.0):
         super().__init__()
         c, h, w = image_shape
         self.out_shape = (params_per_pixel * c, h, w)
-        self.body = mlp([latent_dim, *hidden], activation)
+        self.body = mlp([latent_dim, *hidden], activation, batch_norm, dropout)
         self.out = nn.Linear(hidden[-1] if hidden else latent_dim, params_per_pixel * c * h * w)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.out(self.body(z)).unflatten(-1, self.out_shape)
+        lead = z.shape[:-1]
+        out = self.out(self.body(z.reshape(-1, z.shape[-1])))  # batch norm needs (N, features)
+        return out.reshape(*lead, *self.out_shape)
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    """A convolutional stack: ``channels[i]`` outputs with ``kernels[i]``, each halving the
+    resolution by 2x2 max-pooling (``downsample='pool'``) or stride 2 (``'stride'``)."""
+
+    channels: tuple[int, ...]
+    kernels: tuple[int, ...]
+    downsample: str = "pool"
+    upsample: str = "transpose"
+    batch_norm: bool = False
+    fc_hidden: bool = True  # whether `hidden` fully connected layers follow the convolutions
+
+    def sizes(self, height: int, width: int) -> list[tuple[int, int]]:
+        """The resolution before each layer and after the last: ``len(channels) + 1`` pairs."""
+        sizes = [(height, width)]
+        for k in self.kernels:
+            h, w = sizes[-1]
+            if self.downsample == "pool":  # 'same' convolution, then floor-halving max-pool
+                h, w = (h + 2 * (k // 2) - k + 1) // 2, (w + 2 * (k // 2) - k + 1) // 2
+            else:
+                p = (k - 1) // 2
+                h, w = (h + 2 * p - k) // 2 + 1, (w + 2 * p - k) // 2 + 1
+            sizes.append((h, w))
+        return sizes
+
+
+CONV_PRESETS = {
+    # one study's network: 3x3->32, 7x7->64, 5x5->128, each with 2x2 max-pooling, then one FC layer
+    "conv3": ConvSpec(channels=(32, 64, 128), kernels=(3, 7, 5), downsample="pool", fc_hidden=False),
+    # DCGAN (Radford et al. 2016) style for 32x32 colour images: 4x4 stride-2 convs with batch norm
+    "dcgan": ConvSpec(channels=(64, 128, 256), kernels=(4, 4, 4), downsample="stride", batch_norm=True,
+                      fc_hidden=False),
+}
+
+
+def conv_spec(config: ModelConfig, image_shape: tuple[int, int, int]) -> ConvSpec:
+    """The conv stack ``config`` asks for, checked against ``image_shape``.
+
+    Raises:
+        ConfigError: the downsampling would shrink the image below one pixel.
+    """
+    if config.network in CONV_PRESETS:
+        spec = CONV_PRESETS[config.network]
+        spec = ConvSpec(spec.channels, spec.kernels, spec.downsample, config.conv_upsample,
+                        spec.batch_norm or config.batch_norm, spec.fc_hidden)
+    else:
+        channels = tuple(config.conv_channels or (32, 64))
+        kernels = tuple(config.conv_kernels or (3,))
+        kernels = kernels * len(channels) if len(kernels) == 1 else kernels
+        spec = ConvSpec(channels, kernels, config.conv_downsample, config.conv_upsample, config.batch_norm)
+    sizes = spec.sizes(*image_shape[1:])
+    if min(min(s) for s in sizes) < 1:
+        c, h, w = image_shape
+        raise ConfigError(
+            f"model.network={config.network}: {len(spec.channels)} downsampling layers shrink "
+            f"{h}x{w} inputs to {sizes[-1][0]}x{sizes[-1][1]} pixels (resolutions "
+            f"{' -> '.join(f'{a}x{b}' for a, b in sizes)}); use fewer layers or an MLP"
+        )
+    return spec
+
+
+class ConvEncoder(nn.Module):
+    """Convolutions (each: conv, [batch norm], activation, [2x2 max-pool]), flatten, optional fully
+    connected ``hidden`` layers, then the mean and log-variance heads."""
+
+    def __init__(self, image_shape: tuple[int, int, int], spec: ConvSpec, hidden: list[int],
+                 latent_dim: int, activation: str = "relu", dropout: float = 0.0):
+        super().__init__()
+        layers: list[nn.Module] = []
+        n_in = image_shape[0]
+        for ch, k in zip(spec.channels, spec.kernels):
+            if spec.downsample == "pool":
+                layers.append(nn.Conv2d(n_in, ch, k, padding=k // 2))
+            else:
+                layers.append(nn.Conv2d(n_in, ch, k, stride=2, padding=(k - 1) // 2))
+            if spec.batch_norm:
+                layers.append(nn.BatchNorm2d(ch))
+            layers.append(ACTIVATIONS[activation]())
+            if spec.downsample == "pool":
+                layers.append(nn.MaxPool2d(2))
+            n_in = ch
+        h, w = spec.sizes(*image_shape[1:])[-1]
+        n_flat = n_in * h * w
+        fc = hidden if spec.fc_hidden else []
+        self.convs = nn.Sequential(*layers)
+        self.fc = mlp([n_flat, *fc], activation, spec.batch_norm, dropout)
+        self.heads = _Heads(fc[-1] if fc else n_flat, latent_dim)
+
+    def forward(self, x: torch.Tensor) -> EncoderOutput:
+        return self.heads(self.fc(self.convs(x).flatten(1)))
+
+
+class _Upsample(nn.Module):
+    """Double the resolution to exactly ``size``: a stride-2 transposed convolution cropped to
+    ``size``, or nearest-neighbour upsampling to ``size`` followed by a 'same' convolution."""
+
+    def __init__(self, n_in: int, n_out: int, kernel: int, size: tuple[int, int], mode: str):
+        super().__init__()
+        self.size, self.mode = size, mode
+        if mode == "transpose":
+            self.conv = nn.ConvTranspose2d(n_in, n_out, max(kernel, 3), stride=2)
+        else:
+            self.conv = nn.Conv2d(n_in, n_out, kernel, padding=kernel // 2)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        if self.mode == "transpose":
+            h = self.conv(h)  # (N, C, 2h + k - 2, ...) >= size, as k >= 3
+            top = (h.shape[-2] - self.size[0]) // 2
+            left = (h.shape[-1] - self.size[1]) // 2
+            return h[..., top:top + self.size[0], left:left + self.size[1]]
+        h = nn.functional.interpolate(h, size=self.size, mode="nearest")
+        h = self.conv(h)
+        return h[..., : self.size[0], : self.size[1]]  # even kernels make 'same' one pixel larger
+
+
+class ConvDecoder(nn.Module):
+    """The mirror of :class:`ConvEncoder`: fully connected layers from z to the last feature map,
+    then one upsampling block per encoder layer back to ``(K*C, H, W)``; no output
+    non-linearity."""
+
+    def __init__(self, image_shape: tuple[int, int, int], spec: ConvSpec, hidden: list[int],
+                 latent_dim: int, activation: str = "relu", params_per_pixel: int = 1, dropout: float = 0.0):
+        super().__init__()
+        sizes = spec.sizes(*image_shape[1:])
+        fc = hidden if spec.fc_hidden else []
+        self.map_shape = (spec.channels[-1], *sizes[-1])
+        n_map = spec.channels[-1] * sizes[-1][0] * sizes[-1][1]
+        self.fc = nn.Sequential(mlp([latent_dim, *fc], activation, spec.batch_norm, dropout),
+                                nn.Linear(fc[-1] if fc else latent_dim, n_map), ACTIVATIONS[activation]())
+        outs = [params_per_pixel * image_shape[0], *spec.channels[:-1]]
+        blocks: list[nn.Module] = []
+        for i in reversed(range(len(spec.channels))):
+            blocks.append(_Upsample(spec.channels[i], outs[i], spec.kernels[i], sizes[i], spec.upsample))
+            if i > 0:
+                if spec.batch_norm:
+                    blocks.append(nn.BatchNorm2d(outs[i]))
+                blocks.append(ACTIVATIONS[activation]())
+        self.blocks = nn.Sequential(*blocks)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        lead = z.shape[:-1]
+        h = self.fc(z.reshape(-1, z.shape[-1])).reshape(-1, *self.map_shape)
+        out = self.blocks(h)
+        return out.reshape(*lead, *out.shape[1:])
+
+
+_KAIMING_NONLINEARITY = {"relu": "relu", "leaky_relu": "leaky_relu", "elu": "relu", "softplus": "relu",
+                         "tanh": "tanh"}
+
+
+def initialise(module: nn.Module, scheme: str, activation: str) -> None:
+    """Re-initialise every linear and convolution weight by ``scheme`` (biases to zero):
+    Xavier/Glorot (Glorot & Bengio 2010) or Kaiming/He (He et al. 2015, fan-in mode, gain for
+    ``activation``). ``default`` keeps PyTorch's own initialisation."""
+    if scheme == "default":
+        return
+    for layer in module.modules():
+        if isinstance(layer, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            if scheme == "xavier_uniform":
+                nn.init.xavier_uniform_(layer.weight)
+            elif scheme == "xavier_normal":
+                nn.init.xavier_normal_(layer.weight)
+            elif scheme == "kaiming_normal":
+                nn.init.kaiming_normal_(layer.weight, nonlinearity=_KAIMING_NONLINEARITY[activation])
+            elif scheme == "kaiming_uniform":
+                nn.init.kaiming_uniform_(layer.weight, nonlinearity=_KAIMING_NONLINEARITY[activation])
+            else:
+                raise ValueError(f"unknown initialisation {scheme!r}")
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)

@@ -8,7 +8,7 @@ from torch.distributions import Distribution, Independent, Normal
 
 from ..config import ModelConfig
 from .likelihoods import LIKELIHOODS
-from .networks import MLPDecoder, MLPEncoder
+from .networks import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, conv_spec, initialise
 from .priors import PRIORS
 
 
@@ -63,11 +63,26 @@ def reparameterize(q: Independent, n_samples: int, generator: torch.Generator | 
 
 
 def build_model(config: ModelConfig, image_shape: tuple[int, int, int]) -> VAE:
-    """The VAE described by ``config`` for images of shape ``(C, H, W)``."""
-    likelihood = LIKELIHOODS[config.likelihood]()
+    """The VAE described by ``config`` for data of shape ``(C, H, W)``.
+
+    Raises:
+        ConfigError: the network does not fit the data's shape (e.g. too many downsamplings).
+    """
+    image_shape = tuple(image_shape)
+    likelihood = LIKELIHOODS[config.likelihood](config, image_shape)
+    k = likelihood.params_per_pixel
     decoder_hidden = config.decoder_hidden if config.decoder_hidden is not None else config.hidden[::-1]
-    encoder = MLPEncoder(image_shape, config.hidden, config.latent_dim, config.activation)
-    decoder = MLPDecoder(image_shape, decoder_hidden, config.latent_dim, config.activation,
-                         params_per_pixel=likelihood.params_per_pixel)
-    prior = PRIORS[config.prior](config.latent_dim)
+    if config.network == "mlp":
+        encoder = MLPEncoder(image_shape, config.hidden, config.latent_dim, config.activation,
+                             config.batch_norm, config.dropout)
+        decoder = MLPDecoder(image_shape, decoder_hidden, config.latent_dim, config.activation, k,
+                             config.batch_norm, config.dropout)
+    else:
+        spec = conv_spec(config, image_shape)
+        encoder = ConvEncoder(image_shape, spec, config.hidden, config.latent_dim, config.activation, config.dropout)
+        decoder = ConvDecoder(image_shape, spec, decoder_hidden, config.latent_dim, config.activation, k,
+                              config.dropout)
+    initialise(encoder, config.init, config.activation)
+    initialise(decoder, config.init, config.activation)
+    prior = PRIORS[config.prior].from_config(config)
     return VAE(encoder, decoder, prior, likelihood, image_shape, config.latent_dim)

@@ -26,15 +26,29 @@ class ELBOTerms(NamedTuple):
     """Reconstruction NLL, -E_q[log p(x|z)], averaged over the S samples."""
     kl: torch.Tensor
     """KL(q(z|x) || p(z))."""
+    kl_per_dim: torch.Tensor | None = None
+    """KL per latent dimension, ``(B, D)`` (sums to ``kl`` over D), when the posterior and prior
+    factorise over dimensions."""
 
     @property
     def neg_elbo(self) -> torch.Tensor:
         """Negative ELBO = recon + kl, an upper bound on -log p(x): ``(B,)`` nats."""
         return self.recon + self.kl
 
-    def loss(self, beta: float = 1.0) -> torch.Tensor:
-        """The β-weighted training loss ``mean_b(recon + β·kl)``: a scalar, nats per example."""
-        return (self.recon + beta * self.kl).mean()
+    def loss(self, beta: float = 1.0, free_bits: float = 0.0) -> torch.Tensor:
+        """The β-weighted training loss ``mean_b(recon) + β·KL-term``: a scalar, nats per example.
+
+        The KL term is ``mean_b(kl)``, or with ``free_bits`` = λ > 0 (Kingma et al. 2016, eq. 15)
+        ``sum_j max(λ, mean_b KL_j)``: dimensions whose batch-mean KL is below λ nats are not
+        pushed further towards the prior.
+        """
+        if free_bits > 0:
+            if self.kl_per_dim is None:
+                raise ValueError("free bits need the KL per latent dimension")
+            kl_term = self.kl_per_dim.mean(0).clamp(min=free_bits).sum()
+        else:
+            kl_term = self.kl.mean()
+        return self.recon.mean() + beta * kl_term
 
 
 def kl_term(q: Distribution, p: Distribution) -> torch.Tensor:
@@ -56,4 +70,6 @@ def elbo_terms(model: VAE, x: torch.Tensor, n_samples: int = 1,
     q = model.posterior(x)
     z = reparameterize(q, n_samples, generator)  # (S, B, D)
     log_px_z = model.likelihood.log_prob(x, model.decode(z))  # (S, B)
-    return ELBOTerms(recon=-log_px_z.mean(0), kl=kl_term(q, model.prior_distribution()))
+    p = model.prior_distribution()
+    kl_per_dim = kl_divergence(q.base_dist, p.base_dist)  # (B, D), closed form per dimension
+    return ELBOTerms(recon=-log_px_z.mean(0), kl=kl_per_dim.sum(-1), kl_per_dim=kl_per_dim)

@@ -84,7 +84,7 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any])
 
 
 def encode_checkpoint(model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: TrainingState,
-                      config: dict[str, Any], data_generator: torch.Generator) -> bytes:
+                      config: dict[str, Any], data_generator: torch.Generator, scheduler=None) -> bytes:
     """Serialise a whole training state into safetensors bytes."""
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
@@ -97,6 +97,7 @@ def encode_checkpoint(model: torch.nn.Module, optimizer: torch.optim.Optimizer, 
         "optimizer": json.dumps(opt_meta),
         "rng": json.dumps(rng_meta),
         "config": json.dumps(config),
+        "scheduler": json.dumps(scheduler.state_dict() if scheduler is not None else None),
     }
     return save_safetensors(tensors, metadata=meta)
 
@@ -118,6 +119,7 @@ class Checkpoint:
     config: dict[str, Any]
     rng_tensors: dict[str, torch.Tensor]
     rng_meta: dict[str, Any]
+    scheduler_state: dict[str, Any] | None = None
 
 
 def read_checkpoint(path: str | Path) -> Checkpoint:
@@ -143,8 +145,9 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         optimizer = _unflatten_optimizer(tensors, json.loads(meta["optimizer"]))
         rng_meta = json.loads(meta["rng"])
         config = json.loads(meta["config"])
+        scheduler = json.loads(meta.get("scheduler", "null"))
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: checkpoint metadata is damaged ({exc})") from None
     model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     rng = {k: v for k, v in tensors.items() if k.startswith("rng.")}
-    return Checkpoint(path, model_state, optimizer, training, config, rng, rng_meta)
+    return Checkpoint(path, model_state, optimizer, training, config, rng, rng_meta, scheduler)
