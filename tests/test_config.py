@@ -67,3 +67,27 @@ def test_load_config_errors(tmp_path):
     wrong.write_text("- a\n- b\n")
     with pytest.raises(ConfigError, match="mapping of sections"):
         load_config(wrong)
+
+
+def test_loss_shortcuts_name_the_likelihood():
+    mse = Config.from_dict({"model": {"loss": "mse"}}).model
+    assert (mse.likelihood, mse.likelihood_scale, mse.learn_scale, mse.loss) == ("gaussian", 1.0, "none", None)
+    assert Config.from_dict({"model": {"loss": "mae"}}).model.likelihood == "laplace"
+    assert Config.from_dict({"model": {"loss": "bce"}}).model.likelihood == "bernoulli"
+    with pytest.raises(ConfigError, match="model.loss must be one of bce, mse, mae; got 'l2'"):
+        Config.from_dict({"model": {"loss": "l2"}})
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"model": {"likelihood": "logit_normal"}, "data": {"binarize": "static"}}, "cannot model binarised data"),
+    ({"model": {"learn_scale": "scalar"}}, "the bernoulli likelihood has no scale"),
+    ({"model": {"prior_std": [1], "prior_variance": [1]}}, "not both"),
+    ({"model": {"latent_dim": 3, "prior_loc": [0, 1]}}, "prior_loc needs 1 or latent_dim=3 values, got 2"),
+    ({"model": {"prior": "standard_normal", "prior_loc": 2}}, "use prior: normal"),
+    ({"model": {"conv_channels": [8]}}, "need network: conv"),
+    ({"model": {"dropout": 1.5}}, "model.dropout must be in [0, 1)"),
+])
+def test_incompatible_combinations_are_rejected(values, message):
+    with pytest.raises(ConfigError) as info:
+        Config.from_dict(values)
+    assert message in str(info.value)
