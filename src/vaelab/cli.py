@@ -17,7 +17,7 @@ import yaml
 
 from . import __version__
 from .config import Config, load_config, sections
-from .errors import VaelabError
+from .errors import TrainingInterrupted, VaelabError
 
 
 def _flag(name: str) -> str:
@@ -175,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         return args.handler(args)
+    except TrainingInterrupted as exc:
+        print(f"vaelab: {exc}", file=sys.stderr)
+        return 130
     except VaelabError as exc:
         print(f"vaelab: error: {exc}", file=sys.stderr)
         return 2

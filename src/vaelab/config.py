@@ -233,6 +233,16 @@ class TrainingConfig:
     clip_value: float | None = _field(None, "clip each gradient element to [-v, v]", check=_positive)
     clip_norm: float | None = _field(None, "clip the global gradient norm to this value", check=_positive)
     eval_batch_size: int = _field(1000, "examples per evaluation batch", check=_at_least(1))
+    checkpoint_every_steps: int | None = _field(
+        None, "also checkpoint every N optimisation steps inside an epoch (default: end of epoch only)",
+        check=_at_least(1),
+    )
+    nonfinite: str = _field(
+        "stop", "on a non-finite loss or gradient: stop (keeping the last good checkpoint) or skip "
+        "the step (at most max_skipped_steps per run)", choices=("stop", "skip"),
+    )
+    max_skipped_steps: int = _field(10, "nonfinite=skip: steps that may be skipped before stopping",
+                                    check=_at_least(0))
     device: str = _field("auto", "device: auto (CUDA if present), cpu, cuda or cuda:N")
     progress: bool = _field(True, "show a progress bar on a terminal")
 

@@ -24,3 +24,7 @@ class CheckpointError(VaelabError):
 
 class TrainingError(VaelabError):
     """Training cannot go on (for example a non-finite loss)."""
+
+
+class TrainingInterrupted(TrainingError):
+    """Training stopped on SIGINT/SIGTERM after writing a checkpoint; ``--resume`` continues it."""

@@ -37,8 +37,9 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
         except OSError:
             pass
         if exc.errno == errno.ENOSPC:
-            kept = f"; previous file kept at {path}" if path.exists() else ""
-            raise VaelabError(f"disk full while writing {path}{kept}; free some space and retry") from exc
+            what = "checkpoint" if path.suffix == ".safetensors" else "version"
+            kept = f"; previous {what} kept at {path}" if path.exists() else "; nothing was written"
+            raise VaelabError(f"disk full while writing {path}{kept}; free some space and resume") from exc
         raise VaelabError(f"cannot write {path}: {exc.strerror or exc}") from exc
     return path
 

@@ -29,16 +29,22 @@ class InMemoryBatches:
     def __len__(self) -> int:
         return -(-self.images.shape[0] // self.batch_size)
 
-    def __iter__(self) -> Iterator[torch.Tensor]:
+    def permutation(self) -> torch.Tensor:
+        """The order of one pass: a fresh permutation from ``generator`` (shuffle), else 0..N-1.
+        (N,) int64 on the CPU."""
         n = self.images.shape[0]
-        if self.shuffle:
-            order = torch.randperm(n, generator=self.generator)
-            order = order.to(self.images.device)
-            batches = (self.images[idx] for idx in order.split(self.batch_size))
-        else:
-            batches = self.images.split(self.batch_size)
-        for x in batches:
-            if self.dynamic_binarize:
-                # a CPU generator cannot drive a CUDA draw: CUDA batches use torch's CUDA RNG
-                x = torch.bernoulli(x, generator=self.generator if x.device.type == "cpu" else None)
-            yield x
+        return torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+
+    def batch(self, order: torch.Tensor, index: int) -> torch.Tensor:
+        """Batch number ``index`` (0-based) of the pass in ``order``: (b, C, H, W)."""
+        idx = order[index * self.batch_size: (index + 1) * self.batch_size].to(self.images.device)
+        x = self.images[idx]
+        if self.dynamic_binarize:
+            # a CPU generator cannot drive a CUDA draw: CUDA batches use torch's CUDA RNG
+            x = torch.bernoulli(x, generator=self.generator if x.device.type == "cpu" else None)
+        return x
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        order = self.permutation()
+        for index in range(len(self)):
+            yield self.batch(order, index)

@@ -26,13 +26,39 @@ FORMAT = "vaelab-checkpoint-1"
 
 
 @dataclass
+class EpochPosition:
+    """Where training stands inside an unfinished epoch: the batches done (``step``), the running
+    sums of the train metrics, the training seconds so far and the skipped steps. The epoch's
+    batch order is stored beside it as a tensor."""
+
+    step: int = 0
+    recon_total: float = 0.0
+    kl_total: float = 0.0
+    n_seen: int = 0
+    seconds: float = 0.0
+    kl_weight: float = 0.0
+
+
+@dataclass
 class TrainingState:
-    """Progress of a run: the last finished epoch, the best evaluation metric, the history."""
+    """Progress of a run: the last finished epoch, the best evaluation metric, the history, the
+    position inside the next epoch (mid-epoch checkpoints) and the count of skipped steps."""
 
     epoch: int = 0
     best_epoch: int = 0
     best_value: float = float("inf")
     history: list[dict[str, float]] = field(default_factory=list)
+    position: EpochPosition | None = None
+    skipped_steps: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps({**self.__dict__, "position": self.position and self.position.__dict__})
+
+    @classmethod
+    def from_json(cls, text: str) -> "TrainingState":
+        values = json.loads(text)
+        position = values.pop("position", None)
+        return cls(**values, position=EpochPosition(**position) if position else None)
 
 
 def capture_rng(data_generator: torch.Generator) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -84,16 +110,20 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any])
 
 
 def encode_checkpoint(model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: TrainingState,
-                      config: dict[str, Any], data_generator: torch.Generator, scheduler=None) -> bytes:
-    """Serialise a whole training state into safetensors bytes."""
+                      config: dict[str, Any], data_generator: torch.Generator, scheduler=None,
+                      order: torch.Tensor | None = None) -> bytes:
+    """Serialise a whole training state into safetensors bytes (``order``: the batch order of an
+    unfinished epoch)."""
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if order is not None:
+        tensors["data.order"] = order.cpu().contiguous()
     opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
     rng_tensors, rng_meta = capture_rng(data_generator)
     tensors.update(opt_tensors)
     tensors.update(rng_tensors)
     meta = {
         "format": FORMAT,
-        "training_state": json.dumps(state.__dict__),
+        "training_state": state.to_json(),
         "optimizer": json.dumps(opt_meta),
         "rng": json.dumps(rng_meta),
         "config": json.dumps(config),
@@ -120,6 +150,7 @@ class Checkpoint:
     rng_tensors: dict[str, torch.Tensor]
     rng_meta: dict[str, Any]
     scheduler_state: dict[str, Any] | None = None
+    order: torch.Tensor | None = None
 
 
 def read_checkpoint(path: str | Path) -> Checkpoint:
@@ -141,7 +172,7 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a vaelab checkpoint (format {meta.get('format')!r}, expected {FORMAT})")
     try:
-        training = TrainingState(**json.loads(meta["training_state"]))
+        training = TrainingState.from_json(meta["training_state"])
         optimizer = _unflatten_optimizer(tensors, json.loads(meta["optimizer"]))
         rng_meta = json.loads(meta["rng"])
         config = json.loads(meta["config"])
@@ -150,4 +181,7 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"{path}: checkpoint metadata is damaged ({exc})") from None
     model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     rng = {k: v for k, v in tensors.items() if k.startswith("rng.")}
-    return Checkpoint(path, model_state, optimizer, training, config, rng, rng_meta, scheduler)
+    if training.position is not None and "data.order" not in tensors:
+        raise CheckpointError(f"{path}: a mid-epoch checkpoint without its batch order; it is damaged")
+    return Checkpoint(path, model_state, optimizer, training, config, rng, rng_meta, scheduler,
+                      tensors.get("data.order"))

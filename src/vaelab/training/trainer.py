@@ -14,14 +14,19 @@ run::
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import math
 import platform
 import random
+import signal
 import sys
+import threading
 import time
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,14 +38,16 @@ import torch
 from .. import __version__
 from ..config import Config, ObjectiveConfig, TrainingConfig, load_config
 from ..data import Dataset, InMemoryBatches, load_dataset
-from ..errors import CheckpointError, ConfigError, TrainingError
+from ..errors import CheckpointError, ConfigError, TrainingError, TrainingInterrupted
 from ..evaluation import evaluate_elbo
 from ..io import atomic_write_text
 from ..models import VAE, build_model
 from ..objectives import elbo_terms, kl_weight
 from ..runtime import flush_denormals, resolve_device
 from .optim import clip_gradients, make_optimizer, make_scheduler, step_scheduler
-from .checkpoint import TrainingState, encode_checkpoint, read_checkpoint, restore_rng, write_checkpoint
+from .checkpoint import (EpochPosition, TrainingState, encode_checkpoint, read_checkpoint, restore_rng,
+                         write_checkpoint)
+from .lock import run_lock
 
 TERMS = ("recon", "kl", "neg_elbo")
 RESUME_OVERRIDABLE = {"training.epochs", "training.device", "training.progress", "data.data_dir"}
@@ -180,53 +187,124 @@ def write_metrics_csv(path: Path, history: list[dict[str, float]]) -> None:
 
 def train_epoch(model: VAE, optimizer: torch.optim.Optimizer, batches: InMemoryBatches,
                 objective: ObjectiveConfig, training: TrainingConfig, device: torch.device, epoch: int,
-                progress=None) -> dict[str, float]:
-    """One pass over ``batches`` (epoch ``epoch``, 1-based); returns mean train recon/KL/negative
-    ELBO (nats per example, running averages over the epoch's batches as the model changes) and
-    the KL weight and learning rate at the epoch's end.
+                progress=None, *, order: torch.Tensor | None = None, position: EpochPosition | None = None,
+                state: TrainingState | None = None,
+                after_step: Callable[[torch.Tensor, EpochPosition], None] | None = None) -> dict[str, float]:
+    """One pass over ``batches`` (epoch ``epoch``, 1-based).
+
+    ``order`` and ``position`` continue an epoch a mid-epoch checkpoint stopped in (default: a
+    fresh permutation from the start); ``position`` is updated after every step and
+    ``after_step(order, position)`` is then called (periodic checkpoints, interrupts).
+
+    Returns:
+        mean train ``recon``, ``kl``, ``neg_elbo`` (nats per example, running averages over the
+        epoch's batches as the model changes), ``kl_weight`` and ``learning_rate`` at the end,
+        ``seconds`` of training.
 
     Raises:
-        TrainingError: a non-finite loss (naming the epoch, step and term).
+        TrainingError: a non-finite loss or gradient (naming the epoch, step and the term or
+            parameter), unless ``training.nonfinite == 'skip'`` and fewer than
+            ``training.max_skipped_steps`` steps were skipped in the run (counted in ``state``).
     """
     model.train()
+    order = batches.permutation() if order is None else order
+    position = EpochPosition() if position is None else position
+    state = TrainingState() if state is None else state
     with flush_denormals():
-        return _train_epoch(model, optimizer, batches, objective, training, device, epoch, progress)
+        _run_steps(model, optimizer, batches, objective, training, device, epoch, progress, order,
+                   position, state, after_step)
+    recon, kl = position.recon_total / max(position.n_seen, 1), position.kl_total / max(position.n_seen, 1)
+    return {"recon": recon, "kl": kl, "neg_elbo": recon + kl, "kl_weight": position.kl_weight,
+            "learning_rate": optimizer.param_groups[0]["lr"], "seconds": position.seconds}
 
 
-def _train_epoch(model, optimizer, batches, objective, training, device, epoch, progress) -> dict[str, float]:
-    recon_total = kl_total = 0.0
-    n_seen = 0
+def _run_steps(model, optimizer, batches, objective, training, device, epoch, progress, order, position,
+               state, after_step) -> None:
     steps = len(batches)
-    clip = training.clip_value is not None or training.clip_norm is not None
     parameters = [p for p in model.parameters() if p.requires_grad]
-    beta = objective.beta
-    for step, x in enumerate(batches, start=1):
-        x = x.to(device, non_blocking=True)
-        beta = kl_weight(objective, (epoch - 1) * steps + step - 1, steps, training.epochs)
+    clip = training.clip_value is not None or training.clip_norm is not None
+    seconds_before, start = position.seconds, time.perf_counter()
+    for index in range(position.step, steps):
+        step = index + 1
+        x = batches.batch(order, index).to(device, non_blocking=True)
+        beta = kl_weight(objective, (epoch - 1) * steps + index, steps, training.epochs)
         terms = elbo_terms(model, x, objective.n_samples)
-        loss = terms.loss(beta, objective.free_bits)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
         recon_value, kl_value = terms.recon.detach().sum().item(), terms.kl.detach().sum().item()
-        if not (math.isfinite(recon_value) and math.isfinite(kl_value)):
-            bad = "reconstruction NLL" if not math.isfinite(recon_value) else "KL"
-            raise TrainingError(
-                f"epoch {epoch}, step {step}: the {bad} term is not finite; lower the learning rate "
-                "or add gradient clipping (the last good checkpoint is kept)"
-            )
-        if clip:
-            clip_gradients(parameters, training)
-        optimizer.step()
-        recon_total += recon_value
-        kl_total += kl_value
-        n_seen += x.shape[0]
+        optimizer.zero_grad(set_to_none=True)
+        bad = _nonfinite_term(recon_value, kl_value)
+        if bad is None:
+            loss = terms.loss(beta, objective.free_bits)
+            loss.backward()
+            bad = _nonfinite_gradient(model, parameters)
+        if bad is not None:
+            if training.nonfinite == "skip" and state.skipped_steps < training.max_skipped_steps:
+                state.skipped_steps += 1
+                optimizer.zero_grad(set_to_none=True)
+                warnings.warn(f"epoch {epoch}, step {step}: {bad} is not finite; step skipped "
+                              f"({state.skipped_steps}/{training.max_skipped_steps})", stacklevel=2)
+            else:
+                why = "" if training.nonfinite == "stop" else f" after {state.skipped_steps} skipped steps"
+                raise TrainingError(
+                    f"epoch {epoch}, step {step}: {bad} is not finite{why}; training stopped. Try a lower "
+                    "--learning-rate, gradient clipping (--clip-norm 5), a larger --scale-floor for learned "
+                    "scales, or --nonfinite skip"
+                )
+        else:
+            if clip:
+                clip_gradients(parameters, training)
+            optimizer.step()
+            position.recon_total += recon_value
+            position.kl_total += kl_value
+            position.n_seen += x.shape[0]
+        position.step = step
+        position.kl_weight = beta
+        position.seconds = seconds_before + time.perf_counter() - start
         if progress is not None:
             progress.update(1)
             if step % 20 == 0:
-                progress.set_postfix(loss=f"{loss.item():.2f}")
-    recon, kl = recon_total / n_seen, kl_total / n_seen
-    return {"recon": recon, "kl": kl, "neg_elbo": recon + kl, "kl_weight": beta,
-            "learning_rate": optimizer.param_groups[0]["lr"]}
+                progress.set_postfix(loss=f"{(recon_value + beta * kl_value) / x.shape[0]:.2f}")
+        if after_step is not None:
+            after_step(order, position)
+
+
+def _nonfinite_term(recon_value: float, kl_value: float) -> str | None:
+    if not math.isfinite(recon_value):
+        return f"the reconstruction NLL ({recon_value})"
+    if not math.isfinite(kl_value):
+        return f"the KL term ({kl_value})"
+    return None
+
+
+def _nonfinite_gradient(model: torch.nn.Module, parameters: list[torch.nn.Parameter]) -> str | None:
+    """None when every gradient is finite (one fused norm over all of them), else which
+    parameter's gradient is not."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads or math.isfinite(torch.nn.utils.get_total_norm(grads, foreach=True).item()):
+        return None
+    for name, p in model.named_parameters():
+        if p.grad is not None and not torch.isfinite(p.grad).all():
+            return f"the gradient of {name}"
+    return "a gradient"
+
+
+@contextlib.contextmanager
+def _stop_signals() -> Iterator[dict[str, Any]]:
+    """While inside, SIGINT and SIGTERM only set ``flag['signal']``; the loop then finishes the
+    step, writes a checkpoint and stops. Previous handlers are restored on exit."""
+    flag: dict[str, Any] = {"signal": None}
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum, frame):
+        flag["signal"] = signal.Signals(signum).name
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield flag
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _fit(config: Config, run_dir: Path, checkpoint, verbose: bool, argv) -> Run:
@@ -242,8 +320,8 @@ def _fit(config: Config, run_dir: Path, checkpoint, verbose: bool, argv) -> Run:
     optimizer = make_optimizer(model, config.training)
     scheduler = make_scheduler(optimizer, config.training)
     state = TrainingState()
-    resolved = config.to_dict()
-    stored_config = {**resolved, "_image_shape": list(dataset.image_shape)}
+    order = None
+    stored_config = {**config.to_dict(), "_image_shape": list(dataset.image_shape)}
     if checkpoint is not None:
         try:
             model.load_state_dict(checkpoint.model_state)
@@ -253,61 +331,96 @@ def _fit(config: Config, run_dir: Path, checkpoint, verbose: bool, argv) -> Run:
         except (RuntimeError, ValueError, KeyError) as exc:
             raise CheckpointError(f"{checkpoint.path} does not fit this run's model ({exc})") from None
         restore_rng(checkpoint.rng_tensors, checkpoint.rng_meta, data_generator)
-        state = checkpoint.training_state
+        state, order = checkpoint.training_state, checkpoint.order
 
-    run_dir.mkdir(parents=True, exist_ok=True)
+    with run_lock(run_dir):
+        return _fit_locked(config, run_dir, dataset, model, optimizer, scheduler, state, order,
+                           data_generator, stored_config, device, verbose, argv)
+
+
+def _fit_locked(config, run_dir, dataset, model, optimizer, scheduler, state, order, data_generator,
+                stored_config, device, verbose, argv) -> Run:
     atomic_write_text(run_dir / "config.yaml", config.to_yaml())
     atomic_write_text(run_dir / "environment.json", json.dumps(environment(config, device, argv), indent=2))
     write_metrics_csv(run_dir / "metrics.csv", state.history)
 
-    train_images = dataset.train.images.to(device)
     eval_images = dataset.eval.images.to(device)
-    batches = InMemoryBatches(train_images, config.training.batch_size, shuffle=True,
+    batches = InMemoryBatches(dataset.train.images.to(device), config.training.batch_size, shuffle=True,
                               dynamic_binarize=config.data.binarize == "dynamic", generator=data_generator)
     from torch.utils.tensorboard import SummaryWriter  # slow import, only when training
 
-    writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=state.epoch + 1)
     say = print if verbose else (lambda *a, **k: None)
     if state.epoch >= config.training.epochs:
         say(f"run {run_dir} already finished {state.epoch} epochs; pass --epochs N to train longer")
-    elif state.epoch:
-        say(f"resuming {run_dir} after epoch {state.epoch}")
+    elif state.epoch or state.position:
+        where = f", step {state.position.step}" if state.position else ""
+        say(f"resuming {run_dir} after epoch {state.epoch}{where}")
     say(f"training on {config.data.dataset} ({len(dataset.train)} train, {len(dataset.eval)} "
         f"{dataset.eval_name}) on {device}; run directory {run_dir}")
-    ckpt_dir = run_dir / "checkpoints"
+    last = run_dir / "checkpoints" / "last.safetensors"
+    every = config.training.checkpoint_every_steps
+
+    def save(targets, order=None):
+        write_checkpoint(targets, encode_checkpoint(model, optimizer, state, stored_config, data_generator,
+                                                    scheduler, order))
+
+    writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=state.epoch + 1)
     try:
-        for epoch in range(state.epoch + 1, config.training.epochs + 1):
-            progress = _progress_bar(config, len(batches), epoch) if verbose else None
-            start = time.perf_counter()
-            train_metrics = train_epoch(model, optimizer, batches, config.objective, config.training,
-                                        device, epoch, progress)
-            seconds = time.perf_counter() - start
-            if progress is not None:
-                progress.close()
-            eval_metrics = evaluate_elbo(model, eval_images, config.training.eval_batch_size,
-                                         config.objective.n_samples, seed=config.seed, device=device)
-            row = {"epoch": epoch}
-            row.update({f"train_{k}": train_metrics[k] for k in TERMS})
-            row.update({f"{dataset.eval_name}_{k}": eval_metrics[k] for k in TERMS})
-            row["kl_weight"] = train_metrics["kl_weight"]
-            row["learning_rate"] = train_metrics["learning_rate"]
-            row["train_seconds"] = seconds
-            step_scheduler(scheduler, eval_metrics["neg_elbo"])
-            state.history.append(row)
-            state.epoch = epoch
-            targets = [ckpt_dir / "last.safetensors"]
-            if eval_metrics["neg_elbo"] < state.best_value:
-                state.best_value, state.best_epoch = eval_metrics["neg_elbo"], epoch
-                targets.append(ckpt_dir / "best.safetensors")
-            write_checkpoint(targets, encode_checkpoint(model, optimizer, state, stored_config, data_generator, scheduler))
-            write_metrics_csv(run_dir / "metrics.csv", state.history)
-            for key, value in row.items():
-                if key != "epoch":
-                    writer.add_scalar(key.replace("_", "/", 1), value, epoch)
-            writer.flush()
-            say(f"epoch {epoch:3d}/{config.training.epochs}  train -ELBO {train_metrics['neg_elbo']:8.3f}  "
-                f"{dataset.eval_name} -ELBO {eval_metrics['neg_elbo']:8.3f} (recon {eval_metrics['recon']:.3f}, "
-                f"KL {eval_metrics['kl']:.3f})  {seconds:.1f} s")
+        with _stop_signals() as stop:
+            def after_step(order, position):
+                if stop["signal"] or (every and position.step % every == 0):
+                    state.position = position
+                    save([last], order)
+                if stop["signal"]:
+                    raise TrainingInterrupted(
+                        f"stopped by {stop['signal']} at epoch {epoch}, step {position.step}; checkpoint "
+                        f"written to {last}; continue with `vaelab train --resume {run_dir}`"
+                    )
+
+            for epoch in range(state.epoch + 1, config.training.epochs + 1):
+                position, state.position = state.position, None
+                progress = _progress_bar(config, len(batches), epoch, position) if verbose else None
+                try:
+                    train_metrics = train_epoch(model, optimizer, batches, config.objective, config.training,
+                                                device, epoch, progress, order=order, position=position,
+                                                state=state, after_step=after_step)
+                except TrainingError as exc:
+                    if isinstance(exc, TrainingInterrupted) or not last.exists():
+                        raise
+                    raise TrainingError(f"{exc}. The last good checkpoint is kept: {last}") from None
+                finally:
+                    if progress is not None:
+                        progress.close()
+                order, state.position = None, None  # the epoch is complete
+                eval_metrics = evaluate_elbo(model, eval_images, config.training.eval_batch_size,
+                                             config.objective.n_samples, seed=config.seed, device=device)
+                row = {"epoch": epoch}
+                row.update({f"train_{k}": train_metrics[k] for k in TERMS})
+                row.update({f"{dataset.eval_name}_{k}": eval_metrics[k] for k in TERMS})
+                row["kl_weight"] = train_metrics["kl_weight"]
+                row["learning_rate"] = train_metrics["learning_rate"]
+                row["train_seconds"] = train_metrics["seconds"]
+                step_scheduler(scheduler, eval_metrics["neg_elbo"])
+                state.history.append(row)
+                state.epoch = epoch
+                targets = [last]
+                if eval_metrics["neg_elbo"] < state.best_value:
+                    state.best_value, state.best_epoch = eval_metrics["neg_elbo"], epoch
+                    targets.append(run_dir / "checkpoints" / "best.safetensors")
+                save(targets)
+                write_metrics_csv(run_dir / "metrics.csv", state.history)
+                for key, value in row.items():
+                    if key != "epoch":
+                        writer.add_scalar(key.replace("_", "/", 1), value, epoch)
+                writer.flush()
+                say(f"epoch {epoch:3d}/{config.training.epochs}  train -ELBO {train_metrics['neg_elbo']:8.3f}  "
+                    f"{dataset.eval_name} -ELBO {eval_metrics['neg_elbo']:8.3f} (recon "
+                    f"{eval_metrics['recon']:.3f}, KL {eval_metrics['kl']:.3f})  {train_metrics['seconds']:.1f} s")
+                if stop["signal"]:
+                    raise TrainingInterrupted(
+                        f"stopped by {stop['signal']} after epoch {epoch}; checkpoint written to {last}; "
+                        f"continue with `vaelab train --resume {run_dir}`"
+                    )
     finally:
         writer.close()
 
@@ -321,12 +434,13 @@ def _fit(config: Config, run_dir: Path, checkpoint, verbose: bool, argv) -> Run:
     return Run(run_dir=run_dir, config=config, history=state.history, summary=summary)
 
 
-def _progress_bar(config: Config, total: int, epoch: int):
+def _progress_bar(config: Config, total: int, epoch: int, position: EpochPosition | None = None):
     if not config.training.progress:
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=f"epoch {epoch}", leave=False, disable=None, unit="batch")
+    return tqdm(total=total, initial=position.step if position else 0, desc=f"epoch {epoch}", leave=False,
+                disable=None, unit="batch")
 
 
 def _summary(state: TrainingState, eval_name: str, run_dir: Path) -> dict[str, Any]:
