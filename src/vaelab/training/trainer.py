@@ -263,7 +263,7 @@ def _fit(config: Config, run_dir: Path, checkpoint, verbose: bool, argv) -> Run:
     train_images = dataset.train.images.to(device)
     eval_images = dataset.eval.images.to(device)
     batches = InMemoryBatches(train_images, config.training.batch_size, shuffle=True,
-                              dynamic_binarize=config.data.binarize == "dynamic", generator=data_generator)
+                              dynamic_binarize=dataset.binarize == "dynamic", generator=data_generator)
     from torch.utils.tensorboard import SummaryWriter  # slow import, only when training
 
     writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=state.epoch + 1)
