@@ -95,3 +95,14 @@ def test_registered_svhn_uses_canonical_names_and_sha256():
     assert {r: f.name for r, f in spec.files.items()} == {"train": "train_32x32.mat", "test": "test_32x32.mat"}
     assert spec.files["train"].sha256.startswith("435e94d6") and spec.files["test"].sha256.startswith("cdce80df")
     assert spec.mirrors == ("http://ufldl.stanford.edu/housenumbers/",)
+
+
+def test_frey_download_is_verified_by_its_pixels(tiny_frey, tmp_path):
+    from dataclasses import replace
+    from vaelab.data import register_dataset
+    from vaelab.data.registry import cache_dir
+    _, spec, pixels = tiny_frey
+    write_frey(tmp_path / "mirror" / "frey_rawface.mat", pixels, do_compression=True)  # re-encoded copy
+    spec = register_dataset(replace(spec, name="tiny-frey-dl", folders=(), mirrors=((tmp_path / "mirror").as_uri(),)))
+    ds = load_dataset(DataConfig(dataset=spec.name))
+    assert len(ds.train) == 1765 and (cache_dir() / "datasets" / "tiny-frey-dl" / "frey_rawface.mat").is_file()
