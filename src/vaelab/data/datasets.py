@@ -68,7 +68,9 @@ def read_splits(spec: DatasetSpec, config: DataConfig, data_dir=None) -> Splits:
         DataError: a file is missing, corrupt or fails its checksum, or the arrays disagree
             with the spec (image shape) or with each other (image and label counts).
     """
-    fetch = lambda roles: fetch_files(spec, roles, data_dir)  # noqa: E731
+    def fetch(roles):
+        return fetch_files(spec, roles, data_dir)
+
     splits = spec.reader(spec, fetch, config)
     for split, (images, labels) in zip(("train", "test"), splits):
         if tuple(images.shape[1:]) != tuple(spec.image_shape):

@@ -301,7 +301,7 @@ def _not_found(spec: DatasetSpec, file: DataFile, dirs: list[tuple[str, Path]], 
         names.append("or the files extracted from it")
     return DataError(
         f"dataset {spec.name}: {file.name} not found in {searched}{reason}; put the files "
-        f"({', '.join(names)}) in a directory DIR or DIR/{spec.dirnames[0]}/ and pass "
+        f"({', '.join(names)}) in a directory DIR or {' or '.join(f'DIR/{d}/' for d in spec.dirnames)} and pass "
         f"--data-dir DIR or set VAELAB_DATA_DIR, or run `vaelab download {spec.name}` with network access"
     )
 
