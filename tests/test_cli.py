@@ -116,3 +116,19 @@ def test_help_lists_options_with_defaults(capsys):
     for text in ["--latent-dim N", "(default: 20)", "--learning-rate X", "(default: 0.001)", "--binarize",
                  "--data-dir", "--resume RUN_DIR", "--output-dir", "(default: runs)", "nats per example"]:
         assert text in out, text
+
+
+def test_likelihoods_that_cannot_model_the_loaded_data_are_rejected(tiny_data, tmp_path, capsys):
+    from dataclasses import replace
+
+    from vaelab.data import register_dataset
+
+    root, spec = tiny_data
+    register_dataset(replace(spec, name="tiny-binarized", binarize="dynamic"))
+    (root / "tiny-binarized").symlink_to(root / spec.name)
+    status = main(["train", "--dataset", "tiny-binarized", "--data-dir", str(root), "--likelihood", "logit_normal",
+                   "--output-dir", str(tmp_path), "--batch-size", "32"])
+    assert status == 2 and "cannot model binarised data (tiny-binarized is binarised: dynamic)" in capsys.readouterr().err
+    status = main(["train", "--dataset", "toy2d", "--toy2d-range", "symmetric", "--output-dir", str(tmp_path),
+                   "--latent-dim", "2"])
+    assert status == 2 and "use --likelihood gaussian or laplace" in capsys.readouterr().err

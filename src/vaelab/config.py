@@ -77,6 +77,13 @@ class DataConfig:
     eval_examples: int | None = _field(
         None, "use only the first N evaluation examples (quick runs; default all)", check=_at_least(1)
     )
+    toy2d_range: str = _field(
+        "unit", "toy2d only: the square the points are uniform in, unit = [0, 1]^2 or "
+        "symmetric = [-1, 1]^2", choices=("unit", "symmetric"),
+    )
+    toy2d_train_size: int = _field(10000, "toy2d only: number of training points", check=_at_least(1))
+    toy2d_test_size: int = _field(2000, "toy2d only: number of test points", check=_at_least(1))
+    toy2d_seed: int = _field(0, "toy2d only: seed of the generated points", check=_at_least(0))
 
 
 LIKELIHOOD_NAMES = ("bernoulli", "continuous_bernoulli", "gaussian", "laplace", "logit_normal")

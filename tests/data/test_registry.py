@@ -87,3 +87,25 @@ def test_download_with_wrong_checksum_is_rejected(tmp_path):
 def test_unknown_dataset_suggests():
     with pytest.raises(DataError, match="did you mean mnist"):
         get_spec("mnsit")
+
+
+def test_a_file_needs_a_checksum_and_a_member_a_known_archive():
+    from vaelab.data import DataFile, DatasetSpec
+    with pytest.raises(ValueError, match="needs a sha256 or an md5"):
+        DataFile("x.bin")
+    with pytest.raises(ValueError, match="names archive 'tarball', which is not one of its files"):
+        DatasetSpec("x", {"a": DataFile("a", md5="0" * 32, archive="tarball")}, (1, 2, 2), ("0",))
+
+
+def test_tar_members_with_a_leading_dot_slash():
+    import io
+    import tarfile
+    from vaelab.data.registry import read_tar_members
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:  # uncompressed tar works too
+        info = tarfile.TarInfo("./d/f")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"abc"))
+    assert read_tar_members(buffer.getvalue(), ["d/f"], "t.tar") == {"d/f": b"abc"}
+    with pytest.raises(DataError, match="t.tar is a corrupt or truncated archive"):
+        read_tar_members(b"not a tar at all" * 40, ["d/f"], "t.tar")

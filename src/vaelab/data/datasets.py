@@ -1,8 +1,8 @@
 """Loading a dataset into memory as tensors, with splits and binarisation.
 
-Each split is one float32 tensor ``(N, C, H, W)`` in ``[0, 1]`` with labels ``(N,)`` int64;
-batches are drawn by indexing (see :mod:`vaelab.data.batching`), never by a per-sample
-DataLoader.
+Each split is one float32 tensor ``(N, C, H, W)`` in ``[0, 1]`` (point data: in the range it
+was generated in) with labels ``(N,)`` int64, whatever the dataset's file format; batches are
+drawn by indexing (see :mod:`vaelab.data.batching`), never by a per-sample DataLoader.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import torch
 
 from ..config import DataConfig
 from ..errors import ConfigError, DataError
-from .idx import parse_idx
-from .registry import DatasetSpec, fetch_file, get_spec
+from .arrays import Splits
+from .registry import DatasetSpec, fetch_files, get_spec
 
 
 @dataclass
@@ -38,13 +38,15 @@ class Dataset:
     """A loaded dataset: its spec and its splits (``validation`` may be None).
 
     ``eval`` is the split evaluated after every epoch: validation when there is one,
-    else test.
+    else test. ``binarize`` is the binarisation in effect (see :func:`resolve_binarize`):
+    with ``"dynamic"`` the training images are gray and each batch must be drawn afresh.
     """
 
     spec: DatasetSpec
     train: Split
     test: Split
     validation: Split | None = None
+    binarize: str = "none"
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -59,28 +61,62 @@ class Dataset:
         return self.validation if self.validation is not None else self.test
 
 
-def load_split_arrays(spec: DatasetSpec, split: str, data_dir=None) -> tuple[np.ndarray, np.ndarray]:
-    """Raw ``uint8`` images ``(N, H, W)`` and labels ``(N,)`` of ``split`` ('train' or 'test').
+def read_splits(spec: DatasetSpec, config: DataConfig, data_dir=None) -> Splits:
+    """The raw train and test arrays of ``spec``, from its reader, checked against the spec.
 
     Raises:
-        DataError: a file is missing, corrupt or fails its checksum, or images and labels
-            disagree in count or shape.
+        DataError: a file is missing, corrupt or fails its checksum, or the arrays disagree
+            with the spec (image shape) or with each other (image and label counts).
     """
-    images_file, labels_file = spec.files[f"{split}_images"], spec.files[f"{split}_labels"]
-    images = parse_idx(fetch_file(spec, f"{split}_images", data_dir), images_file.name, expected_ndim=3)
-    labels = parse_idx(fetch_file(spec, f"{split}_labels", data_dir), labels_file.name, expected_ndim=1)
-    if images.shape[1:] != spec.image_shape[1:]:
-        raise DataError(f"{images_file.name}: images are {images.shape[1:]}, expected {spec.image_shape[1:]}")
-    if len(images) != len(labels):
-        raise DataError(
-            f"{spec.name} {split}: {len(images)} images but {len(labels)} labels; fetch the files again"
-        )
-    return images, labels
+    def fetch(roles):
+        return fetch_files(spec, roles, data_dir)
+
+    splits = spec.reader(spec, fetch, config)
+    for split, (images, labels) in zip(("train", "test"), splits):
+        if tuple(images.shape[1:]) != tuple(spec.image_shape):
+            raise DataError(
+                f"{spec.name} {split}: images are {tuple(images.shape[1:])}, expected {tuple(spec.image_shape)}; "
+                "the files are not the expected ones, fetch them again"
+            )
+        if len(images) != len(labels):
+            raise DataError(
+                f"{spec.name} {split}: {len(images)} images but {len(labels)} labels; fetch the files again"
+            )
+    return splits
 
 
 def _to_split(images: np.ndarray, labels: np.ndarray) -> Split:
-    x = torch.from_numpy(np.array(images, dtype=np.float32)).div_(255.0).unsqueeze(1)
-    return Split(x, torch.from_numpy(labels.astype(np.int64)))
+    """uint8 gray levels are divided by 255; float arrays are taken as they are."""
+    x = torch.from_numpy(np.array(images, dtype=np.float32))
+    if images.dtype == np.uint8:
+        x.div_(255.0)
+    return Split(x, torch.from_numpy(np.asarray(labels).astype(np.int64)))
+
+
+def resolve_binarize(spec: DatasetSpec, config: DataConfig) -> str:
+    """The binarisation in effect for ``spec`` under ``config``.
+
+    A dataset whose name implies a binarisation (``binarized-mnist``: dynamic) uses it when
+    ``data.binarize`` is left at ``none`` (the default) or names the same mode; any other mode
+    is a conflict and an error, not a silent override. Point data cannot be binarised.
+
+    Raises:
+        ConfigError: the conflict or a binarisation of point data, with the fix.
+    """
+    mode = config.binarize
+    if spec.binarize is not None and mode not in ("none", spec.binarize):
+        raise ConfigError(
+            f"data.binarize={mode} conflicts with data.dataset={spec.name}, which means "
+            f"{spec.binarize} binarisation; leave --binarize unset, or use a dataset without implied "
+            f"binarisation (e.g. --dataset {spec.dirnames[0]} --binarize {mode})"
+        )
+    if spec.binarize is not None:
+        mode = spec.binarize
+    if spec.kind == "points" and mode != "none":
+        raise ConfigError(
+            f"data.binarize={mode} applies to images; {spec.name} is point data: use --binarize none"
+        )
+    return mode
 
 
 def binarize_split(split: Split, seed: int) -> Split:
@@ -95,15 +131,17 @@ def load_dataset(config: DataConfig, data_dir=None) -> Dataset:
     ``binarize='static'`` binarises every split once with ``config.binarize_seed``;
     ``'dynamic'`` binarises the evaluation splits once the same way (so evaluation numbers are
     comparable across epochs) and leaves the training images gray, to be drawn afresh per batch.
+    The mode comes from :func:`resolve_binarize` (``binarized-mnist`` implies ``dynamic``).
 
     Raises:
         DataError: the dataset is unknown, missing or corrupt.
-        ConfigError: ``validation_size`` leaves no training examples.
+        ConfigError: ``validation_size`` leaves no training examples, or the binarisation
+            conflicts with the dataset.
     """
     spec = get_spec(config.dataset)
+    mode = resolve_binarize(spec, config)
     data_dir = data_dir if data_dir is not None else config.data_dir
-    train = _to_split(*load_split_arrays(spec, "train", data_dir))
-    test = _to_split(*load_split_arrays(spec, "test", data_dir))
+    train, test = (_to_split(*split) for split in read_splits(spec, config, data_dir))
     validation = None
     if config.validation_size:
         if config.validation_size >= len(train):
@@ -119,10 +157,10 @@ def load_dataset(config: DataConfig, data_dir=None) -> Dataset:
     test = test.head(config.eval_examples)
     if validation is not None:
         validation = validation.head(config.eval_examples)
-    if config.binarize == "static":
+    if mode == "static":
         train = binarize_split(train, config.binarize_seed)
-    if config.binarize in ("static", "dynamic"):
+    if mode in ("static", "dynamic"):
         test = binarize_split(test, config.binarize_seed + 1)
         if validation is not None:
             validation = binarize_split(validation, config.binarize_seed + 2)
-    return Dataset(spec=spec, train=train, test=test, validation=validation)
+    return Dataset(spec=spec, train=train, test=test, validation=validation, binarize=mode)

@@ -3,6 +3,9 @@
 IDX (LeCun et al., http://yann.lecun.com/exdb/mnist/): a 4-byte magic number ``0x00 0x00 TT
 ND`` (TT the element type, 0x08 for unsigned bytes; ND the number of dimensions), ND big-endian
 uint32 sizes, then the elements in row-major order.
+
+:func:`read_idx` is the reader of the datasets stored as four IDX files (``train_images``,
+``train_labels``, ``test_images``, ``test_labels``).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from .arrays import Fetch, RawSplit, Splits
 
 # IDX type code -> numpy big-endian dtype
 _IDX_DTYPES = {
@@ -28,8 +32,9 @@ _IDX_DTYPES = {
 }
 
 
-def read_bytes(path: Path) -> bytes:
-    """The file's content, decompressed if it is gzip (detected by its magic bytes).
+def read_bytes(path: Path, gunzip: bool = True) -> bytes:
+    """The file's content, decompressed if it is gzip (detected by its magic bytes) and
+    ``gunzip`` is true.
 
     Raises:
         DataError: the file is missing, unreadable, or a truncated/corrupt gzip stream.
@@ -40,7 +45,7 @@ def read_bytes(path: Path) -> bytes:
         raise DataError(f"{path} does not exist") from None
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror}") from None
-    if raw[:2] != b"\x1f\x8b":
+    if not gunzip or raw[:2] != b"\x1f\x8b":
         return raw
     try:
         return gzip.decompress(raw)
@@ -96,3 +101,19 @@ def parse_idx(data: bytes, source: str = "<bytes>", expected_ndim: int | None = 
             f"{len(data)}); fetch it again"
         )
     return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
+
+
+def read_idx(spec, fetch: Fetch, config=None) -> Splits:
+    """Images ``(N, 1, H, W)`` uint8 and labels ``(N,)`` of the train and test IDX files.
+
+    Raises:
+        DataError: a file is not valid IDX or has the wrong number of dimensions, or images
+            and labels disagree in count.
+    """
+    data = fetch(["train_images", "train_labels", "test_images", "test_labels"])
+    splits = []
+    for split in ("train", "test"):
+        images = parse_idx(data[f"{split}_images"], spec.files[f"{split}_images"].name, expected_ndim=3)
+        labels = parse_idx(data[f"{split}_labels"], spec.files[f"{split}_labels"].name, expected_ndim=1)
+        splits.append(RawSplit(images[:, None], labels))
+    return Splits(*splits)

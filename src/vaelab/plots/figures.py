@@ -127,11 +127,12 @@ def plot_latent_scatter(model: VAE, images: torch.Tensor, labels: torch.Tensor, 
     means = torch.cat([model.posterior(x.to(device)).mean.cpu() for x in images.split(batch_size)]).numpy()
     fig = Figure(figsize=(7, 6))
     ax = fig.subplots()
+    n_classes = min(len(class_names), 10) if class_names else 10  # tab10: at most 10 colours
     scatter = ax.scatter(means[:, 0], means[:, 1], c=labels.numpy(), cmap="tab10", s=2, alpha=0.7,
                          vmin=-0.5, vmax=9.5)
-    cbar = fig.colorbar(scatter, ax=ax, ticks=range(10))
+    cbar = fig.colorbar(scatter, ax=ax, ticks=range(n_classes))
     if class_names:
-        cbar.ax.set_yticklabels(class_names[:10])
+        cbar.ax.set_yticklabels(class_names[:n_classes])
     ax.set_xlabel("z_1")
     ax.set_ylabel("z_2")
     ax.set_title("posterior means of test images", fontsize=9)

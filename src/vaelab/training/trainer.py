@@ -287,6 +287,26 @@ def _nonfinite_gradient(model: torch.nn.Module, parameters: list[torch.nn.Parame
     return "a gradient"
 
 
+def check_model_fits_data(config: Config, dataset: Dataset) -> None:
+    """Checks of the model against the loaded data, which the config alone cannot see (a
+    dataset that implies binarisation, point data outside [0, 1]).
+
+    Raises:
+        ConfigError: the likelihood cannot model this data.
+    """
+    likelihood = config.model.likelihood
+    if likelihood == "logit_normal" and dataset.binarize != "none":
+        raise ConfigError(
+            f"model.likelihood logit_normal is a density on (0, 1) and cannot model binarised data "
+            f"({dataset.spec.name} is binarised: {dataset.binarize}); use bernoulli"
+        )
+    if likelihood in ("bernoulli", "continuous_bernoulli", "logit_normal") and dataset.train.images.min() < 0:
+        raise ConfigError(
+            f"model.likelihood {likelihood} models values in [0, 1], but {dataset.spec.name} has values "
+            f"down to {dataset.train.images.min().item():.2f}; use --likelihood gaussian or laplace"
+        )
+
+
 @contextlib.contextmanager
 def _stop_signals() -> Iterator[dict[str, Any]]:
     """While inside, SIGINT and SIGTERM only set ``flag['signal']``; the loop then finishes the
@@ -316,6 +336,7 @@ def _fit(config: Config, run_dir: Path, checkpoint, verbose: bool, argv) -> Run:
             f"training.batch_size={config.training.batch_size} is larger than the training set "
             f"({len(dataset.train)} examples); use a smaller batch size"
         )
+    check_model_fits_data(config, dataset)
     model = build_model(config.model, dataset.image_shape).to(device)
     optimizer = make_optimizer(model, config.training)
     scheduler = make_scheduler(optimizer, config.training)
@@ -346,7 +367,7 @@ def _fit_locked(config, run_dir, dataset, model, optimizer, scheduler, state, or
 
     eval_images = dataset.eval.images.to(device)
     batches = InMemoryBatches(dataset.train.images.to(device), config.training.batch_size, shuffle=True,
-                              dynamic_binarize=config.data.binarize == "dynamic", generator=data_generator)
+                              dynamic_binarize=dataset.binarize == "dynamic", generator=data_generator)
     from torch.utils.tensorboard import SummaryWriter  # slow import, only when training
 
     say = print if verbose else (lambda *a, **k: None)
