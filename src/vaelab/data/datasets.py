@@ -71,17 +71,22 @@ def read_splits(spec: DatasetSpec, config: DataConfig, data_dir=None) -> Splits:
     def fetch(roles):
         return fetch_files(spec, roles, data_dir)
 
-    splits = spec.reader(spec, fetch, config)
-    for split, (images, labels) in zip(("train", "test"), splits):
-        if tuple(images.shape[1:]) != tuple(spec.image_shape):
-            raise DataError(
-                f"{spec.name} {split}: images are {tuple(images.shape[1:])}, expected {tuple(spec.image_shape)}; "
-                "the files are not the expected ones, fetch them again"
-            )
-        if len(images) != len(labels):
-            raise DataError(
-                f"{spec.name} {split}: {len(images)} images but {len(labels)} labels; fetch the files again"
-            )
+    try:
+        splits = spec.reader(spec, fetch, config)
+        for split, (images, labels) in zip(("train", "test"), splits):
+            if tuple(images.shape[1:]) != tuple(spec.image_shape):
+                raise DataError(
+                    f"{spec.name} {split}: images are {tuple(images.shape[1:])}, expected "
+                    f"{tuple(spec.image_shape)}; the files are not the expected ones, fetch them again"
+                )
+            if len(images) != len(labels):
+                raise DataError(
+                    f"{spec.name} {split}: {len(images)} images but {len(labels)} labels; fetch the files again"
+                )
+    except DataError as exc:
+        if spec.files and "fetch" in str(exc) and "vaelab download" not in str(exc):
+            raise DataError(f"{exc} (`vaelab download {spec.name}` fetches a verified copy into the cache)") from None
+        raise
     return splits
 
 
