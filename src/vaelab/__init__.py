@@ -19,6 +19,7 @@ _LAZY = {
     "train": "training", "resume": "training", "load_model": "training", "Run": "training",
     "VaelabError": "errors", "ConfigError": "errors", "DataError": "errors",
     "CheckpointError": "errors", "TrainingError": "errors",
+    "run_sweep": "experiments", "load_sweep": "experiments", "summarize_sweep": "experiments",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

@@ -11,6 +11,7 @@ import dataclasses
 import sys
 import types
 import typing
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -103,6 +104,20 @@ def build_parser() -> argparse.ArgumentParser:
     download.add_argument("--data-dir", help="look here first (default: $VAELAB_DATA_DIR)")
     download.set_defaults(handler=_cmd_download)
     train.set_defaults(handler=_cmd_train)
+
+    sweep = commands.add_parser("sweep", help="train every run of a sweep file in parallel workers",
+                                description="Train a grid/list of variants x seeds; re-launching skips "
+                                            "finished runs and resumes interrupted ones.")
+    sweep.add_argument("sweep_file", metavar="SWEEP.yaml")
+    sweep.add_argument("--jobs", type=int, default=None, help="worker processes (default: CPU count)")
+    sweep.add_argument("--budget", default="quick", help="quick or full (the sweep's budgets) (default: quick)")
+    sweep.add_argument("--output-dir", default=None, help="parent of the sweep directory (default: runs/sweeps)")
+    sweep.add_argument("--quiet", action="store_true", help="print only the results table")
+    sweep.set_defaults(handler=_cmd_sweep)
+
+    sweep_summary = commands.add_parser("sweep-summary", help="(re)write a sweep's results table")
+    sweep_summary.add_argument("sweep_dir", metavar="SWEEP_DIR")
+    sweep_summary.set_defaults(handler=_cmd_sweep_summary)
     return parser
 
 
@@ -136,6 +151,26 @@ def _cmd_train(args: argparse.Namespace) -> int:
         from .training.trainer import print_summary
 
         print_summary(run.summary)
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from .experiments import load_sweep, run_sweep
+
+    if args.jobs is not None and args.jobs < 1:
+        raise VaelabError(f"--jobs must be >= 1, got {args.jobs}")
+    sweep = load_sweep(args.sweep_file, args.budget, args.output_dir)
+    summary = run_sweep(sweep, args.jobs, args.budget, verbose=not args.quiet)
+    if args.quiet:
+        print((sweep.directory / "results.md").read_text())
+    return 1 if summary["unfinished"] else 0
+
+
+def _cmd_sweep_summary(args: argparse.Namespace) -> int:
+    from .experiments import summarize_sweep
+
+    summary = summarize_sweep(args.sweep_dir)
+    print((Path(summary["directory"]) / "results.md").read_text())
     return 0
 
 

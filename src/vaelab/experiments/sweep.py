@@ -1,0 +1,323 @@
+"""Sweeps: a base config, a grid and/or a list of variants, and seeds, trained in parallel
+worker processes, resumable, summarised as mean ± std over seeds.
+
+A sweep file (YAML)::
+
+    name: latent-size                 # the sweep directory's name
+    base: {data: {dataset: mnist}, training: {epochs: 10}}   # a config (or `base: path.yaml`)
+    grid: {model.latent_dim: [1, 2, 3]}                     # cartesian product over these keys
+    variants:                         # and/or explicit variants (each a dict of dotted keys)
+      - {name: cnn, model.network: conv3}
+    seeds: [1, 2, 3]
+    budgets:                          # overrides per --budget (quick is the default)
+      quick: {training.epochs: 3, data.train_examples: 10000}
+      full: {}
+
+Each run trains in ``<output_dir>/<name>/runs/<differing values>-seed<k>/``. A run whose
+``summary.json`` exists is finished and skipped on re-launch; one with a checkpoint but no
+summary is resumed. A failing run writes ``error.txt`` and the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as futures
+import itertools
+import json
+import math
+import multiprocessing
+import os
+import re
+import signal
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from ..config import Config, load_config, set_dotted
+from ..errors import ConfigError, VaelabError
+from ..io import atomic_write_text
+
+METRICS = ("neg_elbo", "recon", "kl")
+
+
+@dataclass
+class RunSpec:
+    """One run of a sweep: its directory name, the values that set it apart, its full config."""
+
+    name: str
+    values: dict[str, Any]
+    seed: int
+    config: dict[str, Any]
+
+
+@dataclass
+class Sweep:
+    """A parsed sweep: where it writes and the runs it is made of."""
+
+    name: str
+    directory: Path
+    runs: list[RunSpec]
+    keys: list[str]
+    spec: dict[str, Any] = field(default_factory=dict)
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return "x".join(_format(v) for v in value)
+    if isinstance(value, float):
+        value = f"{value:g}"
+    return re.sub(r"[^A-Za-z0-9._+-]", "_", str(value))
+
+
+def run_name(values: dict[str, Any], seed: int) -> str:
+    """``latent_dim=2-beta=0.5-seed1``: the leaf names and values that set a run apart."""
+    parts = [f"{key.split('.')[-1]}={_format(v)}" for key, v in values.items() if key != "name"]
+    if "name" in values:
+        parts.insert(0, _format(values["name"]))
+    return "-".join(parts + [f"seed{seed}"])
+
+
+def load_sweep(spec: dict[str, Any] | str | Path, budget: str = "quick", output_dir: str | Path | None = None) -> Sweep:
+    """Parse and validate a sweep (a dict or a YAML file) for ``budget``.
+
+    Every run's config is built and validated before anything runs.
+
+    Raises:
+        ConfigError: unknown top-level keys, an empty grid, an unknown budget, or invalid run
+            configs (all problems listed).
+    """
+    source = None
+    if isinstance(spec, (str, Path)):
+        source = Path(spec)
+        try:
+            spec = yaml.safe_load(source.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"sweep file {source} does not exist; check the path") from None
+        except yaml.YAMLError:
+            raise ConfigError(f"sweep file {source} is not valid YAML; fix its syntax") from None
+    if not isinstance(spec, dict):
+        raise ConfigError("a sweep must be a mapping with base, grid and/or variants, seeds")
+    allowed = {"name", "base", "grid", "variants", "seeds", "budgets", "output_dir", "description", "claims"}
+    unknown = sorted(set(spec) - allowed)
+    if unknown:
+        raise ConfigError(f"unknown sweep keys {', '.join(unknown)} (valid: {', '.join(sorted(allowed))})")
+    base = spec.get("base") or {}
+    if isinstance(base, str):
+        path = Path(base) if source is None or Path(base).is_absolute() else source.parent / base
+        base = load_config(path).to_dict()
+    base = Config.from_dict(base).to_dict()
+    budgets = spec.get("budgets") or {}
+    if budget not in ("quick", "full") and budget not in budgets:
+        raise ConfigError(f"unknown budget {budget!r}; use quick or full (or one the sweep defines)")
+    grid = spec.get("grid") or {}
+    variants = spec.get("variants") or ([{}] if grid or not spec.get("variants") else [])
+    seeds = spec.get("seeds") or [base["seed"]]
+    if not isinstance(grid, dict) or any(not isinstance(v, list) or not v for v in grid.values()):
+        raise ConfigError("sweep grid must map dotted config keys to non-empty lists of values")
+    name = str(spec.get("name") or (source.stem if source else "sweep"))
+    if "/" in name or name.startswith("."):
+        raise ConfigError(f"sweep name must be a plain directory name, got {name!r}")
+    directory = Path(output_dir or spec.get("output_dir") or "runs/sweeps") / name
+    runs, problems = [], []
+    combos = [dict(zip(grid, values)) for values in itertools.product(*grid.values())] if grid else [{}]
+    for variant in variants:
+        for combo in combos:
+            values = {**dict(variant), **combo}
+            for seed in seeds:
+                overrides = {k: v for k, v in values.items() if k != "name"}
+                overrides.update(budgets.get(budget) or {})
+                config = dict(base)
+                config = json.loads(json.dumps(config))  # deep copy
+                set_dotted(config, overrides)
+                rname = run_name(values, seed)
+                config.update(seed=seed, name=rname, output_dir=str(directory / "runs"))
+                try:
+                    Config.from_dict(config)
+                except ConfigError as exc:
+                    problems.append(f"{rname}: {exc}")
+                    continue
+                runs.append(RunSpec(rname, values, seed, config))
+    if problems:
+        raise ConfigError("invalid sweep:\n  - " + "\n  - ".join(problems))
+    names = [r.name for r in runs]
+    if len(set(names)) != len(names):
+        raise ConfigError("two runs of the sweep get the same name; give variants distinct `name`s")
+    keys = list(dict.fromkeys([k for v in variants for k in v] + list(grid)))
+    return Sweep(name, directory, runs, keys, spec)
+
+
+def _worker_init(threads: int, init: Callable[[], None] | None) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    # The parent decides when to stop: it sends SIGTERM, which a training run answers by
+    # checkpointing and stopping; outside a run it must not kill the worker.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    if init is not None:
+        init()
+
+
+def _train_one(config: dict[str, Any]) -> dict[str, Any]:
+    """Train (or resume, or skip) one run in a worker; never raises."""
+    from ..training import resume, train
+
+    run_dir = Path(config["output_dir"]) / config["name"]
+    start = time.perf_counter()
+    if (run_dir / "summary.json").exists():
+        return {"status": "skipped", "seconds": 0.0}
+    try:
+        if (run_dir / "config.yaml").exists():
+            run = resume(run_dir, verbose=False)
+        else:
+            run = train(config, verbose=False)
+        (run_dir / "error.txt").unlink(missing_ok=True)
+        return {"status": "done", "seconds": time.perf_counter() - start, "final": run.summary.get("final")}
+    except Exception as exc:  # recorded, and the sweep goes on
+        run_dir.mkdir(parents=True, exist_ok=True)
+        message = f"{type(exc).__name__}: {exc}"
+        atomic_write_text(run_dir / "error.txt", message + "\n")
+        status = "interrupted" if type(exc).__name__ == "TrainingInterrupted" else "failed"
+        return {"status": status, "seconds": time.perf_counter() - start, "error": message}
+
+
+def run_sweep(sweep: Sweep | dict | str | Path, jobs: int | None = None, budget: str = "quick",
+              verbose: bool = True, worker_init: Callable[[], None] | None = None) -> dict[str, Any]:
+    """Run every run of ``sweep`` in ``jobs`` worker processes and write its summary.
+
+    Torch threads are divided among the workers (``cpu_count // jobs`` each). SIGINT/SIGTERM
+    make every running run checkpoint and stop; a re-launch skips finished runs and resumes the
+    others. ``worker_init`` runs in each worker first (e.g. to register a dataset).
+
+    Returns:
+        the summary (see :func:`summarize_sweep`) plus ``statuses``: run name -> status.
+    """
+    if not isinstance(sweep, Sweep):
+        sweep = load_sweep(sweep, budget)
+    sweep.directory.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(sweep.directory / "sweep.yaml", yaml.safe_dump(
+        {**sweep.spec, "resolved_runs": [r.name for r in sweep.runs], "keys": sweep.keys, "budget": budget},
+        sort_keys=False))
+    cpus = os.cpu_count() or 1
+    jobs = max(1, min(jobs or cpus, len(sweep.runs)))
+    threads = max(1, cpus // jobs)
+    say = print if verbose else (lambda *a, **k: None)
+    say(f"sweep {sweep.name}: {len(sweep.runs)} runs, {jobs} workers x {threads} threads -> {sweep.directory}")
+    from tqdm.auto import tqdm
+
+    statuses: dict[str, str] = {}
+    context = multiprocessing.get_context("spawn")
+    bar = tqdm(total=len(sweep.runs), desc="sweep", unit="run", disable=None if verbose else True)
+    pool = futures.ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_init,
+                                       initargs=(threads, worker_init))
+    stop = {"signal": None}
+
+    def on_signal(signum, frame):
+        stop["signal"] = signal.Signals(signum).name
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        pending = {pool.submit(_train_one, run.config): run for run in sweep.runs}
+        not_done = set(pending)
+        while not_done:
+            done, not_done = futures.wait(not_done, timeout=0.5)
+            for future in done:
+                if future.cancelled():
+                    continue
+                run = pending[future]
+                try:
+                    result = future.result()
+                except Exception as exc:  # a worker died (e.g. killed): record and go on
+                    result = {"status": "failed", "seconds": 0.0, "error": f"worker died: {exc}"}
+                statuses[run.name] = result["status"]
+                detail = ""
+                if result.get("final"):
+                    detail = f": test -ELBO {result['final']['neg_elbo']:.3f}"
+                elif result.get("error"):
+                    detail = f": {result['error'].splitlines()[0][:160]}"
+                if verbose:
+                    bar.write(f"[{len(statuses)}/{len(sweep.runs)}] {run.name} {result['status']}{detail} "
+                              f"({result['seconds']:.1f} s)")
+                bar.update(1)
+            if stop["signal"]:  # start nothing new; ask running runs to checkpoint and stop
+                for future in not_done:
+                    future.cancel()
+                for process in list((getattr(pool, "_processes", None) or {}).values()):
+                    try:
+                        os.kill(process.pid, signal.SIGTERM)
+                    except ProcessLookupError:
+                        pass
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        bar.close()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    summary = summarize_sweep(sweep.directory)
+    summary["statuses"] = statuses
+    if stop["signal"]:
+        from ..errors import TrainingInterrupted
+
+        raise TrainingInterrupted(
+            f"sweep stopped by {stop['signal']}; finished runs are kept, interrupted ones checkpointed; "
+            f"re-launch the same command to continue"
+        )
+    if verbose:
+        say((sweep.directory / "results.md").read_text())
+    return summary
+
+
+def summarize_sweep(directory: str | Path) -> dict[str, Any]:
+    """Mean ± std over seeds of each setting's final metrics; writes ``results.csv`` and
+    ``results.md`` in the sweep directory (atomically).
+
+    Raises:
+        VaelabError: ``directory`` is not a sweep directory.
+    """
+    directory = Path(directory)
+    meta_path = directory / "sweep.yaml"
+    if not meta_path.is_file():
+        raise VaelabError(f"{directory} is not a sweep directory (no sweep.yaml); check the path")
+    meta = yaml.safe_load(meta_path.read_text()) or {}
+    groups: dict[str, dict[str, Any]] = {}
+    failed = []
+    for name in meta.get("resolved_runs", []):
+        run_dir = directory / "runs" / name
+        setting = re.sub(r"-?seed\d+$", "", name) or "base"
+        group = groups.setdefault(setting, {"runs": [], "values": {}})
+        summary_path = run_dir / "summary.json"
+        if not summary_path.exists():
+            failed.append(name)
+            continue
+        summary = json.loads(summary_path.read_text())
+        row = {f"{split}_{m}": summary[key][m] for split, key in (("test", "final"), ("train", "final_train"))
+               for m in METRICS if key in summary}
+        row["seconds_per_epoch"] = summary.get("seconds_per_epoch", math.nan)
+        group["runs"].append(row)
+    columns = [f"{s}_{m}" for s in ("test", "train") for m in METRICS] + ["seconds_per_epoch"]
+    table = []
+    for setting, group in groups.items():
+        entry: dict[str, Any] = {"setting": setting, "seeds": len(group["runs"])}
+        for column in columns:
+            values = [r[column] for r in group["runs"] if column in r]
+            entry[f"{column}_mean"] = statistics.fmean(values) if values else math.nan
+            entry[f"{column}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0 if values else math.nan
+        table.append(entry)
+    csv_lines = [",".join(["setting", "seeds"] + [f"{c}_{s}" for c in columns for s in ("mean", "std")])]
+    for entry in table:
+        csv_lines.append(",".join([entry["setting"], str(entry["seeds"])] +
+                                  [f"{entry[f'{c}_{s}']:.6g}" for c in columns for s in ("mean", "std")]))
+    atomic_write_text(directory / "results.csv", "\n".join(csv_lines) + "\n")
+    shown = ["test_neg_elbo", "test_recon", "test_kl", "train_kl", "seconds_per_epoch"]
+    md = [f"# Sweep {meta.get('name', directory.name)} ({meta.get('budget', '?')} budget)", "",
+          "Final-epoch metrics, mean ± std over seeds, nats per example (seconds: training time per epoch).", "",
+          "| setting | seeds | " + " | ".join(shown) + " |", "| --- | ---: | " + " | ".join("---:" for _ in shown) + " |"]
+    for entry in table:
+        cells = [f"{entry[f'{c}_mean']:.2f} ± {entry[f'{c}_std']:.2f}" for c in shown]
+        md.append(f"| {entry['setting']} | {entry['seeds']} | " + " | ".join(cells) + " |")
+    if failed:
+        md += ["", f"Not finished ({len(failed)}): " + ", ".join(failed) + " (see each run's error.txt)."]
+    atomic_write_text(directory / "results.md", "\n".join(md) + "\n")
+    return {"directory": str(directory), "table": table, "unfinished": failed}
