@@ -1,26 +1,30 @@
-"""One training epoch of vaelab against a loop written like pytorch/examples' VAE, in one process.
+"""One training epoch of vaelab against references, side by side in one process, on real MNIST.
 
-Both train the same 784-400-20 model (ReLU, Bernoulli likelihood, Adam 1e-3, batch 128) on the
-real MNIST training set (60,000 images). The reference loop follows pytorch/examples/vae/main.py:
-a per-sample Dataset turning each uint8 image into a PIL image and then a float tensor (as
-torchvision's MNIST with ToTensor does), a shuffling DataLoader with batch 128, sigmoid outputs with
-``F.binary_cross_entropy(reduction='sum')`` and ``loss.item()`` every step. vaelab's epoch is
-:func:`vaelab.training.train_epoch` over in-memory tensors. The two are timed alternately, each
-``--repeats`` times, and the median ratio is printed. A third row runs the reference loop with
-subnormal floats flushed to zero (what vaelab does on the CPU), to separate that setting's gain
-from the in-memory batching's.
+Contenders, each timed alternately (``--repeats`` rounds, median reported):
 
-    python benchmarks/train_speed.py [--repeats 3] [--data-dir DIR] [--json OUT.json]
+- **vaelab**: :func:`vaelab.training.train_epoch` over in-memory tensors (what `vaelab train`
+  runs per epoch).
+- **pytorch/examples loop**: written like pytorch/examples/vae/main.py: a per-sample Dataset
+  doing what torchvision's MNIST with ``ToTensor`` does (uint8 -> PIL image -> float tensor), a
+  shuffling DataLoader, sigmoid outputs with ``F.binary_cross_entropy(reduction='sum')``,
+  ``loss.item()`` every step.
+- **pythae** (optional: ``pip install -e '.[bench]'``): pythae 0.1.2's ``VAE`` with custom
+  encoder/decoder classes of the same layers, its ``BaseTrainer.train_step`` (one epoch).
+- **GEMM floor** (MLPs): the same matrix products, forward and backward, on random data of the
+  same shapes, with nothing else (no activations, loss, sampling, optimiser or data).
+
+Models: the pytorch/examples MLP 784-400-20 (batch 128), the IWAE paper's MLP 784-200-200-50
+with tanh (Burda et al. 2016, batch 100), and a small conv VAE (16-32 channels, batch 128).
+
+    python -m benchmarks.train_speed [--repeats 3] [--quick] [--data-dir DIR]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import statistics
+import math
+import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,12 +33,18 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from benchmarks.common import alternate, median, mnist_train, table, write_json
 from vaelab.config import Config
-from vaelab.data import InMemoryBatches, get_spec
-from vaelab.data.datasets import load_split_arrays
+from vaelab.data import InMemoryBatches
 from vaelab.models import build_model
 from vaelab.runtime import flush_denormals
 from vaelab.training import make_optimizer, train_epoch
+
+MODELS = {
+    "mlp 784-400-20": ({"model": {"hidden": [400], "latent_dim": 20}}, 128),
+    "iwae mlp 784-200-200-50": ({"model": {"hidden": [200, 200], "latent_dim": 50, "activation": "tanh"}}, 100),
+    "conv 16-32": ({"model": {"network": "conv", "conv_channels": [16, 32], "hidden": [256], "latent_dim": 20}}, 128),
+}
 
 
 class ExamplesStyleMNIST(Dataset):
@@ -59,35 +69,21 @@ class ExamplesStyleMNIST(Dataset):
 
 
 class ExamplesVAE(nn.Module):
-    """The model of pytorch/examples/vae/main.py."""
+    """pytorch/examples/vae/main.py's model, generalised to the benchmark's model: the same
+    encoder/decoder modules as vaelab's (so the FLOPs are equal), sigmoid output, its loss."""
 
-    def __init__(self):
+    def __init__(self, vae):
         super().__init__()
-        self.fc1 = nn.Linear(784, 400)
-        self.fc21 = nn.Linear(400, 20)
-        self.fc22 = nn.Linear(400, 20)
-        self.fc3 = nn.Linear(20, 400)
-        self.fc4 = nn.Linear(400, 784)
-
-    def encode(self, x):
-        h1 = F.relu(self.fc1(x))
-        return self.fc21(h1), self.fc22(h1)
-
-    def reparameterize(self, mu, logvar):
-        std = torch.exp(0.5 * logvar)
-        return mu + torch.randn_like(std) * std
-
-    def decode(self, z):
-        return torch.sigmoid(self.fc4(F.relu(self.fc3(z))))
+        self.encoder, self.decoder = vae.encoder, vae.decoder
 
     def forward(self, x):
-        mu, logvar = self.encode(x.view(-1, 784))
-        z = self.reparameterize(mu, logvar)
-        return self.decode(z), mu, logvar
+        mu, logvar = self.encoder(x)
+        z = mu + torch.randn_like(logvar) * torch.exp(0.5 * logvar)
+        return torch.sigmoid(self.decoder(z)), mu, logvar
 
 
 def examples_loss(recon_x, x, mu, logvar):
-    bce = F.binary_cross_entropy(recon_x, x.view(-1, 784), reduction="sum")
+    bce = F.binary_cross_entropy(recon_x, x, reduction="sum")
     kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
     return bce + kld
 
@@ -105,57 +101,135 @@ def examples_epoch(model, optimizer, loader) -> float:
     return train_loss / len(loader.dataset)
 
 
+def linear_shapes(model) -> list[tuple[int, int]]:
+    """(in, out) of every linear layer in forward order (the two posterior heads as one)."""
+    enc = [(m.in_features, m.out_features) for m in model.encoder.body if isinstance(m, nn.Linear)]
+    heads = model.encoder.heads
+    dec = [(m.in_features, m.out_features) for m in model.decoder.body if isinstance(m, nn.Linear)]
+    return [*enc, (heads.mean.in_features, 2 * heads.mean.out_features), *dec,
+            (model.decoder.out.in_features, model.decoder.out.out_features)]
+
+
+def gemm_floor(shapes: list[tuple[int, int]], batch: int, n_examples: int) -> float:
+    """Seconds for one epoch's matrix products alone: per layer the forward ``a @ W`` and the
+    backward ``a^T @ g`` (weight gradient) and ``g @ W^T`` (input gradient, not for the first
+    layer, whose input is data), on random tensors of the real shapes."""
+    steps = math.ceil(n_examples / batch)
+    tensors = [(torch.randn(batch, i), torch.randn(i, o), torch.randn(batch, o)) for i, o in shapes]
+    start = time.perf_counter()
+    for _ in range(steps):
+        for k, (a, w, g) in enumerate(tensors):
+            a @ w
+            a.t() @ g
+            if k:
+                g @ w.t()
+    return time.perf_counter() - start
+
+
+def pythae_trainer(vae, images: np.ndarray, batch: int, workdir: str):
+    """pythae's VAE and BaseTrainer around the same encoder/decoder layers, or None if pythae is
+    not installed."""
+    try:
+        from pythae.models import VAE as PythaeVAE, VAEConfig
+        from pythae.models.base.base_utils import ModelOutput
+        from pythae.models.nn import BaseDecoder, BaseEncoder
+        from pythae.trainers import BaseTrainer, BaseTrainerConfig
+    except ImportError:
+        return None
+
+    class Encoder(BaseEncoder):
+        def __init__(self):
+            super().__init__()
+            self.net = vae.encoder
+
+        def forward(self, x):
+            mean, log_var = self.net(x)
+            return ModelOutput(embedding=mean, log_covariance=log_var)
+
+    class Decoder(BaseDecoder):
+        def __init__(self):
+            super().__init__()
+            self.net = vae.decoder
+
+        def forward(self, z):
+            return ModelOutput(reconstruction=torch.sigmoid(self.net(z)))
+
+    config = VAEConfig(input_dim=(1, 28, 28), latent_dim=vae.latent_dim, reconstruction_loss="bce")
+    model = PythaeVAE(config, encoder=Encoder(), decoder=Decoder())
+    trainer_config = BaseTrainerConfig(output_dir=workdir, num_epochs=1, learning_rate=1e-3,
+                                       per_device_train_batch_size=batch, no_cuda=True)
+    from pythae.data.datasets import BaseDataset
+
+    x = torch.from_numpy(images.astype(np.float32) / 255).unsqueeze(1)
+    data = BaseDataset(x, torch.zeros(len(x)))  # pythae's in-memory dataset (per-sample __getitem__)
+    import logging
+
+    logging.getLogger("pythae").setLevel(logging.WARNING)
+    trainer = BaseTrainer(model, train_dataset=data, training_config=trainer_config)
+    trainer.prepare_training()
+    return trainer
+
+
+def bench_model(name: str, images: np.ndarray, labels: np.ndarray, repeats: int, with_pythae: bool) -> dict:
+    values, batch = MODELS[name]
+    config = Config.from_dict(values)
+    device = torch.device("cpu")
+
+    torch.manual_seed(1)
+    ours = build_model(config.model, (1, 28, 28))
+    optimizer = make_optimizer(ours, config.training)
+    x = torch.from_numpy(images.astype(np.float32) / 255).unsqueeze(1)
+    batches = InMemoryBatches(x, batch, shuffle=True, generator=torch.Generator().manual_seed(1))
+
+    torch.manual_seed(1)
+    reference = ExamplesVAE(build_model(config.model, (1, 28, 28)))
+    reference_opt = torch.optim.Adam(reference.parameters(), lr=1e-3)
+    loader = DataLoader(ExamplesStyleMNIST(images, labels), batch_size=batch, shuffle=True)
+
+    contenders = {
+        "vaelab": lambda: train_epoch(ours, optimizer, batches, config.objective, config.training, device, 1),
+        "pytorch/examples loop": lambda: examples_epoch(reference, reference_opt, loader),
+    }
+    workdir = tempfile.mkdtemp()
+    if with_pythae:
+        torch.manual_seed(1)
+        trainer = pythae_trainer(build_model(config.model, (1, 28, 28)), images, batch, workdir)
+        if trainer is not None:
+            contenders["pythae 0.1.2"] = lambda: trainer.train_step(1)
+    if config.model.network == "mlp":
+        shapes = linear_shapes(ours)
+        contenders["GEMM floor"] = lambda: gemm_floor(shapes, batch, len(images))
+    with flush_denormals():  # the floor and references under vaelab's CPU setting too
+        times = alternate(contenders, repeats)
+    ours_s = median(times["vaelab"])
+    return {"model": name, "batch": batch, "examples": len(images),
+            "seconds": {k: median(v) for k, v in times.items()}, "all": times,
+            "ratio_to_vaelab": {k: median(v) / ours_s for k, v in times.items()}}
+
+
+def run(quick: bool = False, repeats: int = 3, data_dir=None) -> list[dict]:
+    n = 2000 if quick else None
+    images, labels = mnist_train(data_dir, n)
+    results = []
+    for name in MODELS:
+        result = bench_model(name, images, labels, 1 if quick else repeats, with_pythae=name.startswith("mlp"))
+        results.append(result)
+        rows = [[k, f"{v:.2f}", f"{result['ratio_to_vaelab'][k]:.2f}x",
+                 " ".join(f"{t:.2f}" for t in result["all"][k])] for k, v in result["seconds"].items()]
+        print(table(f"\none epoch of {name}, batch {result['batch']}, {result['examples']} MNIST images "
+                    f"({torch.get_num_threads()} threads, median of {len(result['all']['vaelab'])})",
+                    rows, ["loop", "s/epoch", "vs vaelab", "runs"]))
+    write_json("train_speed", {"quick": quick, "results": results})
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="2,000 images, one round: a smoke run")
     parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--train-examples", type=int, default=None, help="use the first N images (smoke runs)")
-    parser.add_argument("--json", type=Path, default=Path("benchmarks/results/train_speed.json"))
     args = parser.parse_args()
-
-    images, labels = load_split_arrays(get_spec("mnist"), "train", args.data_dir)
-    images, labels = images[: args.train_examples], labels[: args.train_examples]
-    config = Config()
-
-    torch.manual_seed(1)
-    reference = ExamplesVAE()
-    reference_opt = torch.optim.Adam(reference.parameters(), lr=1e-3)
-    loader = DataLoader(ExamplesStyleMNIST(images, labels), batch_size=128, shuffle=True)
-
-    torch.manual_seed(1)
-    model = build_model(config.model, (1, 28, 28))
-    optimizer = make_optimizer(model, config.training)
-    x = torch.from_numpy(images.astype(np.float32) / 255).unsqueeze(1)
-    batches = InMemoryBatches(x, 128, shuffle=True, generator=torch.Generator().manual_seed(1))
-    device = torch.device("cpu")
-
-    times: dict[str, list[float]] = {"pytorch/examples loop": [], "examples loop + FTZ": [], "vaelab": []}
-    for _ in range(args.repeats):
-        start = time.perf_counter()
-        examples_epoch(reference, reference_opt, loader)
-        times["pytorch/examples loop"].append(time.perf_counter() - start)
-        with flush_denormals():  # the reference with vaelab's CPU setting, to show what it buys
-            start = time.perf_counter()
-            examples_epoch(reference, reference_opt, loader)
-            times["examples loop + FTZ"].append(time.perf_counter() - start)
-        start = time.perf_counter()
-        train_epoch(model, optimizer, batches, config.objective, config.training, device, 1)
-        times["vaelab"].append(time.perf_counter() - start)
-
-    ratios = [r / v for r, v in zip(times["pytorch/examples loop"], times["vaelab"])]
-    print(f"one epoch of 784-400-20 on {len(images)} MNIST images, batch 128, "
-          f"{torch.get_num_threads()} torch threads, {args.repeats} repeats (median)")
-    print(f"{'loop':24s} {'s/epoch':>8s}  all runs")
-    for name, values in times.items():
-        print(f"{name:24s} {statistics.median(values):8.2f}  " + " ".join(f"{v:.2f}" for v in values))
-    print(f"speed-up of vaelab over the pytorch/examples loop: {statistics.median(ratios):.2f}x "
-          f"(per repeat: {' '.join(f'{r:.2f}' for r in ratios)})")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({
-        "benchmark": "train_speed", "examples": len(images), "threads": torch.get_num_threads(),
-        "torch": torch.__version__, "platform": platform.platform(), "seconds": times,
-        "speedup_median": statistics.median(ratios),
-    }, indent=2))
+    run(args.quick, args.repeats, args.data_dir)
 
 
 if __name__ == "__main__":

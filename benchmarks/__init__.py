@@ -1,0 +1,1 @@
+"""vaelab's speed and memory benchmarks: `python -m benchmarks run [--quick]`."""

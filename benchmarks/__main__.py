@@ -1,0 +1,34 @@
+"""`python -m benchmarks run [--quick] [--only NAME ...]`: every benchmark, tables on stdout,
+JSON in benchmarks/results/. `--quick` is a smoke run on slices (CI runs it, without timing
+assertions)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+BENCHMARKS = ["train_speed", "eval_speed", "scaling", "memory"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the benchmarks")
+    run.add_argument("--quick", action="store_true", help="small slices, one round: checks they execute")
+    run.add_argument("--only", nargs="+", choices=BENCHMARKS, default=None)
+    run.add_argument("--data-dir", default=None, help="MNIST location (default: $VAELAB_DATA_DIR, cache)")
+    args = parser.parse_args()
+    for name in args.only or BENCHMARKS:
+        try:
+            module = importlib.import_module(f"benchmarks.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"benchmarks.{name}":
+                print(f"\n({name}: not available)")
+                continue
+            raise
+        print(f"\n=== {name} ===")
+        module.run(quick=args.quick, data_dir=args.data_dir)
+
+
+if __name__ == "__main__":
+    main()

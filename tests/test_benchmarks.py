@@ -1,0 +1,23 @@
+"""The benchmarks execute (`python -m benchmarks run --quick`); no timing is asserted."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_quick_benchmarks_run_and_write_results(real_data_dir, tmp_path):
+    env = {**os.environ, "VAELAB_DATA_DIR": str(real_data_dir), "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "run", "--quick"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "one epoch of mlp 784-400-20" in proc.stdout and "GEMM floor" in proc.stdout
+    result = json.loads((REPO / "benchmarks" / "results" / "train_speed.json").read_text())
+    assert result["quick"] and {r["model"] for r in result["results"]} >= {"mlp 784-400-20", "conv 16-32"}
+    assert json.loads((REPO / "benchmarks" / "results" / "memory.json").read_text())["train_status"] == 0
