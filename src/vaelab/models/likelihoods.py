@@ -101,28 +101,31 @@ class _ScaledLikelihood(Likelihood):
         return self.floor + F.softplus(self.raw_scale)
 
 
-class GaussianLikelihood(_ScaledLikelihood):
+class _SquashedLocationScale(_ScaledLikelihood):
+    """A location-scale family per pixel with location sigmoid(out) in (0, 1)."""
+
+    family: type = Normal
+
+    def distribution(self, params):
+        base = self.family(torch.sigmoid(params), self.scale(), validate_args=False)
+        return Independent(base, 3, validate_args=False)
+
+    def mean(self, params):
+        return torch.sigmoid(params)
+
+
+class GaussianLikelihood(_SquashedLocationScale):
     """p(x|z) = N(x; sigmoid(out), sigma^2) per pixel. With a fixed sigma this is the "MSE loss"
     up to constants: -log p = ||x - mu||^2 / (2 sigma^2) + D log(sigma sqrt(2 pi))."""
 
-    def distribution(self, params):
-        return Independent(Normal(torch.sigmoid(params), self.scale(), validate_args=False), 3,
-                           validate_args=False)
-
-    def mean(self, params):
-        return torch.sigmoid(params)
+    family = Normal
 
 
-class LaplaceLikelihood(_ScaledLikelihood):
+class LaplaceLikelihood(_SquashedLocationScale):
     """p(x|z) = Laplace(x; sigmoid(out), b) per pixel: the "MAE / L1 loss" as a density,
     -log p = |x - mu| / b + D log(2b)."""
 
-    def distribution(self, params):
-        return Independent(Laplace(torch.sigmoid(params), self.scale(), validate_args=False), 3,
-                           validate_args=False)
-
-    def mean(self, params):
-        return torch.sigmoid(params)
+    family = Laplace
 
 
 class LogitNormalLikelihood(_ScaledLikelihood):
