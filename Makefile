@@ -20,7 +20,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/train_speed.py
+	$(BIN)/python -m benchmarks run
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache
