@@ -43,10 +43,12 @@ def _default_of(f: dataclasses.Field):
     return f.default_factory()
 
 
-def _add_config_options(parser: argparse.ArgumentParser) -> None:
+def _add_config_options(parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None) -> None:
     groups: dict[str, argparse._ArgumentGroup] = {}
     for dotted, f, hint in _config_fields():
         section = dotted.split(".")[0] if "." in dotted else "run"
+        if only is not None and section not in only:
+            continue
         if section not in groups:
             groups[section] = parser.add_argument_group(f"{section} options")
         group = groups[section]
@@ -103,7 +105,41 @@ def build_parser() -> argparse.ArgumentParser:
     download.add_argument("--data-dir", help="look here first (default: $VAELAB_DATA_DIR)")
     download.set_defaults(handler=_cmd_download)
     train.set_defaults(handler=_cmd_train)
+    _add_figure_commands(commands)
     return parser
+
+
+def _add_figure_commands(commands) -> None:
+    """``vaelab plot``."""
+    from .plots.run import KINDS  # light: no matplotlib or torch
+
+    plot = commands.add_parser(
+        "plot", help="draw the figures of a run directory (without training)",
+        description="Draw the figures of a run directory from its metrics.csv, checkpoint and dataset; "
+                    "nothing is trained. Works on finished runs and on runs still training. Figure "
+                    "options default to the run config's figures section.",
+    )
+    plot.add_argument("run_dir", metavar="RUN_DIR")
+    plot.add_argument("--kind", nargs="+", action="extend", metavar="KIND",
+                      help=f"figure kinds to draw (default: every kind that applies): {', '.join(KINDS)}")
+    plot.add_argument("--checkpoint", choices=("last", "best"), default="last",
+                      help="draw the model of this checkpoint (default: last)")
+    plot.add_argument("--output-dir", metavar="DIR", help="write the PNGs here (default: RUN_DIR/figures)")
+    plot.add_argument("--data-dir", metavar="DIR", help="where to find the dataset (default: the run's, "
+                                                        "then $VAELAB_DATA_DIR and the cache)")
+    _add_config_options(plot, only=("figures",))
+    plot.set_defaults(handler=_cmd_plot)
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from .plots.run import plot_run
+
+    overrides = {k: v for k, v in vars(args).items() if k.startswith("figures.")}
+    paths = plot_run(args.run_dir, args.kind, which=args.checkpoint, output_dir=args.output_dir,
+                     overrides=overrides, data_dir=args.data_dir)
+    for path in paths:
+        print(path)
+    return 0
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:

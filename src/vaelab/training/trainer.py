@@ -9,7 +9,7 @@ run::
     summary.json           best epoch, final metrics, seconds per epoch (written at the end)
     checkpoints/last.safetensors, checkpoints/best.safetensors
     tensorboard/           TensorBoard event files (scalars per epoch)
-    figures/*.png          loss curves, reconstructions, samples (+ 2-D latent figures)
+    figures/*.png          every figure of :func:`vaelab.plots.plot_run` (of the last model)
 """
 
 from __future__ import annotations
@@ -301,11 +301,11 @@ def _fit(config: Config, run_dir: Path, checkpoint, verbose: bool, argv) -> Run:
     finally:
         writer.close()
 
-    from ..plots import draw_run_figures
-
-    draw_run_figures(model, dataset, state.history, run_dir / "figures", seed=config.seed)
     summary = _summary(state, dataset.eval_name, run_dir)
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
+    from ..plots import plot_run
+
+    plot_run(run_dir, model=model, dataset=dataset)  # the same figures as `vaelab plot RUN_DIR`
     if verbose:
         print_summary(summary)
     return Run(run_dir=run_dir, config=config, history=state.history, summary=summary)
