@@ -3,6 +3,7 @@
 * :func:`plot_run` draws every figure of a run directory (``vaelab plot``; also called at the
   end of training): loss curves, reconstructions, samples, latent manifold, latent scatter,
   singular values, interpolations and, for point data, the toy 2-D figure.
+* :mod:`vaelab.plots.tensorboard` writes image grids and hyper-parameters during training.
 
 The figure functions themselves (:mod:`vaelab.plots.figures`, :mod:`vaelab.plots.latents`)
 take a model and tensors and return a :class:`matplotlib.figure.Figure`.

@@ -8,7 +8,7 @@ run::
     metrics.csv            one row per epoch: train and evaluation recon/KL/negative ELBO, seconds
     summary.json           best epoch, final metrics, seconds per epoch (written at the end)
     checkpoints/last.safetensors, checkpoints/best.safetensors
-    tensorboard/           TensorBoard event files (scalars per epoch)
+    tensorboard/           TensorBoard event files (scalars per epoch, image grids, config as hparams)
     figures/*.png          every figure of :func:`vaelab.plots.plot_run` (of the last model)
 """
 
@@ -259,7 +259,10 @@ def _fit(config: Config, run_dir: Path, checkpoint, verbose: bool, argv) -> Run:
                               dynamic_binarize=config.data.binarize == "dynamic", generator=data_generator)
     from torch.utils.tensorboard import SummaryWriter  # slow import, only when training
 
+    from ..plots.tensorboard import log_config, log_epoch_images
+
     writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=state.epoch + 1)
+    log_config(writer, config, dataset.eval_name)
     say = print if verbose else (lambda *a, **k: None)
     if state.epoch >= config.training.epochs:
         say(f"run {run_dir} already finished {state.epoch} epochs; pass --epochs N to train longer")
@@ -294,6 +297,7 @@ def _fit(config: Config, run_dir: Path, checkpoint, verbose: bool, argv) -> Run:
             for key, value in row.items():
                 if key != "epoch":
                     writer.add_scalar(key.replace("_", "/", 1), value, epoch)
+            log_epoch_images(writer, model, dataset, config, epoch)
             writer.flush()
             say(f"epoch {epoch:3d}/{config.training.epochs}  train -ELBO {train_metrics['neg_elbo']:8.3f}  "
                 f"{dataset.eval_name} -ELBO {eval_metrics['neg_elbo']:8.3f} (recon {eval_metrics['recon']:.3f}, "
