@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_figure_commands(commands) -> None:
-    """``vaelab plot``."""
+    """``vaelab plot`` and ``vaelab compare``."""
     from .plots.run import KINDS  # light: no matplotlib or torch
 
     plot = commands.add_parser(
@@ -130,6 +130,25 @@ def _add_figure_commands(commands) -> None:
     _add_config_options(plot, only=("figures",))
     plot.set_defaults(handler=_cmd_plot)
 
+    compare = commands.add_parser(
+        "compare", help="overlay the curves of several runs and tabulate their final metrics",
+        description="Overlay the per-epoch curves of several runs, labelled by the config values in "
+                    "which they differ, and print and write a table of their final metrics "
+                    "(nats per example).",
+    )
+    compare.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    compare.add_argument("--metric", action="append", metavar="NAME",
+                         help="metrics.csv column to plot (repeatable), e.g. test_neg_elbo, train_kl, "
+                              "test_elbo (= -test_neg_elbo); a term without split (neg_elbo, recon, kl) "
+                              "means the evaluation split (default: neg_elbo, recon and kl)")
+    compare.add_argument("--label", action="append", metavar="KEY",
+                         help="config key to label runs by, e.g. beta or model.latent_dim (repeatable; "
+                              "default: every key whose value differs)")
+    compare.add_argument("-o", "--output-dir", default="comparison", metavar="DIR",
+                         help="where to write comparison.png and final_metrics.csv/.md (default: comparison)")
+    compare.add_argument("--log-scale", action="store_true", help="logarithmic y axes")
+    compare.set_defaults(handler=_cmd_compare)
+
 
 def _cmd_plot(args: argparse.Namespace) -> int:
     from .plots.run import plot_run
@@ -139,6 +158,16 @@ def _cmd_plot(args: argparse.Namespace) -> int:
                      overrides=overrides, data_dir=args.data_dir)
     for path in paths:
         print(path)
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from .plots.compare import compare_runs
+
+    comparison = compare_runs(args.run_dirs, args.metric, args.label, args.output_dir, args.log_scale)
+    print(comparison.text, end="")
+    for path in comparison.files:
+        print(f"wrote {path}")
     return 0
 
 

@@ -3,6 +3,8 @@
 * :func:`plot_run` draws every figure of a run directory (``vaelab plot``; also called at the
   end of training): loss curves, reconstructions, samples, latent manifold, latent scatter,
   singular values, interpolations and, for point data, the toy 2-D figure.
+* :func:`compare_runs` overlays several runs' curves with legends from their differing config
+  values and tabulates their final metrics (``vaelab compare``).
 * :mod:`vaelab.plots.tensorboard` writes image grids and hyper-parameters during training.
 
 The figure functions themselves (:mod:`vaelab.plots.figures`, :mod:`vaelab.plots.latents`)
@@ -18,6 +20,7 @@ _LAZY = {
     "save_figure": "figures",
     "latent_spectrum": "latents", "plot_interpolations": "latents", "plot_latent_manifold": "latents",
     "plot_latent_scatter": "latents", "plot_singular_values": "latents", "plot_toy2d": "latents",
+    "compare_runs": "compare",
 }
 
 __all__ = sorted(_LAZY)
