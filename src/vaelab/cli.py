@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_figure_commands(commands) -> None:
-    """``vaelab plot`` and ``vaelab compare``."""
+    """``vaelab plot``, ``vaelab compare`` and ``vaelab report``."""
     from .plots.run import KINDS  # light: no matplotlib or torch
 
     plot = commands.add_parser(
@@ -149,6 +149,22 @@ def _add_figure_commands(commands) -> None:
     compare.add_argument("--log-scale", action="store_true", help="logarithmic y axes")
     compare.set_defaults(handler=_cmd_compare)
 
+    report = commands.add_parser(
+        "report", help="write one self-contained HTML report of one or more runs",
+        description="Write one HTML file (figures embedded, no network needed) with each run's "
+                    "config, metrics and figures, and for several runs their comparison.",
+    )
+    report.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    report.add_argument("-o", "--output", default="report.html", metavar="FILE.html",
+                        help="the HTML file to write (default: report.html)")
+    report.add_argument("--redraw", action="store_true",
+                        help="draw every figure again (default: draw only those missing in RUN_DIR/figures)")
+    report.add_argument("--data-dir", metavar="DIR", help="where to find datasets when figures must be drawn")
+    report.add_argument("--title", help="page title")
+    report.add_argument("--label", action="append", metavar="KEY", help="as for vaelab compare")
+    report.add_argument("--metric", action="append", metavar="NAME", help="as for vaelab compare")
+    report.set_defaults(handler=_cmd_report)
+
 
 def _cmd_plot(args: argparse.Namespace) -> int:
     from .plots.run import plot_run
@@ -168,6 +184,15 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     print(comparison.text, end="")
     for path in comparison.files:
         print(f"wrote {path}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .plots.report import write_report
+
+    path = write_report(args.run_dirs, args.output, redraw=args.redraw, data_dir=args.data_dir,
+                        title=args.title, label_keys=args.label, metrics=args.metric)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB); open it in a browser")
     return 0
 
 

@@ -5,6 +5,7 @@
   singular values, interpolations and, for point data, the toy 2-D figure.
 * :func:`compare_runs` overlays several runs' curves with legends from their differing config
   values and tabulates their final metrics (``vaelab compare``).
+* :func:`write_report` gathers runs into one self-contained HTML file (``vaelab report``).
 * :mod:`vaelab.plots.tensorboard` writes image grids and hyper-parameters during training.
 
 The figure functions themselves (:mod:`vaelab.plots.figures`, :mod:`vaelab.plots.latents`)
@@ -20,7 +21,7 @@ _LAZY = {
     "save_figure": "figures",
     "latent_spectrum": "latents", "plot_interpolations": "latents", "plot_latent_manifold": "latents",
     "plot_latent_scatter": "latents", "plot_singular_values": "latents", "plot_toy2d": "latents",
-    "compare_runs": "compare",
+    "compare_runs": "compare", "write_report": "report",
 }
 
 __all__ = sorted(_LAZY)
