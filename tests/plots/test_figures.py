@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from vaelab.plots.figures import (DPI, fixed_indices, grid_figure, image_grid, plot_loss_curves,
-                                  plot_reconstructions, plot_samples, save_figure, tile_centres)
+                                  plot_reconstructions, plot_samples, save_figure, tick_label_width, tile_centres)
 
 from .conftest import history_rows, png_array, png_size, tiny_model
 
@@ -86,12 +86,12 @@ def test_reconstructions_show_the_inputs_and_the_decoder_means(tmp_path):
     path = save_figure(fig, tmp_path / "r.png")
     width, height = png_size(path)
     grid_w, grid_h = 10 * 21 + 1, 4 * 29 + 1
-    scale = (width - 12 - 12 - (10 + int(6.2 * 6))) // grid_w
-    assert scale >= 2 and (width - 24 - int(10 + 6.2 * 6)) == grid_w * scale  # tiles keep 28 x 20 pixels
+    scale = (width - 12 - 12 - tick_label_width(6)) // grid_w
+    assert scale >= 2 and (width - 24 - tick_label_width(6)) == grid_w * scale  # tiles keep 28 x 20 pixels
     with torch.no_grad():
         recon = model.decode_mean(model.posterior(images).mean)
     pixels = png_array(path).astype(float)[..., 0]
-    left, top = 12 + int(10 + 6.2 * 6), height - 12 - 22 - grid_h * scale
+    left, top = 12 + tick_label_width(6), height - 12 - 22 - grid_h * scale
     at = lambda row, col, y, x: pixels[top + (1 + row * 29 + y) * scale + scale // 2,  # noqa: E731
                                        left + (1 + col * 21 + x) * scale + scale // 2]
     assert at(0, 3, 10, 7) == pytest.approx(255 * images[3, 0, 10, 7].item(), abs=2)

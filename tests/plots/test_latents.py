@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from vaelab.plots.figures import save_figure
+from vaelab.plots.figures import save_figure, tick_label_width
 from vaelab.plots.latents import (interpolation_pairs, latent_spectrum, lerp, manifold_latents, most_active_dims,
                                   plot_interpolations, plot_latent_manifold, plot_latent_scatter,
                                   plot_points_manifold, plot_points_samples, plot_singular_values, plot_toy2d,
@@ -53,7 +53,7 @@ def test_latent_manifold_strip_square_and_two_chosen_dims(tmp_path, latent_dim, 
         assert "z_5 and z_2 (chosen), the other 3 at the prior mean" in fig.texts[0].get_text().replace("\n", " ")
     width, height = png_size(save_figure(fig, tmp_path / "m.png"))
     cols, rows = size
-    scale = (width - 12 - 12 - (0 if latent_dim == 1 else int(10 + 6.2 * 4) + 22)) / (cols * 20)
+    scale = (width - 12 - 12 - (0 if latent_dim == 1 else tick_label_width(4) + 22)) / (cols * 20)
     assert scale == int(scale) and scale >= 1  # every tile is 20 wide, 28 high, pixel-exact
 
 

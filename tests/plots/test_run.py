@@ -12,6 +12,7 @@ from vaelab.cli import main
 from vaelab.config import Config
 from vaelab.errors import CheckpointError, ConfigError
 from vaelab.plots import plot_run, read_run
+from vaelab.plots.figures import tick_label_width
 
 from .conftest import history_rows, png_size, synthetic_dataset, tiny_model, write_run_dir
 
@@ -68,7 +69,7 @@ def test_plot_options_kinds_and_output_dir(trained_runs, tmp_path, capsys):
                  "--checkpoint", "best"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["latent_manifold.png", "loss_curves.png"]
     width, _ = png_size(out / "latent_manifold.png")
-    assert width == 7 * 28 * round(900 / (7 * 28)) + 12 + int(10 + 6.2 * 2) + 22 + 12
+    assert width == 7 * 28 * round(900 / (7 * 28)) + 12 + tick_label_width(2) + 22 + 12
 
 
 @pytest.mark.parametrize("args, message", [

@@ -199,7 +199,7 @@ def comparison_figure(records: Sequence[RunRecord], labels: Sequence[str], metri
     colours = _colours(records, keys)
     with styled():
         n = len(metrics)
-        fig = Figure(figsize=(4.6 * n + 2.6, 4.4), layout="constrained")
+        fig = Figure(figsize=(4.2 * n + 2.2, 4.2), layout="constrained")
         axes = fig.subplots(1, n, squeeze=False)[0]
         handles = []
         for ax, metric in zip(axes, metrics):

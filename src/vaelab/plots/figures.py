@@ -102,6 +102,12 @@ def grid_scale(grid_height: int, grid_width: int, max_width: int = 900, max_heig
     return int(max(1, min(6, round(max_width / grid_width), round(max_height / grid_height))))
 
 
+def tick_label_width(n_chars: int) -> int:
+    """Screen pixels kept left of an image grid for tick labels of ``n_chars`` characters
+    (9-point DejaVu Sans digits are about 8 pixels wide at 100 dpi)."""
+    return 10 + 8 * n_chars
+
+
 def grid_figure(grid: np.ndarray, title: str, *, scale: int | None = None,
                 xticks: Sequence[tuple[float, str]] = (), yticks: Sequence[tuple[float, str]] = (),
                 xlabel: str | None = None, ylabel: str | None = None) -> Figure:
@@ -115,7 +121,7 @@ def grid_figure(grid: np.ndarray, title: str, *, scale: int | None = None,
     """
     gh, gw, c = grid.shape
     scale = scale or grid_scale(gh, gw)
-    left = 12 + (int(10 + 6.2 * max(len(t) for _, t in yticks)) if yticks else 0) + (22 if ylabel else 0)
+    left = 12 + (tick_label_width(max(len(t) for _, t in yticks)) if yticks else 0) + (22 if ylabel else 0)
     bottom = 12 + (22 if xticks else 0) + (22 if xlabel else 0)
     right = 12
     width = gw * scale + left + right
