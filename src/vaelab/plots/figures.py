@@ -125,7 +125,7 @@ def grid_figure(grid: np.ndarray, title: str, *, scale: int | None = None,
     bottom = 12 + (22 if xticks else 0) + (22 if xlabel else 0)
     right = 12
     width = gw * scale + left + right
-    lines = textwrap.wrap(title, width=max(24, int(width / 7.4)))
+    lines = textwrap.wrap(title, width=max(24, int(width / 9.5)))  # 12-point characters are up to ~9 px
     top = 14 + 19 * len(lines)
     height = gh * scale + top + bottom
     with styled():
