@@ -62,7 +62,9 @@ def test_a_run_whose_figures_cannot_be_drawn_is_reported_with_a_note(trained_run
     shutil.copytree(trained_runs["z2"], run_dir)
     shutil.rmtree(run_dir / "figures")
     shutil.rmtree(run_dir / "checkpoints")
+    (run_dir / "evaluation.json").write_text('{"test": {"nll_is": 97.25, "k": 1000}}')
     text = write_report([run_dir], tmp_path / "one.html").read_text()
+    assert "<h3>Evaluation</h3>" in text and "<td>test.nll_is</td><td class=num>97.250</td>" in text
     assert "some figures could not be drawn:" in text and "has no checkpoints/last.safetensors" in text
     assert "<h2>Comparison</h2>" not in text and "<h2>r</h2>" in text
 

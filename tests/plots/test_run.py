@@ -3,6 +3,7 @@ training; clear one-line errors for missing or damaged files."""
 
 import hashlib
 import json
+import math
 import shutil
 
 import pytest
@@ -137,6 +138,11 @@ def test_a_run_still_training_is_plotted(trained_runs, tmp_path):
     (run_dir / "summary.json").unlink()
     record = read_run(run_dir)
     assert not record.finished and len(record.history) == 2 and record.eval_name == "test"
+    lines = (run_dir / "metrics.csv").read_text().splitlines()
+    cells = lines[1].split(",")
+    cells[2] = ""  # a metric not computed at epoch 1 (an empty cell) reads as NaN
+    (run_dir / "metrics.csv").write_text("\n".join([lines[0], ",".join(cells), *lines[2:]]) + "\n")
+    assert math.isnan(read_run(run_dir).history[0][lines[0].split(",")[2]])
     paths = plot_run(run_dir, ["loss_curves", "samples"])
     assert [p.name for p in paths] == ["loss_curves.png", "samples.png"]
     # before the first epoch: no metrics yet, so only the loss curves are refused

@@ -3,8 +3,8 @@
 ``vaelab report RUN_DIR... -o report.html`` writes a single HTML file that needs nothing else:
 figures are embedded as base64 PNG ``data:`` URIs, styles are inline, there is no script and
 no reference to the network. It holds, for several runs, the comparison figure and the table
-of final metrics; then for each run its status, metrics (final, best, per epoch), every figure
-and its config.
+of final metrics; then for each run its status, metrics (final, best, per epoch, and
+``evaluation.json`` when present), every figure and its config.
 
 Figures are taken from each run's ``figures/`` directory; kinds missing there are drawn first
 (with :func:`vaelab.plots.plot_run`, which needs the run's checkpoint and dataset), and
@@ -179,6 +179,17 @@ def _run_summary_rows(record: RunRecord) -> list[dict[str, Any]]:
     return rows
 
 
+def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested JSON values as ``{"a.b": value}`` (lists shown as text)."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value if isinstance(value, (int, float, str, type(None))) else json.dumps(value)
+    return out
+
+
 def _run_section(record: RunRecord, index: int, differing: set[str], note: str | None) -> str:
     config = record.config
     status = "finished" if record.finished else "still training (no summary.json yet)"
@@ -203,6 +214,9 @@ def _run_section(record: RunRecord, index: int, differing: set[str], note: str |
                      f"</summary>{html_table(record.history)}</details>")
     else:
         parts.append("<p class='note'>no epoch finished yet</p>")
+    if record.evaluation:
+        rows = [{"metric (evaluation.json)": k, "value": v} for k, v in _flatten(record.evaluation).items()]
+        parts.append("<h3>Evaluation</h3>" + html_table(rows))
     parts.append("<h3>Figures</h3>")
     parts.append(_figures_html(record))
     parts.append("<h3>Config</h3>")

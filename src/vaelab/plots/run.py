@@ -41,7 +41,7 @@ class RunRecord:
 
     ``history`` holds the rows of ``metrics.csv`` as floats (``epoch`` as int); ``summary`` is
     ``summary.json`` (None while the run is still training); ``eval_name`` is the evaluated
-    split (``test`` or ``val``).
+    split (``test`` or ``val``). Empty cells of ``metrics.csv`` read as NaN.
     """
 
     run_dir: Path
@@ -49,6 +49,8 @@ class RunRecord:
     history: list[dict[str, float]] = field(default_factory=list)
     summary: dict[str, Any] | None = None
     environment: dict[str, Any] | None = None
+    evaluation: dict[str, Any] | None = None
+    """``evaluation.json`` when the run has been evaluated (``vaelab evaluate``), else None."""
 
     @property
     def name(self) -> str:
@@ -106,6 +108,7 @@ def read_run(run_dir: str | Path) -> RunRecord:
     record = RunRecord(run_dir=run_dir, config=config, history=_read_metrics(run_dir / "metrics.csv"))
     record.summary = _read_json(run_dir / "summary.json")
     record.environment = _read_json(run_dir / "environment.json")
+    record.evaluation = _read_json(run_dir / "evaluation.json")
     return record
 
 
@@ -131,8 +134,8 @@ def _read_metrics(path: Path) -> list[dict[str, float]]:
                 f"{path}, line {line}: {len(values)} values for {len(header)} columns; the file is "
                 "truncated or damaged (copy it again, or delete the line)"
             )
-        try:
-            row = {k: float(v) for k, v in zip(header, values)}
+        try:  # an empty cell (a metric not computed that epoch) reads as NaN
+            row = {k: float(v) if v.strip() else math.nan for k, v in zip(header, values)}
         except ValueError:
             raise CheckpointError(f"{path}, line {line}: a value is not a number; the file is damaged") from None
         row["epoch"] = int(row["epoch"])
