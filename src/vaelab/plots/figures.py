@@ -208,9 +208,9 @@ def plot_loss_curves(history: list[dict[str, float]], eval_name: str = "test", l
     epoch); evaluation values are computed after the epoch.
     """
     epochs = [row["epoch"] for row in history]
-    best = None
-    if history and f"{eval_name}_neg_elbo" in history[0]:
-        best = min(history, key=lambda row: row[f"{eval_name}_neg_elbo"])["epoch"]
+    key = f"{eval_name}_neg_elbo"
+    finite = [row for row in history if np.isfinite(row.get(key, np.nan))]
+    best = min(finite, key=lambda row: row[key])["epoch"] if finite else None
     with styled():
         fig = Figure(figsize=(14, 4.2), layout="constrained")
         for ax, term in zip(fig.subplots(1, 3), ("neg_elbo", "recon", "kl")):
