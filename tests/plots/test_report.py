@@ -16,9 +16,10 @@ from .conftest import png_bytes_array
 DATA_URI = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 
 
-@pytest.fixture
-def report(trained_runs, tmp_path):
+@pytest.fixture(scope="module")
+def report(trained_runs, tmp_path_factory):
     """A report of the two tiny runs, the second copied without its figures (drawn on demand)."""
+    tmp_path = tmp_path_factory.mktemp("report")
     z3 = tmp_path / "z3"
     shutil.copytree(trained_runs["z3"], z3)
     shutil.rmtree(z3 / "figures")
