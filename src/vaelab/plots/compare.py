@@ -20,7 +20,7 @@ from matplotlib.ticker import MaxNLocator
 
 from ..errors import ConfigError
 from ..io import atomic_write_text
-from .figures import UNITS, save_figure, styled
+from .figures import UNITS, save_figure, set_log_scale, styled
 from .run import RunRecord, read_run
 
 IGNORED_KEYS = ("name", "output_dir", "data.data_dir", "training.device", "training.progress",
@@ -215,7 +215,7 @@ def comparison_figure(records: Sequence[RunRecord], labels: Sequence[str], metri
             ax.set_ylabel(ylabel)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             if log_scale:
-                ax.set_yscale("log")
+                set_log_scale(ax)
         short = _short(keys)
         legend_title = ", ".join(short[k] for k in keys) if keys else "run"
         if len(keys) == 1:  # the title names the key; entries give its values

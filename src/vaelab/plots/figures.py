@@ -198,6 +198,17 @@ def decode_means(model: VAE, z: torch.Tensor | np.ndarray, batch_size: int = 100
 # --- loss curves --------------------------------------------------------------------------
 
 
+def set_log_scale(ax) -> str:
+    """A logarithmic y axis, or a symmetric-log one (linear within +-1) when the axes hold
+    values <= 0 (a continuous likelihood's NLL can be negative); returns the scale used."""
+    data = [line for line in ax.lines if line.get_transform() is ax.transData]  # not axvline markers
+    values = np.concatenate([np.asarray(line.get_ydata(), dtype=float) for line in data] or [np.ones(1)])
+    values = values[np.isfinite(values)]
+    scale = "log" if values.size == 0 or values.min() > 0 else "symlog"
+    ax.set_yscale(scale)
+    return scale
+
+
 def plot_loss_curves(history: list[dict[str, float]], eval_name: str = "test", log_scale: bool = False,
                      title: str | None = None) -> Figure:
     """Negative ELBO, reconstruction NLL and KL per epoch, train and ``eval_name`` split, each
@@ -226,7 +237,7 @@ def plot_loss_curves(history: list[dict[str, float]], eval_name: str = "test", l
             ax.set_ylabel(UNITS)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             if log_scale:
-                ax.set_yscale("log")
+                set_log_scale(ax)
             ax.legend()
         fig.suptitle(title or f"loss per epoch (lower is better{', log scale' if log_scale else ''})")
     return fig
