@@ -20,6 +20,7 @@ _LAZY = {
     "VaelabError": "errors", "ConfigError": "errors", "DataError": "errors",
     "CheckpointError": "errors", "TrainingError": "errors",
     "run_sweep": "experiments", "load_sweep": "experiments", "summarize_sweep": "experiments",
+    "plot_run": "plots", "compare_runs": "plots", "write_report": "plots",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

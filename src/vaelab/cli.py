@@ -44,10 +44,12 @@ def _default_of(f: dataclasses.Field):
     return f.default_factory()
 
 
-def _add_config_options(parser: argparse.ArgumentParser) -> None:
+def _add_config_options(parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None) -> None:
     groups: dict[str, argparse._ArgumentGroup] = {}
     for dotted, f, hint in _config_fields():
         section = dotted.split(".")[0] if "." in dotted else "run"
+        if only is not None and section not in only:
+            continue
         if section not in groups:
             groups[section] = parser.add_argument_group(f"{section} options")
         group = groups[section]
@@ -118,7 +120,95 @@ def build_parser() -> argparse.ArgumentParser:
     sweep_summary = commands.add_parser("sweep-summary", help="(re)write a sweep's results table")
     sweep_summary.add_argument("sweep_dir", metavar="SWEEP_DIR")
     sweep_summary.set_defaults(handler=_cmd_sweep_summary)
+    _add_figure_commands(commands)
     return parser
+
+
+def _add_figure_commands(commands) -> None:
+    """``vaelab plot``, ``vaelab compare`` and ``vaelab report``."""
+    from .plots.run import KINDS  # light: no matplotlib or torch
+
+    plot = commands.add_parser(
+        "plot", help="draw the figures of a run directory (without training)",
+        description="Draw the figures of a run directory from its metrics.csv, checkpoint and dataset; "
+                    "nothing is trained. Works on finished runs and on runs still training. Figure "
+                    "options default to the run config's figures section.",
+    )
+    plot.add_argument("run_dir", metavar="RUN_DIR")
+    plot.add_argument("--kind", nargs="+", action="extend", metavar="KIND",
+                      help=f"figure kinds to draw (default: every kind that applies): {', '.join(KINDS)}")
+    plot.add_argument("--checkpoint", choices=("last", "best"), default="last",
+                      help="draw the model of this checkpoint (default: last)")
+    plot.add_argument("--output-dir", metavar="DIR", help="write the PNGs here (default: RUN_DIR/figures)")
+    plot.add_argument("--data-dir", metavar="DIR", help="where to find the dataset (default: the run's, "
+                                                        "then $VAELAB_DATA_DIR and the cache)")
+    _add_config_options(plot, only=("figures",))
+    plot.set_defaults(handler=_cmd_plot)
+
+    compare = commands.add_parser(
+        "compare", help="overlay the curves of several runs and tabulate their final metrics",
+        description="Overlay the per-epoch curves of several runs, labelled by the config values in "
+                    "which they differ, and print and write a table of their final metrics "
+                    "(nats per example).",
+    )
+    compare.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    compare.add_argument("--metric", action="append", metavar="NAME",
+                         help="metrics.csv column to plot (repeatable), e.g. test_neg_elbo, train_kl, "
+                              "test_elbo (= -test_neg_elbo); a term without split (neg_elbo, recon, kl) "
+                              "means the evaluation split (default: neg_elbo, recon and kl)")
+    compare.add_argument("--label", action="append", metavar="KEY",
+                         help="config key to label runs by, e.g. beta or model.latent_dim (repeatable; "
+                              "default: every key whose value differs)")
+    compare.add_argument("-o", "--output-dir", default="comparison", metavar="DIR",
+                         help="where to write comparison.png and final_metrics.csv/.md (default: comparison)")
+    compare.add_argument("--log-scale", action="store_true", help="logarithmic y axes")
+    compare.set_defaults(handler=_cmd_compare)
+
+    report = commands.add_parser(
+        "report", help="write one self-contained HTML report of one or more runs",
+        description="Write one HTML file (figures embedded, no network needed) with each run's "
+                    "config, metrics and figures, and for several runs their comparison.",
+    )
+    report.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    report.add_argument("-o", "--output", default="report.html", metavar="FILE.html",
+                        help="the HTML file to write (default: report.html)")
+    report.add_argument("--redraw", action="store_true",
+                        help="draw every figure again (default: draw only those missing in RUN_DIR/figures)")
+    report.add_argument("--data-dir", metavar="DIR", help="where to find datasets when figures must be drawn")
+    report.add_argument("--title", help="page title")
+    report.add_argument("--label", action="append", metavar="KEY", help="as for vaelab compare")
+    report.add_argument("--metric", action="append", metavar="NAME", help="as for vaelab compare")
+    report.set_defaults(handler=_cmd_report)
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from .plots.run import plot_run
+
+    overrides = {k: v for k, v in vars(args).items() if k.startswith("figures.")}
+    paths = plot_run(args.run_dir, args.kind, which=args.checkpoint, output_dir=args.output_dir,
+                     overrides=overrides, data_dir=args.data_dir)
+    for path in paths:
+        print(path)
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from .plots.compare import compare_runs
+
+    comparison = compare_runs(args.run_dirs, args.metric, args.label, args.output_dir, args.log_scale)
+    print(comparison.text, end="")
+    for path in comparison.files:
+        print(f"wrote {path}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .plots.report import write_report
+
+    path = write_report(args.run_dirs, args.output, redraw=args.redraw, data_dir=args.data_dir,
+                        title=args.title, label_keys=args.label, metrics=args.metric)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB); open it in a browser")
+    return 0
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:

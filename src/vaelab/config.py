@@ -1,7 +1,7 @@
 """Typed, validated run configuration: the single source of truth for a run.
 
 A :class:`Config` has one section per stage of the pipeline (``data``, ``model``,
-``objective``, ``training``) plus the run's ``name``, ``output_dir`` and ``seed``. It
+``objective``, ``training``, ``figures``) plus the run's ``name``, ``output_dir`` and ``seed``. It
 round-trips through YAML without loss (``config.yaml`` in every run directory is loadable with
 ``vaelab train --config``). Each field carries its help text (shown by ``vaelab train --help``,
 whose options are generated from these fields) and its constraints; :meth:`Config.from_dict`
@@ -254,6 +254,50 @@ class TrainingConfig:
     progress: bool = _field(True, "show a progress bar on a terminal")
 
 
+def _manifold_range(v):
+    if len(v) not in (1, 2):
+        return "must be one bound B (for -B..B) or two bounds LO HI"
+    lo, hi = (-abs(v[0]), abs(v[0])) if len(v) == 1 else v
+    return None if lo < hi else "must have LO < HI (or B > 0)"
+
+
+def _two_dims(v):
+    if len(v) != 2 or v[0] == v[1] or min(v) < 0:
+        return "must be two different latent dimensions counted from 0, e.g. 0 1"
+    return None
+
+
+@dataclass
+class FiguresConfig:
+    """Figures of a run (:mod:`vaelab.plots`): drawn at the end of training and by
+    ``vaelab plot``, and the image grids written to TensorBoard during training."""
+
+    tensorboard_images_every: int = _field(
+        1, "write image grids (reconstructions, samples, latent manifold) to TensorBoard every N "
+        "epochs and after the last one (0: never)", check=_at_least(0),
+    )
+    log_scale: bool = _field(False, "draw loss curves on a logarithmic y axis")
+    manifold_range: list[float] | None = _field(
+        None, "latent manifold grid bounds in every latent dimension: B (for -B..B) or LO HI "
+        "(default: the prior's quantiles, see --manifold-quantile)", check=_manifold_range,
+    )
+    manifold_quantile: float = _field(
+        0.025, "without --manifold-range the grid spans the prior's quantiles Q..1-Q in each "
+        "dimension (0.025: its central 95 percent)",
+        check=lambda v: None if 0 < v < 0.5 else "must be in (0, 0.5)",
+    )
+    manifold_steps: int = _field(20, "latent manifold grid points per latent dimension", check=_at_least(2))
+    manifold_dims: list[int] | None = _field(
+        None, "for latents of more than 2 dimensions: the two dimensions (from 0) the manifold grid "
+        "spans, the others at the prior mean (default: the two whose test posterior means vary most)",
+        check=_two_dims,
+    )
+    interpolation: str = _field(
+        "linear", "path between two posterior means in the interpolation figure: linear, or "
+        "spherical (slerp, White 2016)", choices=("linear", "spherical"),
+    )
+
+
 @dataclass
 class Config:
     """A whole run. Build it with :meth:`from_dict`, :func:`load_config` or by hand."""
@@ -265,6 +309,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    figures: FiguresConfig = field(default_factory=FiguresConfig)
 
     # --- construction -----------------------------------------------------------------
     @classmethod
@@ -485,6 +530,9 @@ def _cross_checks(config: Config) -> list[str]:
         problems.append(f"name must be a plain directory name without '/', got {config.name!r}")
     if "/" in config.data.dataset or "\\" in config.data.dataset or config.data.dataset.startswith("."):
         problems.append(f"data.dataset must be a dataset name, got {config.data.dataset!r}")
+    dims = config.figures.manifold_dims
+    if dims is not None and max(dims) >= config.model.latent_dim:
+        problems.append(f"figures.manifold_dims {dims} must be below model.latent_dim={config.model.latent_dim}")
     return problems
 
 

@@ -1,37 +1,35 @@
-"""Figures of a run: loss curves, reconstructions, samples, latent manifold and scatter."""
+"""Figures of runs, comparisons across runs, TensorBoard images and the HTML report.
+
+* :func:`plot_run` draws every figure of a run directory (``vaelab plot``; also called at the
+  end of training): loss curves, reconstructions, samples, latent manifold, latent scatter,
+  singular values, interpolations and, for point data, the toy 2-D figure.
+* :func:`compare_runs` overlays several runs' curves with legends from their differing config
+  values and tabulates their final metrics (``vaelab compare``).
+* :func:`write_report` gathers runs into one self-contained HTML file (``vaelab report``).
+* :mod:`vaelab.plots.tensorboard` writes image grids and hyper-parameters during training.
+
+The figure functions themselves (:mod:`vaelab.plots.figures`, :mod:`vaelab.plots.latents`)
+take a model and tensors and return a :class:`matplotlib.figure.Figure`.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+_LAZY = {
+    "KINDS": "run", "RunRecord": "run", "plot_run": "run", "read_run": "run",
+    "fixed_indices": "figures", "grid_figure": "figures", "image_grid": "figures",
+    "plot_loss_curves": "figures", "plot_reconstructions": "figures", "plot_samples": "figures",
+    "save_figure": "figures",
+    "latent_spectrum": "latents", "plot_interpolations": "latents", "plot_latent_manifold": "latents",
+    "plot_latent_scatter": "latents", "plot_singular_values": "latents", "plot_toy2d": "latents",
+    "compare_runs": "compare", "write_report": "report",
+}
 
-from .figures import (image_grid, plot_latent_manifold, plot_latent_scatter, plot_loss_curves,
-                      plot_reconstructions, plot_samples, save_figure)
-
-__all__ = [
-    "draw_run_figures", "image_grid", "plot_latent_manifold", "plot_latent_scatter",
-    "plot_loss_curves", "plot_reconstructions", "plot_samples", "save_figure",
-]
-
-N_RECONSTRUCTIONS = 20
-"""reconstructions.png shows the first 20 test images, the same in every run."""
+__all__ = sorted(_LAZY)
 
 
-def draw_run_figures(model, dataset, history, out_dir: str | Path, seed: int = 0) -> list[Path]:
-    """Write every figure a run has to ``out_dir`` and return their paths.
+def __getattr__(name):  # imported on first use: `vaelab --help` does not wait for matplotlib
+    if name in _LAZY:
+        import importlib
 
-    ``dataset`` is a :class:`vaelab.data.Dataset`; ``history`` the per-epoch metric rows. The
-    latent manifold and latent scatter figures are drawn for a 2-D latent space only.
-    """
-    out_dir = Path(out_dir)
-    test = dataset.test
-    paths = [
-        plot_loss_curves(history, out_dir / "loss_curves.png", eval_name=dataset.eval_name),
-        plot_reconstructions(model, test.images[:N_RECONSTRUCTIONS],
-                             out_dir / "reconstructions.png"),
-        plot_samples(model, out_dir / "samples.png", seed=seed),
-    ]
-    if model.latent_dim == 2:
-        paths.append(plot_latent_manifold(model, out_dir / "latent_manifold.png"))
-        paths.append(plot_latent_scatter(model, test.images, test.labels, out_dir / "latent_scatter.png",
-                                         class_names=dataset.spec.classes))
-    return paths
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'vaelab.plots' has no attribute {name!r}")

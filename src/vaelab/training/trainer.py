@@ -8,8 +8,8 @@ run::
     metrics.csv            one row per epoch: train and evaluation recon/KL/negative ELBO, seconds
     summary.json           best epoch, final metrics, seconds per epoch (written at the end)
     checkpoints/last.safetensors, checkpoints/best.safetensors
-    tensorboard/           TensorBoard event files (scalars per epoch)
-    figures/*.png          loss curves, reconstructions, samples (+ 2-D latent figures)
+    tensorboard/           TensorBoard event files (scalars per epoch, image grids, config as hparams)
+    figures/*.png          every figure of :func:`vaelab.plots.plot_run` (of the last model)
 """
 
 from __future__ import annotations
@@ -385,7 +385,10 @@ def _fit_locked(config, run_dir, dataset, model, optimizer, scheduler, state, or
         write_checkpoint(targets, encode_checkpoint(model, optimizer, state, stored_config, data_generator,
                                                     scheduler, order))
 
+    from ..plots.tensorboard import log_config, log_epoch_images
+
     writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=state.epoch + 1)
+    log_config(writer, config, dataset.eval_name)
     try:
         with _stop_signals() as stop:
             def after_step(order, position):
@@ -433,6 +436,7 @@ def _fit_locked(config, run_dir, dataset, model, optimizer, scheduler, state, or
                 for key, value in row.items():
                     if key != "epoch":
                         writer.add_scalar(key.replace("_", "/", 1), value, epoch)
+                log_epoch_images(writer, model, dataset, config, epoch)
                 writer.flush()
                 say(f"epoch {epoch:3d}/{config.training.epochs}  train -ELBO {train_metrics['neg_elbo']:8.3f}  "
                     f"{dataset.eval_name} -ELBO {eval_metrics['neg_elbo']:8.3f} (recon "
@@ -445,11 +449,11 @@ def _fit_locked(config, run_dir, dataset, model, optimizer, scheduler, state, or
     finally:
         writer.close()
 
-    from ..plots import draw_run_figures
-
-    draw_run_figures(model, dataset, state.history, run_dir / "figures", seed=config.seed)
     summary = _summary(state, dataset.eval_name, run_dir)
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
+    from ..plots import plot_run
+
+    plot_run(run_dir, model=model, dataset=dataset)  # the same figures as `vaelab plot RUN_DIR`
     if verbose:
         print_summary(summary)
     return Run(run_dir=run_dir, config=config, history=state.history, summary=summary)

@@ -1,0 +1,436 @@
+"""Reading a run directory and drawing its figures: the one entry point :func:`plot_run`,
+used by ``vaelab plot RUN_DIR`` and at the end of training.
+
+Plotting reads only the run directory (``config.yaml``, ``metrics.csv``, optionally
+``summary.json``, a checkpoint) and the dataset named in its config; it never trains. Files
+that are missing or damaged give a :class:`~vaelab.errors.CheckpointError` naming the file and
+what to do, never a traceback.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ..config import Config, load_config
+from ..errors import CheckpointError, ConfigError
+
+KINDS = ("loss_curves", "reconstructions", "samples", "latent_manifold", "latent_scatter",
+         "singular_values", "interpolations", "toy2d")
+"""Every figure kind; each is written as ``<kind>.png`` (plus ``latent_spectrum.json`` for
+``singular_values``)."""
+
+N_RECONSTRUCTIONS = 20
+"""reconstructions.png shows 20 test images chosen by :func:`vaelab.plots.figures.fixed_indices`
+(two per class on MNIST), the same in every run on the same data."""
+
+N_INTERPOLATIONS = 8
+"""interpolations.png has 8 rows (pairs of consecutive fixed test examples: 0-1, 2-3, ...)."""
+
+
+# --- reading a run directory ---------------------------------------------------------------
+
+
+@dataclass
+class RunRecord:
+    """What a run directory holds, read without touching the model or the data.
+
+    ``history`` holds the rows of ``metrics.csv`` as floats (``epoch`` as int); ``summary`` is
+    ``summary.json`` (None while the run is still training); ``eval_name`` is the evaluated
+    split (``test`` or ``val``). Empty cells of ``metrics.csv`` read as NaN.
+    """
+
+    run_dir: Path
+    config: Config
+    history: list[dict[str, float]] = field(default_factory=list)
+    summary: dict[str, Any] | None = None
+    environment: dict[str, Any] | None = None
+    evaluation: dict[str, Any] | None = None
+    """``evaluation.json`` when the run has been evaluated (``vaelab evaluate``), else None."""
+
+    @property
+    def name(self) -> str:
+        return self.run_dir.name
+
+    @property
+    def eval_name(self) -> str:
+        if self.summary and self.summary.get("eval_split"):
+            return self.summary["eval_split"]
+        if self.history and "val_neg_elbo" in self.history[0]:
+            return "val"
+        return "test"
+
+    @property
+    def finished(self) -> bool:
+        """True when ``summary.json`` exists (the training command completed)."""
+        return self.summary is not None
+
+    @property
+    def best_row(self) -> dict[str, float] | None:
+        """The epoch with the lowest evaluation negative ELBO (None without history)."""
+        key = f"{self.eval_name}_neg_elbo"
+        rows = [row for row in self.history if key in row and math.isfinite(row[key])]
+        return min(rows, key=lambda row: row[key]) if rows else None
+
+    def checkpoint(self, which: str) -> Path:
+        return self.run_dir / "checkpoints" / f"{which}.safetensors"
+
+
+def read_run(run_dir: str | Path) -> RunRecord:
+    """Read ``run_dir``'s config, metrics, summary and environment.
+
+    A run still training (no ``summary.json`` yet) is fine, and so is one that has not
+    finished an epoch (empty history).
+
+    Raises:
+        CheckpointError: ``run_dir`` is not a directory, has no or an invalid ``config.yaml``,
+            or a damaged ``metrics.csv``/``summary.json`` (naming the file, the line and what
+            to do).
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"run directory {run_dir} does not exist; check the path")
+    config_path = run_dir / "config.yaml"
+    if not config_path.is_file():
+        present = ", ".join(sorted(p.name for p in run_dir.iterdir())[:8]) or "nothing"
+        raise CheckpointError(
+            f"{run_dir} is not a run directory: config.yaml is missing (found: {present}); "
+            "pass the directory that `vaelab train` wrote (runs/<name>)"
+        )
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        raise CheckpointError(f"cannot use the run's config: {exc}") from None
+    record = RunRecord(run_dir=run_dir, config=config, history=_read_metrics(run_dir / "metrics.csv"))
+    record.summary = _read_json(run_dir / "summary.json")
+    record.environment = _read_json(run_dir / "environment.json")
+    record.evaluation = _read_json(run_dir / "evaluation.json")
+    return record
+
+
+def _read_metrics(path: Path) -> list[dict[str, float]]:
+    if not path.exists():
+        return []
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path} cannot be read ({exc}); copy the run directory again") from None
+    rows = list(csv.reader(text.splitlines()))
+    if not rows:
+        return []
+    header, history = rows[0], []
+    if "epoch" not in header:
+        raise CheckpointError(f"{path} has no 'epoch' column (header: {','.join(header)[:80]}); "
+                              "it is not a vaelab metrics file")
+    for line, values in enumerate(rows[1:], start=2):
+        if not values:
+            continue
+        if len(values) != len(header):
+            raise CheckpointError(
+                f"{path}, line {line}: {len(values)} values for {len(header)} columns; the file is "
+                "truncated or damaged (copy it again, or delete the line)"
+            )
+        try:  # an empty cell (a metric not computed that epoch) reads as NaN
+            row = {k: float(v) if v.strip() else math.nan for k, v in zip(header, values)}
+        except ValueError:
+            raise CheckpointError(f"{path}, line {line}: a value is not a number; the file is damaged") from None
+        row["epoch"] = int(row["epoch"])
+        history.append(row)
+    return history
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise CheckpointError(f"{path} is not valid JSON ({exc}); the file is truncated or damaged, "
+                              "copy it again or delete it") from None
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{path} should hold a JSON object; it is damaged")
+    return value
+
+
+# --- drawing -------------------------------------------------------------------------------
+
+
+class _Context:
+    """Lazily loaded model, data and latent means of one run, shared by the figure kinds."""
+
+    def __init__(self, record: RunRecord, which: str, model=None, dataset=None, data_dir=None):
+        self.record, self.which, self.data_dir = record, which, data_dir
+        self._model, self._dataset, self._means = model, dataset, None
+        self.figures = record.config.figures
+
+    @property
+    def model(self):
+        if self._model is None:
+            path = self.record.checkpoint(self.which)
+            if not path.is_file():
+                others = sorted(p.name for p in path.parent.glob("*.safetensors")) if path.parent.is_dir() else []
+                hint = (f" (it has {', '.join(others)}: pass --checkpoint {others[0].split('.')[0]})"
+                        if others else " (the run has not finished an epoch yet, or the checkpoints were not copied)")
+                raise CheckpointError(
+                    f"{self.record.run_dir} has no checkpoints/{self.which}.safetensors{hint}; every figure "
+                    "but loss_curves needs it"
+                )
+            from ..training import load_model
+
+            self._model = load_model(self.record.run_dir, self.which)
+        return self._model
+
+    @property
+    def dataset(self):
+        if self._dataset is None:
+            from ..data import load_dataset
+
+            self._dataset = load_dataset(self.record.config.data, data_dir=self.data_dir)
+        return self._dataset
+
+    @property
+    def points(self) -> bool:
+        """True for point data (the dataset's spec has ``kind == "points"``); known without
+        loading the data."""
+        if self._dataset is not None:
+            return self._dataset.spec.kind == "points"
+        from ..data import get_spec
+
+        return get_spec(self.record.config.data.dataset).kind == "points"
+
+    @property
+    def latent_dim(self) -> int:
+        return self._model.latent_dim if self._model is not None else self.record.config.model.latent_dim
+
+    @property
+    def test(self):
+        return self.dataset.test
+
+    @property
+    def means(self):
+        """Posterior means of the test split, ``(N, D)`` float64."""
+        if self._means is None:
+            from .figures import encode_means
+
+            self._means = encode_means(self.model, self.test.images)
+        return self._means
+
+    @property
+    def unlabelled(self) -> bool:
+        return len(set(self.test.labels.tolist())) <= 1
+
+    @property
+    def class_names(self):
+        return self.dataset.spec.classes
+
+    def fixed(self, n: int) -> list[int]:
+        from .figures import fixed_indices
+
+        return fixed_indices(self.test.labels, n)
+
+    def manifold_dims(self) -> list[int]:
+        d = self.model.latent_dim
+        if self.figures.manifold_dims is not None:
+            if max(self.figures.manifold_dims) >= d:
+                raise ConfigError(f"figures.manifold_dims {self.figures.manifold_dims} must be below the "
+                                  f"latent size {d}")
+            return list(self.figures.manifold_dims)
+        if d <= 2:
+            return list(range(d))
+        from .latents import most_active_dims
+
+        return most_active_dims(self.means)
+
+
+def _loss_curves(ctx: _Context, out: Path) -> list[Path]:
+    from .figures import plot_loss_curves, save_figure
+
+    if not ctx.record.history:
+        raise CheckpointError(
+            f"{ctx.record.run_dir}/metrics.csv is missing or has no rows: the run has not finished an "
+            "epoch yet, or the file was not copied; loss_curves needs it"
+        )
+    fig = plot_loss_curves(ctx.record.history, ctx.record.eval_name, ctx.figures.log_scale,
+                           title=f"{ctx.record.name}: loss per epoch ({ctx.record.config.data.dataset}, lower is better"
+                                 f"{', log scale' if ctx.figures.log_scale else ''})")
+    return [save_figure(fig, out / "loss_curves.png")]
+
+
+def _reconstructions(ctx: _Context, out: Path) -> list[Path]:
+    from .figures import plot_reconstructions, save_figure
+
+    idx = ctx.fixed(N_RECONSTRUCTIONS)
+    fig = plot_reconstructions(ctx.model, ctx.test.images[idx], ctx.test.labels[idx], ctx.class_names)
+    return [save_figure(fig, out / "reconstructions.png")]
+
+
+def _samples(ctx: _Context, out: Path) -> list[Path]:
+    from .figures import plot_samples, save_figure
+    from .latents import plot_points_samples, points_of
+
+    if ctx.points:
+        fig = plot_points_samples(ctx.model, points_of(ctx.test.images), seed=ctx.record.config.seed)
+    else:
+        fig = plot_samples(ctx.model, seed=ctx.record.config.seed)
+    return [save_figure(fig, out / "samples.png")]
+
+
+def _latent_manifold(ctx: _Context, out: Path) -> list[Path]:
+    from .figures import save_figure
+    from .latents import plot_latent_manifold, plot_points_manifold, points_of
+
+    f = ctx.figures
+    options = dict(steps=f.manifold_steps, manifold_range=f.manifold_range, quantile=f.manifold_quantile,
+                   dims=ctx.manifold_dims())
+    if ctx.points:
+        fig = plot_points_manifold(ctx.model, points_of(ctx.test.images), **options)
+    else:
+        note = " (their test posterior means vary most)" if f.manifold_dims is None else " (chosen)"
+        fig = plot_latent_manifold(ctx.model, dims_note=note, **options)
+    return [save_figure(fig, out / "latent_manifold.png")]
+
+
+def _latent_scatter(ctx: _Context, out: Path) -> list[Path]:
+    from .figures import save_figure
+    from .latents import plot_latent_scatter
+
+    fig = plot_latent_scatter(ctx.means, ctx.test.labels, ctx.class_names, seed=ctx.record.config.seed)
+    return [save_figure(fig, out / "latent_scatter.png")]
+
+
+def _singular_values(ctx: _Context, out: Path) -> list[Path]:
+    from ..io import atomic_write_text
+    from .figures import save_figure
+    from .latents import latent_spectrum, plot_singular_values
+
+    spectrum = latent_spectrum(ctx.means)
+    values = {"n_examples": int(ctx.means.shape[0]), "latent_dim": int(ctx.means.shape[1]), **spectrum.to_dict()}
+    return [save_figure(plot_singular_values(spectrum), out / "singular_values.png"),
+            atomic_write_text(out / "latent_spectrum.json", json.dumps(values, indent=2))]
+
+
+def _interpolations(ctx: _Context, out: Path) -> list[Path]:
+    from .figures import save_figure
+    from .latents import interpolation_pairs, plot_interpolations
+
+    a, b = interpolation_pairs(ctx.fixed(2 * N_INTERPOLATIONS), N_INTERPOLATIONS, spread=ctx.unlabelled)
+    names = ctx.class_names
+    labels = ctx.test.labels
+    rows = [f"{names[int(labels[i])] if names else int(labels[i])} → {names[int(labels[j])] if names else int(labels[j])}"
+            for i, j in zip(a, b)]
+    if len(set(int(v) for v in labels[a + b])) <= 1:
+        rows = [f"#{i} → #{j}" for i, j in zip(a, b)]
+    fig = plot_interpolations(ctx.model, ctx.test.images[a], ctx.test.images[b],
+                              method=ctx.figures.interpolation, row_names=rows)
+    return [save_figure(fig, out / "interpolations.png")]
+
+
+def _toy2d(ctx: _Context, out: Path) -> list[Path]:
+    from .figures import save_figure
+    from .latents import plot_toy2d
+
+    fig = plot_toy2d(ctx.model, ctx.test.images, ctx.test.labels, ctx.class_names, seed=ctx.record.config.seed)
+    return [save_figure(fig, out / "toy2d.png")]
+
+
+_DRAW: dict[str, Callable[[_Context, Path], list[Path]]] = {
+    "loss_curves": _loss_curves, "reconstructions": _reconstructions, "samples": _samples,
+    "latent_manifold": _latent_manifold, "latent_scatter": _latent_scatter,
+    "singular_values": _singular_values, "interpolations": _interpolations, "toy2d": _toy2d,
+}
+
+
+def _not_applicable(kind: str, points: bool, latent_dim: int) -> str | None:
+    """Why ``kind`` does not apply to this run (None when it does)."""
+    if kind in ("reconstructions", "interpolations") and points:
+        return f"{kind} are drawn for image data; for point data see the toy2d figure"
+    if kind == "toy2d" and not points:
+        return "toy2d is drawn for point data (datasets of kind 'points', such as toy2d)"
+    if kind == "singular_values" and latent_dim < 2:
+        return "singular_values needs a latent space of 2 or more dimensions"
+    return None
+
+
+def normalise_kinds(kinds) -> list[str] | None:
+    """Accept ``latent-manifold`` for ``latent_manifold``; reject unknown kinds with a hint."""
+    if kinds is None:
+        return None
+    import difflib
+
+    out = []
+    for kind in kinds:
+        name = kind.replace("-", "_").strip()
+        if name not in KINDS:
+            close = difflib.get_close_matches(name, KINDS, n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise ConfigError(f"unknown figure kind {kind!r}; {hint}kinds: {', '.join(KINDS)}")
+        if name not in out:
+            out.append(name)
+    return out
+
+
+def plot_run(run_dir: str | Path, kinds=None, *, which: str = "last", output_dir: str | Path | None = None,
+             overrides: dict[str, Any] | None = None, data_dir: str | None = None,
+             model=None, dataset=None, only_missing: bool = False, verbose: bool = False) -> list[Path]:
+    """Draw the figures of the run in ``run_dir`` and return the files written.
+
+    Args:
+        run_dir: a directory written by ``vaelab train`` (finished or still training).
+        kinds: figure kinds (:data:`KINDS`) to draw; default every kind that applies to the
+            run (image or point data, latent size). Asking for one that does not apply is an
+            error that says why.
+        which: the checkpoint to draw the model of: ``last`` (the end of training, the
+            default, matching the last point of the loss curves) or ``best``.
+        output_dir: where to write the PNGs (default ``run_dir/figures``).
+        overrides: ``{"figures.log_scale": True, ...}`` changes to the run's ``figures``
+            config section for this drawing only.
+        data_dir: where to find the dataset (default: the run config's, then the usual lookup).
+        model, dataset: an already loaded model and :class:`vaelab.data.Dataset` (the trainer
+            passes its own so nothing is read twice); default: read from the checkpoint and
+            the run config.
+        only_missing: draw only kinds whose PNG is not in the output directory yet (nothing
+            is loaded when none is missing).
+        verbose: print each file written.
+
+    Raises:
+        CheckpointError: a file needed for the requested kinds is missing or damaged.
+        ConfigError: an unknown or inapplicable kind, or an invalid override.
+        DataError: the dataset cannot be found.
+    """
+    record = read_run(run_dir)
+    if overrides:
+        bad = sorted(k for k in overrides if not k.startswith("figures."))
+        if bad:
+            raise ConfigError(f"plot options can change only figures.* settings, not {', '.join(bad)}")
+        record.config = record.config.replace(overrides)
+    requested = normalise_kinds(kinds)
+    if which not in ("last", "best"):
+        raise ConfigError(f"checkpoint must be 'last' or 'best', got {which!r}")
+    ctx = _Context(record, which, model=model, dataset=dataset, data_dir=data_dir)
+    out = Path(output_dir) if output_dir is not None else record.run_dir / "figures"
+    chosen = requested or list(KINDS)
+    if only_missing:
+        chosen = [kind for kind in chosen if not (out / f"{kind}.png").is_file()]
+    if any(kind != "loss_curves" for kind in chosen):
+        for kind in list(chosen):
+            reason = _not_applicable(kind, ctx.points, ctx.latent_dim)
+            if reason and requested:
+                raise ConfigError(f"cannot draw {kind} for {record.run_dir}: {reason}")
+            if reason:
+                chosen.remove(kind)
+    if not requested and not record.history and "loss_curves" in chosen:
+        chosen.remove("loss_curves")  # a run that has not finished an epoch yet
+    if any(kind != "loss_curves" for kind in chosen):
+        ctx.model  # noqa: B018  fail early on a missing checkpoint, before writing anything
+    written: list[Path] = []
+    for kind in chosen:
+        paths = _DRAW[kind](ctx, out)
+        written.extend(paths)
+        if verbose:
+            for path in paths:
+                print(f"wrote {path}")
+    return written
