@@ -19,6 +19,7 @@ _LAZY = {
     "train": "training", "resume": "training", "load_model": "training", "Run": "training",
     "VaelabError": "errors", "ConfigError": "errors", "DataError": "errors",
     "CheckpointError": "errors", "TrainingError": "errors",
+    "evaluate": "evaluation", "EvaluationConfig": "config", "train_classifier": "evaluation",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

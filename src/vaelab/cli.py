@@ -103,7 +103,63 @@ def build_parser() -> argparse.ArgumentParser:
     download.add_argument("--data-dir", help="look here first (default: $VAELAB_DATA_DIR)")
     download.set_defaults(handler=_cmd_download)
     train.set_defaults(handler=_cmd_train)
+    _add_evaluation_commands(commands)
     return parser
+
+
+def _add_section_options(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
+    """One option per field of the flat config dataclass ``cls`` (dest = field name)."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        default = _default_of(f)
+        shown = " ".join(map(str, default)) if isinstance(default, list) else default
+        help_text = f.metadata.get("help", "") + ("" if default is None else f" (default: {shown})")
+        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
+        kind = hints[f.name]
+        if typing.get_origin(kind) in (typing.Union, types.UnionType):
+            kind = next(a for a in typing.get_args(kind) if a is not type(None))
+        if kind is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(kind) is list:
+            kwargs.update(nargs="+", type=typing.get_args(kind)[0], metavar="N")
+        else:
+            kwargs["type"] = kind
+            if f.metadata.get("choices"):
+                kwargs["choices"] = list(f.metadata["choices"])
+            else:
+                kwargs["metavar"] = {int: "N", float: "X", str: "STR"}.get(kind, "V")
+        parser.add_argument(_flag(f.name), **kwargs)
+
+
+def _add_evaluation_commands(commands) -> None:
+    from .config import ClassifierConfig, EvaluationConfig
+
+    evaluate = commands.add_parser(
+        "evaluate", help="measure a trained run: ELBO, importance-sampled NLL, latents, FID",
+        description="Evaluate a run's checkpoint on a split: negative ELBO, reconstruction NLL and KL, "
+                    "the importance-sampled NLL with K samples (Burda et al. 2016) in nats per example and "
+                    "bits/dim, active units, KL per latent dimension, probe accuracies, and the samples' "
+                    "classifier-feature FID and class histogram. Writes RUN_DIR/evaluation.json.",
+    )
+    evaluate.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by `vaelab train`")
+    evaluate.add_argument("--quiet", action="store_true", help="print only the table")
+    _add_section_options(evaluate, EvaluationConfig)
+    evaluate.set_defaults(handler=_cmd_evaluate, section=EvaluationConfig)
+
+    classifier = commands.add_parser("classifier", help="the dataset classifier behind FID and the perceptual loss")
+    actions = classifier.add_subparsers(dest="action", metavar="ACTION")
+    classifier_train = actions.add_parser(
+        "train", help="train and cache the classifier of a dataset",
+        description="Train a small CNN on a dataset's training split and cache it (with its sha256 and "
+                    "config) for classifier-feature FID, sample class histograms and the perceptual loss.",
+    )
+    classifier_train.add_argument("--force", action="store_true", help="retrain even if one is cached")
+    classifier_train.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N")
+    _add_section_options(classifier_train, ClassifierConfig)
+    classifier_train.set_defaults(handler=_cmd_classifier_train, section=ClassifierConfig)
+    classifier.set_defaults(handler=lambda args: classifier.print_help() or 0)
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -136,6 +192,27 @@ def _cmd_train(args: argparse.Namespace) -> int:
         from .training.trainer import print_summary
 
         print_summary(run.summary)
+    return 0
+
+
+def _section_values(args: argparse.Namespace) -> dict[str, Any]:
+    names = {f.name for f in dataclasses.fields(args.section)}
+    return {k: v for k, v in vars(args).items() if k in names}
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation.run import evaluate, print_table
+
+    result = evaluate(args.run_dir, _section_values(args), verbose=not args.quiet)
+    if args.quiet:
+        print_table(result.results)
+    return 0
+
+
+def _cmd_classifier_train(args: argparse.Namespace) -> int:
+    from .evaluation.classifier import train_classifier
+
+    train_classifier(_section_values(args), force=args.force, device=args.device)
     return 0
 
 
