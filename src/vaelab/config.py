@@ -329,7 +329,7 @@ class EvaluationConfig:
                                   check=_at_least(1))
     batch_size: int | None = _field(
         None, "examples per batch (default: as many as fit chunk_size latent samples)", check=_at_least(1))
-    chunk_size: int = _field(8192, "latent samples decoded at once (bounds memory: about "
+    chunk_size: int = _field(4096, "latent samples decoded at once (bounds memory: about "
                              "chunk_size * pixels * 12 bytes)", check=_at_least(1))
     seed: int = _field(0, "seed of the importance samples and of the generated samples", check=_at_least(0))
     probe: bool = _field(True, "fit a logistic-regression and a 5-NN probe on the latent means")
@@ -369,6 +369,8 @@ class ClassifierConfig:
     hidden: int = _field(128, "width of the penultimate layer (the FID feature space)", check=_at_least(1))
     dropout: float = _field(0.25, "dropout before the last layer", check=_probability)
     seed: int = _field(1, "seed of the initialisation and data order", check=_at_least(0))
+    train_examples: int | None = _field(
+        None, "use only the first N training images (quick runs; default all)", check=_at_least(1))
     data_dir: str | None = _field(None, "directory holding the dataset files (default: $VAELAB_DATA_DIR)")
 
     @classmethod

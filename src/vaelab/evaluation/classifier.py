@@ -73,7 +73,8 @@ def train_classifier(config: ClassifierConfig | dict[str, Any] | None = None, *,
             f"{info.test_accuracy:.4f}); pass --force to train a new one")
         return net, info
     device = resolve_device(device)
-    dataset = load_dataset(DataConfig(dataset=config.dataset, data_dir=config.data_dir))
+    dataset = load_dataset(DataConfig(dataset=config.dataset, data_dir=config.data_dir,
+                                      train_examples=config.train_examples))
     if dataset.spec.kind != "image":
         raise ConfigError(f"dataset {config.dataset} holds points, not images; the classifier needs images")
     torch.manual_seed(config.seed)
