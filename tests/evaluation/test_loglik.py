@@ -130,6 +130,7 @@ def test_units_and_summaries():
     ({"k": 0}, "k must be an integer >= 1, got 0"),
     ({"k": 10, "chunk_size": 0}, "chunk_size must be an integer >= 1"),
     ({"k": 10, "batch_size": -2}, "batch_size must be an integer >= 1"),
+    ({"k": 10, "batch_size": 0}, "batch_size must be an integer >= 1, got 0"),
 ])
 def test_invalid_arguments_are_clear_errors(kwargs, message):
     with pytest.raises(ConfigError, match=message):

@@ -92,7 +92,7 @@ def evaluate(run_dir: str | Path, config: EvaluationConfig | dict[str, Any] | No
     if not checkpoint.is_file():
         raise CheckpointError(
             f"{run_dir} has no {config.checkpoint} checkpoint ({checkpoint} is missing): the run has not finished "
-            "an epoch; train it, or resume it with `vaelab train --resume RUN_DIR`"
+            f"an epoch; continue it with `vaelab train --resume {run_dir}`"
         )
     device = resolve_device(config.device)
     dataset_name = run_config.data.dataset
