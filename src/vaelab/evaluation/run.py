@@ -253,9 +253,10 @@ def print_table(results: dict[str, Any]) -> None:
         if "fid_inception" in samples:
             rows.append(("fid_inception", f"{samples['fid_inception']:.3f}", f"{samples['n']} samples"))
     width = max(len(r[0]) for r in rows)
-    value_width = max(len(r[1]) for r in rows)
+    value_width = max(len(value) for _, value, _ in rows if len(value) <= 20)
     print(f"\n{results['dataset']} {results['split']}, {results['examples']} examples, {results['checkpoint']} checkpoint")
     for name, value, unit in rows:
-        print(f"  {name:<{width}}  {value:>{value_width}}  {unit}")
+        shown = f"{value:>{value_width}}" if len(value) <= 20 else value  # long lists left-aligned
+        print(f"  {name:<{width}}  {shown}  {unit}".rstrip())
     for note in results.get("notes", []):
         print(f"  note: {note}")
