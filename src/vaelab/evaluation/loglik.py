@@ -17,8 +17,9 @@ How it is computed (fast by design):
 * the log-mean-exp over K is accumulated chunk by chunk in float64 (:class:`LogMeanExp`: running
   maximum and rescaled sum, so nothing overflows or underflows);
 * the noise eps of example n comes from its own random stream, seeded with ``(seed, n)``
-  (:func:`example_noise`), so an example's estimate does not depend on the batch size, the chunk
-  size or the device, and a plain per-example loop can reproduce it exactly;
+  (:func:`example_noise`), so an example's samples do not depend on the batch size, the chunk
+  size or the device (its estimate then agrees to float32 rounding), and a plain per-example
+  loop reproduces it;
 * under ``torch.inference_mode`` and with subnormal floats flushed to zero on the CPU.
 
 The same pass gives the reconstruction term -(1/K) sum_k log p(x|z_k) of the ELBO (a K-sample
