@@ -44,6 +44,29 @@ def _default_of(f: dataclasses.Field):
     return f.default_factory()
 
 
+def _add_field_option(group, f: dataclasses.Field, hint, dest: str) -> None:
+    """One command-line option for config field ``f``: flag from its name, type, choices and
+    help (with the default) from the field."""
+    default = _default_of(f)
+    shown = " ".join(map(str, default)) if isinstance(default, list) else default
+    help_text = f.metadata.get("help", "") + ("" if default is None else f" (default: {shown})")
+    kwargs: dict[str, Any] = {"dest": dest, "default": argparse.SUPPRESS, "help": help_text}
+    kind = hint
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):  # Optional[X] -> X
+        kind = next(a for a in typing.get_args(hint) if a is not type(None))
+    if kind is bool:
+        kwargs["action"] = argparse.BooleanOptionalAction
+    elif typing.get_origin(kind) is list:
+        kwargs.update(nargs="+", type=typing.get_args(kind)[0], metavar="N")
+    else:
+        kwargs["type"] = kind
+        if f.metadata.get("choices"):
+            kwargs["choices"] = [c for c in f.metadata["choices"] if c is not None]
+        else:
+            kwargs["metavar"] = {int: "N", float: "X", str: "STR"}.get(kind, "V")
+    group.add_argument(_flag(f.name), **kwargs)
+
+
 def _add_config_options(parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None) -> None:
     groups: dict[str, argparse._ArgumentGroup] = {}
     for dotted, f, hint in _config_fields():
@@ -52,25 +75,15 @@ def _add_config_options(parser: argparse.ArgumentParser, only: tuple[str, ...] |
             continue
         if section not in groups:
             groups[section] = parser.add_argument_group(f"{section} options")
-        group = groups[section]
-        default = _default_of(f)
-        shown = " ".join(map(str, default)) if isinstance(default, list) else default
-        help_text = f.metadata.get("help", "") + ("" if default is None else f" (default: {shown})")
-        kwargs: dict[str, Any] = {"dest": dotted, "default": argparse.SUPPRESS, "help": help_text}
-        kind = hint
-        if typing.get_origin(hint) in (typing.Union, types.UnionType):  # Optional[X] -> X
-            kind = next(a for a in typing.get_args(hint) if a is not type(None))
-        if kind is bool:
-            kwargs["action"] = argparse.BooleanOptionalAction
-        elif typing.get_origin(kind) is list:
-            kwargs.update(nargs="+", type=typing.get_args(kind)[0], metavar="N")
-        else:
-            kwargs["type"] = kind
-            if f.metadata.get("choices"):
-                kwargs["choices"] = [c for c in f.metadata["choices"] if c is not None]
-            else:
-                kwargs["metavar"] = {int: "N", float: "X", str: "STR"}.get(kind, "V")
-        group.add_argument(_flag(f.name), **kwargs)
+        _add_field_option(groups[section], f, hint, dotted)
+
+
+def _add_section_options(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
+    """One option per field of the flat config dataclass ``cls`` (dest = field name)."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name not in skip:
+            _add_field_option(parser, f, hints[f.name], f.name)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep_summary.add_argument("sweep_dir", metavar="SWEEP_DIR")
     sweep_summary.set_defaults(handler=_cmd_sweep_summary)
     _add_figure_commands(commands)
+    _add_evaluation_commands(commands)
     return parser
 
 
@@ -261,6 +275,89 @@ def _cmd_sweep_summary(args: argparse.Namespace) -> int:
 
     summary = summarize_sweep(args.sweep_dir)
     print((Path(summary["directory"]) / "results.md").read_text())
+    return 0
+
+
+def _add_evaluation_commands(commands) -> None:
+    from .config import ClassifierConfig, EvaluationConfig
+
+    evaluate = commands.add_parser(
+        "evaluate", help="measure a trained run: ELBO, importance-sampled NLL, latents, FID",
+        description="Evaluate a run's checkpoint on a split: negative ELBO, reconstruction NLL and KL, "
+                    "the importance-sampled NLL with K samples (Burda et al. 2016) in nats per example and "
+                    "bits/dim, active units, KL per latent dimension, probe accuracies, and the samples' "
+                    "classifier-feature FID and class histogram. Writes RUN_DIR/evaluation.json.",
+    )
+    evaluate.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by `vaelab train`")
+    evaluate.add_argument("--quiet", action="store_true", help="print only the table")
+    _add_section_options(evaluate, EvaluationConfig)
+    evaluate.set_defaults(handler=_cmd_evaluate, section=EvaluationConfig)
+
+    classifier = commands.add_parser("classifier", help="the dataset classifier behind FID and the perceptual loss")
+    actions = classifier.add_subparsers(dest="action", metavar="ACTION")
+    classifier_train = actions.add_parser(
+        "train", help="train and cache the classifier of a dataset",
+        description="Train a small CNN on a dataset's training split and cache it (with its sha256 and "
+                    "config) for classifier-feature FID, sample class histograms and the perceptual loss.",
+    )
+    classifier_train.add_argument("--force", action="store_true", help="retrain even if one is cached")
+    classifier_train.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N")
+    _add_section_options(classifier_train, ClassifierConfig)
+    classifier_train.set_defaults(handler=_cmd_classifier_train, section=ClassifierConfig)
+    classifier.set_defaults(handler=lambda args: classifier.print_help() or 0)
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    values = {k: v for k, v in vars(args).items() if "." in k or k in ("name", "output_dir", "seed")}
+    for item in args.set:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise VaelabError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            values[key.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise VaelabError(f"--set {item!r}: the value is not valid YAML") from None
+    return values
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .training import resume, train
+
+    overrides = _overrides(args)
+    argv = ["vaelab", *sys.argv[1:]] if args.argv is None else ["vaelab", *args.argv]
+    if args.resume:
+        if args.config:
+            raise VaelabError("--config and --resume exclude each other: a resumed run keeps its config")
+        resume(args.resume, overrides, verbose=not args.quiet, argv=argv)
+        return 0
+    config = load_config(args.config) if args.config else Config()
+    config = config.replace(overrides)
+    run = train(config, verbose=not args.quiet, argv=argv)
+    if args.quiet:
+        from .training.trainer import print_summary
+
+        print_summary(run.summary)
+    return 0
+
+
+def _section_values(args: argparse.Namespace) -> dict[str, Any]:
+    names = {f.name for f in dataclasses.fields(args.section)}
+    return {k: v for k, v in vars(args).items() if k in names}
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation.run import evaluate, print_table
+
+    result = evaluate(args.run_dir, _section_values(args), verbose=not args.quiet)
+    if args.quiet:
+        print_table(result.results)
+    return 0
+
+
+def _cmd_classifier_train(args: argparse.Namespace) -> int:
+    from .evaluation.classifier import train_classifier
+
+    train_classifier(_section_values(args), force=args.force, device=args.device)
     return 0
 
 

@@ -194,6 +194,9 @@ class ModelConfig:
         return list(self.prior_std) if self.prior_std is not None else [1.0]
 
 
+RECONSTRUCTION_NAMES = ("likelihood", "perceptual", "perceptual+likelihood")
+
+
 @dataclass
 class ObjectiveConfig:
     """The training objective: negative ELBO = reconstruction NLL + beta * KL."""
@@ -213,6 +216,26 @@ class ObjectiveConfig:
     free_bits: float = _field(
         0.0, "free bits (Kingma et al. 2016): nats per latent dimension below which the batch-mean "
         "KL of that dimension is not penalised (0: off)", check=_at_least(0),
+    )
+    bound: str = _field(
+        "elbo", "training bound: elbo (Kingma & Welling 2014) or iwae, the importance-weighted bound "
+        "log (1/K) sum_k p(x,z_k)/q(z_k|x) with K = iwae_k samples (Burda et al. 2016, eq. 8)",
+        choices=("elbo", "iwae"),
+    )
+    iwae_k: int = _field(5, "bound=iwae: importance samples K per example", check=_at_least(1))
+    reconstruction: str = _field(
+        "likelihood", "reconstruction term of the loss: likelihood (-log p(x|z), nats), perceptual "
+        "(distance between the dataset classifier's feature maps of x and of the decoder mean; NOT a "
+        "likelihood, needs `vaelab classifier train`) or perceptual+likelihood (perceptual_weight * "
+        "perceptual + -log p(x|z)); metrics always report the plain likelihood",
+        choices=RECONSTRUCTION_NAMES,
+    )
+    perceptual_weight: float = _field(
+        1.0, "weight lambda of the perceptual term", check=_at_least(0),
+    )
+    perceptual_layers: list[str] = _field(
+        None, "classifier layers compared by the perceptual term (relu1 .. relu4, features)",
+        factory=lambda: ["relu2", "relu4"],
     )
 
 
@@ -343,6 +366,86 @@ class Config:
         values = self.to_dict()
         set_dotted(values, overrides)
         return Config.from_dict(values)
+
+
+@dataclass
+class EvaluationConfig:
+    """What ``vaelab evaluate`` measures on a run (not part of a run's config)."""
+
+    split: str = _field("test", "split to evaluate: test, val (needs data.validation_size) or train",
+                        choices=("test", "val", "train"))
+    checkpoint: str = _field("best", "checkpoint to evaluate", choices=("best", "last"))
+    k: int = _field(1000, "importance samples K per example for the log-likelihood (Burda et al. 2016)",
+                    check=_at_least(1))
+    examples: int | None = _field(None, "evaluate only the first N examples of the split (default all)",
+                                  check=_at_least(1))
+    batch_size: int | None = _field(
+        None, "examples per batch (default: as many as fit chunk_size latent samples)", check=_at_least(1))
+    chunk_size: int = _field(4096, "latent samples decoded at once (bounds memory: about "
+                             "chunk_size * pixels * 12 bytes)", check=_at_least(1))
+    seed: int = _field(0, "seed of the importance samples and of the generated samples", check=_at_least(0))
+    probe: bool = _field(True, "fit a logistic-regression and a 5-NN probe on the latent means")
+    probe_train_examples: int | None = _field(
+        10000, "training examples the probes are fit on (null: all)", check=_at_least(1))
+    fid: str = _field(
+        "auto", "sample quality: auto (classifier FID when a classifier is cached), classifier, "
+        "inception (needs torch-fidelity and local weights), none", choices=("auto", "classifier", "inception", "none"))
+    fid_samples: int = _field(10000, "generated samples for the FID and the class histogram", check=_at_least(2))
+    inception_weights: str | None = _field(
+        None, "path of the FID Inception weights (default: $VAELAB_INCEPTION_WEIGHTS, then the "
+        "torch-fidelity cache in the torch hub directory)")
+    data_dir: str | None = _field(None, "directory holding the dataset files (default: the run's)")
+    device: str = _field("auto", "device: auto (CUDA if present), cpu, cuda or cuda:N")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None) -> "EvaluationConfig":
+        """Build and validate (see :meth:`Config.from_dict`).
+
+        Raises:
+            ConfigError: unknown keys, wrong types or out-of-range values.
+        """
+        return section_from_dict(cls, values)
+
+
+@dataclass
+class ClassifierConfig:
+    """The small CNN behind classifier-feature FID, sample class histograms and the perceptual
+    loss (``vaelab classifier train``)."""
+
+    dataset: str = _field("mnist", "dataset whose training split the classifier learns")
+    epochs: int = _field(4, "passes over the training set", check=_at_least(1))
+    batch_size: int = _field(128, "training examples per step", check=_at_least(1))
+    learning_rate: float = _field(2e-3, "Adam learning rate (cosine decay to 0 over the epochs)", check=_positive)
+    channels: list[int] = _field(None, "output channels of the four 3x3 convolutions",
+                                 factory=lambda: [16, 16, 32, 32], check=_positive_list)
+    hidden: int = _field(128, "width of the penultimate layer (the FID feature space)", check=_at_least(1))
+    dropout: float = _field(0.25, "dropout before the last layer", check=_probability)
+    seed: int = _field(1, "seed of the initialisation and data order", check=_at_least(0))
+    train_examples: int | None = _field(
+        None, "use only the first N training images (quick runs; default all)", check=_at_least(1))
+    data_dir: str | None = _field(None, "directory holding the dataset files (default: $VAELAB_DATA_DIR)")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None) -> "ClassifierConfig":
+        """Build and validate (see :meth:`Config.from_dict`).
+
+        Raises:
+            ConfigError: unknown keys, wrong types or out-of-range values.
+        """
+        return section_from_dict(cls, values)
+
+
+def section_from_dict(cls, values: dict[str, Any] | None):
+    """Build and validate one config dataclass ``cls`` from plain values.
+
+    Raises:
+        ConfigError: listing every problem found.
+    """
+    problems: list[str] = []
+    config = _build(cls, values or {}, "", problems)
+    if problems:
+        raise ConfigError(_format_problems(problems))
+    return config
 
 
 def set_dotted(values: dict[str, Any], overrides: dict[str, Any]) -> None:
@@ -516,6 +619,14 @@ def _cross_checks(config: Config) -> list[str]:
         )
     if m.learn_scale != "none" and m.likelihood in ("bernoulli", "continuous_bernoulli"):
         problems.append(f"model.learn_scale={m.learn_scale}: the {m.likelihood} likelihood has no scale")
+    o = config.objective
+    if o.bound == "iwae":
+        if o.n_samples != 1:
+            problems.append("objective.n_samples is the ELBO's sample count; with bound iwae set objective.iwae_k")
+        if o.free_bits:
+            problems.append("objective.free_bits applies to the ELBO's KL term, not to bound iwae")
+        if o.reconstruction != "likelihood":
+            problems.append("bound iwae needs reconstruction: likelihood (a perceptual term is not a log-density)")
     if m.network == "mlp" and (m.conv_channels or m.conv_kernels):
         problems.append("model.conv_channels/conv_kernels need network: conv")
     if m.conv_kernels and m.conv_channels and len(m.conv_kernels) not in (1, len(m.conv_channels)):

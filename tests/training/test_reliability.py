@@ -132,17 +132,17 @@ def test_nonfinite_gradient_names_the_parameter(tmp_path):
 
 
 def test_nonfinite_loss_names_the_term_and_skip_mode_has_a_limit(tmp_path, monkeypatch):
-    import vaelab.training.trainer as trainer
+    from vaelab.objectives import Objective
 
-    real = trainer.elbo_terms
+    real = Objective.__call__
     calls = {"n": 0}
 
-    def poisoned(model, x, n_samples=1, generator=None):
+    def poisoned(self, model, x, beta=1.0, generator=None):
         calls["n"] += 1
-        terms = real(model, x, n_samples, generator)
+        terms = real(self, model, x, beta, generator)
         return terms._replace(kl=terms.kl * float("inf")) if calls["n"] in (2, 3) else terms
 
-    monkeypatch.setattr(trainer, "elbo_terms", poisoned)
+    monkeypatch.setattr(Objective, "__call__", poisoned)
     config, model, opt, batches = nonfinite_setup(tmp_path)
     with pytest.raises(TrainingError, match=r"epoch 1, step 2: the KL term \(inf\) is not finite"):
         train_epoch(model, opt, batches, config.objective, config.training, torch.device("cpu"), 1)
@@ -161,11 +161,11 @@ def test_nonfinite_loss_in_a_run_keeps_the_last_good_checkpoint(tiny_data, tmp_p
     root, _ = tiny_data
     args = ["train", *TINY, "--data-dir", str(root), "--output-dir", str(tmp_path), "--name", "nan"]
     assert main([*args, "--epochs", "1"]) == 0
-    import vaelab.training.trainer as trainer
+    from vaelab.objectives import Objective
 
-    real = trainer.elbo_terms
-    monkeypatch.setattr(trainer, "elbo_terms",
-                        lambda *a, **k: real(*a, **k)._replace(recon=torch.full((a[1].shape[0],), float("nan"))))
+    real = Objective.__call__
+    monkeypatch.setattr(Objective, "__call__",
+                        lambda *a, **k: real(*a, **k)._replace(recon=torch.full((a[2].shape[0],), float("nan"))))
     assert main(["train", "--resume", str(tmp_path / "nan"), "--epochs", "2"]) == 2
     err = capsys.readouterr().err
     last = tmp_path / "nan" / "checkpoints" / "last.safetensors"

@@ -37,6 +37,8 @@ class EpochPosition:
     n_seen: int = 0
     seconds: float = 0.0
     kl_weight: float = 0.0
+    extra_totals: dict[str, float] = field(default_factory=dict)
+    """Running sums of the objective's extra terms (``neg_iwae``, ``perceptual``)."""
 
 
 @dataclass

@@ -42,7 +42,7 @@ from ..errors import CheckpointError, ConfigError, TrainingError, TrainingInterr
 from ..evaluation import evaluate_elbo
 from ..io import atomic_write_text
 from ..models import VAE, build_model
-from ..objectives import elbo_terms, kl_weight
+from ..objectives import EXTRA_TERMS, Objective, build_objective, kl_weight
 from ..runtime import flush_denormals, resolve_device
 from .optim import clip_gradients, make_optimizer, make_scheduler, step_scheduler
 from .checkpoint import (EpochPosition, TrainingState, encode_checkpoint, read_checkpoint, restore_rng,
@@ -186,11 +186,13 @@ def write_metrics_csv(path: Path, history: list[dict[str, float]]) -> None:
 
 
 def train_epoch(model: VAE, optimizer: torch.optim.Optimizer, batches: InMemoryBatches,
-                objective: ObjectiveConfig, training: TrainingConfig, device: torch.device, epoch: int,
-                progress=None, *, order: torch.Tensor | None = None, position: EpochPosition | None = None,
+                objective: ObjectiveConfig | Objective, training: TrainingConfig, device: torch.device,
+                epoch: int, progress=None, *, order: torch.Tensor | None = None, position: EpochPosition | None = None,
                 state: TrainingState | None = None,
                 after_step: Callable[[torch.Tensor, EpochPosition], None] | None = None) -> dict[str, float]:
-    """One pass over ``batches`` (epoch ``epoch``, 1-based).
+    """One pass over ``batches`` (epoch ``epoch``, 1-based). ``objective`` is a config (ELBO or
+    IWAE bound) or an :class:`~vaelab.objectives.Objective` (a perceptual term needs one:
+    :func:`~vaelab.objectives.build_objective`).
 
     ``order`` and ``position`` continue an epoch a mid-epoch checkpoint stopped in (default: a
     fresh permutation from the start); ``position`` is updated after every step and
@@ -198,7 +200,8 @@ def train_epoch(model: VAE, optimizer: torch.optim.Optimizer, batches: InMemoryB
 
     Returns:
         mean train ``recon``, ``kl``, ``neg_elbo`` (nats per example, running averages over the
-        epoch's batches as the model changes), ``kl_weight`` and ``learning_rate`` at the end,
+        epoch's batches as the model changes), the objective's extra terms (``neg_iwae``,
+        ``perceptual``) when it has any, ``kl_weight`` and ``learning_rate`` at the end,
         ``seconds`` of training.
 
     Raises:
@@ -207,6 +210,8 @@ def train_epoch(model: VAE, optimizer: torch.optim.Optimizer, batches: InMemoryB
             ``training.max_skipped_steps`` steps were skipped in the run (counted in ``state``).
     """
     model.train()
+    if not isinstance(objective, Objective):
+        objective = Objective(objective)
     order = batches.permutation() if order is None else order
     position = EpochPosition() if position is None else position
     state = TrainingState() if state is None else state
@@ -215,7 +220,8 @@ def train_epoch(model: VAE, optimizer: torch.optim.Optimizer, batches: InMemoryB
                    position, state, after_step)
     recon, kl = position.recon_total / max(position.n_seen, 1), position.kl_total / max(position.n_seen, 1)
     return {"recon": recon, "kl": kl, "neg_elbo": recon + kl, "kl_weight": position.kl_weight,
-            "learning_rate": optimizer.param_groups[0]["lr"], "seconds": position.seconds}
+            "learning_rate": optimizer.param_groups[0]["lr"], "seconds": position.seconds,
+            **{name: total / max(position.n_seen, 1) for name, total in position.extra_totals.items()}}
 
 
 def _run_steps(model, optimizer, batches, objective, training, device, epoch, progress, order, position,
@@ -227,14 +233,13 @@ def _run_steps(model, optimizer, batches, objective, training, device, epoch, pr
     for index in range(position.step, steps):
         step = index + 1
         x = batches.batch(order, index).to(device, non_blocking=True)
-        beta = kl_weight(objective, (epoch - 1) * steps + index, steps, training.epochs)
-        terms = elbo_terms(model, x, objective.n_samples)
+        beta = kl_weight(objective.config, (epoch - 1) * steps + index, steps, training.epochs)
+        terms = objective(model, x, beta)
         recon_value, kl_value = terms.recon.detach().sum().item(), terms.kl.detach().sum().item()
         optimizer.zero_grad(set_to_none=True)
         bad = _nonfinite_term(recon_value, kl_value)
         if bad is None:
-            loss = terms.loss(beta, objective.free_bits)
-            loss.backward()
+            terms.loss.backward()
             bad = _nonfinite_gradient(model, parameters)
         if bad is not None:
             if training.nonfinite == "skip" and state.skipped_steps < training.max_skipped_steps:
@@ -255,6 +260,8 @@ def _run_steps(model, optimizer, batches, objective, training, device, epoch, pr
             optimizer.step()
             position.recon_total += recon_value
             position.kl_total += kl_value
+            for name, value in terms.extra.items():
+                position.extra_totals[name] = position.extra_totals.get(name, 0.0) + value.detach().sum().item()
             position.n_seen += x.shape[0]
         position.step = step
         position.kl_weight = beta
@@ -338,6 +345,7 @@ def _fit(config: Config, run_dir: Path, checkpoint, verbose: bool, argv) -> Run:
         )
     check_model_fits_data(config, dataset)
     model = build_model(config.model, dataset.image_shape).to(device)
+    objective = build_objective(config.objective, config.data.dataset, device)
     optimizer = make_optimizer(model, config.training)
     scheduler = make_scheduler(optimizer, config.training)
     state = TrainingState()
@@ -356,11 +364,12 @@ def _fit(config: Config, run_dir: Path, checkpoint, verbose: bool, argv) -> Run:
 
     with run_lock(run_dir):
         return _fit_locked(config, run_dir, dataset, model, optimizer, scheduler, state, order,
-                           data_generator, stored_config, device, verbose, argv)
+                           data_generator, stored_config, device, verbose, argv, objective)
 
 
 def _fit_locked(config, run_dir, dataset, model, optimizer, scheduler, state, order, data_generator,
-                stored_config, device, verbose, argv) -> Run:
+                stored_config, device, verbose, argv, objective=None) -> Run:
+    objective = objective if objective is not None else build_objective(config.objective, config.data.dataset, device)
     atomic_write_text(run_dir / "config.yaml", config.to_yaml())
     atomic_write_text(run_dir / "environment.json", json.dumps(environment(config, device, argv), indent=2))
     write_metrics_csv(run_dir / "metrics.csv", state.history)
@@ -405,7 +414,7 @@ def _fit_locked(config, run_dir, dataset, model, optimizer, scheduler, state, or
                 position, state.position = state.position, None
                 progress = _progress_bar(config, len(batches), epoch, position) if verbose else None
                 try:
-                    train_metrics = train_epoch(model, optimizer, batches, config.objective, config.training,
+                    train_metrics = train_epoch(model, optimizer, batches, objective, config.training,
                                                 device, epoch, progress, order=order, position=position,
                                                 state=state, after_step=after_step)
                 except TrainingError as exc:
@@ -420,6 +429,7 @@ def _fit_locked(config, run_dir, dataset, model, optimizer, scheduler, state, or
                                              config.objective.n_samples, seed=config.seed, device=device)
                 row = {"epoch": epoch}
                 row.update({f"train_{k}": train_metrics[k] for k in TERMS})
+                row.update({f"train_{k}": train_metrics[k] for k in EXTRA_TERMS if k in train_metrics})
                 row.update({f"{dataset.eval_name}_{k}": eval_metrics[k] for k in TERMS})
                 row["kl_weight"] = train_metrics["kl_weight"]
                 row["learning_rate"] = train_metrics["learning_rate"]

@@ -1,0 +1,99 @@
+"""The importance-weighted bound (IWAE, Burda et al. 2016) and its log-weights.
+
+For an image x and K samples z_k ~ q(z|x), the importance weights are
+
+    w_k = p(x|z_k) p(z_k) / q(z_k|x)                          (Burda et al. 2016, eq. 7)
+
+and the bound is
+
+    L_K(x) = E[ log (1/K) sum_k w_k ] <= log p(x)               (eq. 8)
+
+L_1 is the ELBO; L_K is non-decreasing in K and tends to log p(x) as K -> infinity (Theorem 1).
+Training maximises L_K with one K-sample estimate per example; evaluation uses a large K as an
+estimate of log p(x) (:mod:`vaelab.evaluation.loglik`). All values are in nats per example,
+summed over pixels (log p(x|z)) and latent dimensions (log p(z), log q(z|x)).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch.distributions import Distribution, kl_divergence
+
+from ..models.vae import VAE, reparameterize
+
+
+class LogWeights(NamedTuple):
+    """The parts of log w_k for K samples of B examples, each ``(K, B)`` nats."""
+
+    log_px_z: torch.Tensor
+    """log p(x|z_k), summed over pixels."""
+    log_pz: torch.Tensor
+    """log p(z_k) under the prior."""
+    log_qz: torch.Tensor
+    """log q(z_k|x) under the posterior."""
+
+    def total(self, beta: float = 1.0) -> torch.Tensor:
+        """``log p(x|z) + beta * (log p(z) - log q(z|x))``: log w_k when beta = 1."""
+        return self.log_px_z + beta * (self.log_pz - self.log_qz)
+
+
+def log_weights(model: VAE, x: torch.Tensor, z: torch.Tensor, q: Distribution | None = None) -> LogWeights:
+    """The log importance weights of latents ``z: (K, B, D)`` for images ``x: (B, C, H, W)``.
+
+    ``q`` is q(z|x) when already computed (batch shape (B,), event (D,)).
+    """
+    q = model.posterior(x) if q is None else q
+    return LogWeights(
+        log_px_z=model.likelihood.log_prob(x, model.decode(z)),  # (K, B)
+        log_pz=model.prior_distribution().log_prob(z),  # (K, B)
+        log_qz=q.log_prob(z),  # (K, B)
+    )
+
+
+def log_mean_exp(values: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    """``log((1/K) sum_k exp(values_k))`` along ``dim`` (K = its size), computed as
+    ``m + log(sum exp(values - m)) - log K`` with m the maximum, so that no exponential
+    overflows or underflows to 0 (the log-sum-exp trick)."""
+    return torch.logsumexp(values, dim) - math.log(values.shape[dim])
+
+
+class IWAETerms(NamedTuple):
+    """Per-example IWAE terms, each ``(B,)`` nats."""
+
+    neg_bound: torch.Tensor
+    """-L_K(x): the negative importance-weighted bound (one K-sample estimate), the loss."""
+    recon: torch.Tensor
+    """-(1/K) sum_k log p(x|z_k): the reconstruction NLL of the same samples."""
+    kl: torch.Tensor
+    """KL(q(z|x) || p(z)) in closed form, for monitoring (the bound itself uses log p - log q)."""
+    kl_per_dim: torch.Tensor | None = None
+    """``(B, D)``."""
+
+    def loss(self) -> torch.Tensor:
+        """Mean negative bound over the batch: a scalar, nats per example."""
+        return self.neg_bound.mean()
+
+
+def iwae_terms(model: VAE, x: torch.Tensor, k: int, beta: float = 1.0,
+               generator: torch.Generator | None = None) -> IWAETerms:
+    """The K-sample IWAE bound for a batch ``x: (B, C, H, W)``, differentiable (reparameterised
+    samples, Burda et al. 2016, Sec. 3).
+
+    ``beta`` weighs log p(z) - log q(z|x) inside each log-weight; beta = 1 is the IWAE bound, and
+    K = 1 then gives the (single-sample) ELBO, in expectation the β-ELBO recon + β·KL.
+
+    Raises:
+        ValueError: ``k < 1``.
+    """
+    if k < 1:
+        raise ValueError(f"the IWAE bound needs k >= 1 samples, got {k}")
+    q = model.posterior(x)
+    z = reparameterize(q, k, generator)  # (K, B, D)
+    parts = log_weights(model, x, z, q)
+    p = model.prior_distribution()
+    kl_per_dim = kl_divergence(q.base_dist, p.base_dist)  # (B, D)
+    return IWAETerms(neg_bound=-log_mean_exp(parts.total(beta), 0), recon=-parts.log_px_z.mean(0),
+                     kl=kl_per_dim.sum(-1), kl_per_dim=kl_per_dim)

@@ -1,0 +1,101 @@
+"""The training loss a config describes: a bound (ELBO or IWAE) and a reconstruction term
+(the likelihood, a perceptual distance, or both).
+
+================  =====================================================================
+bound / recon     loss per example (averaged over the batch)
+================  =====================================================================
+elbo, likelihood  -E_q[log p(x|z)] + β·KL                    (Kingma & Welling 2014, eq. 3)
+elbo, perceptual  λ·E_q[perceptual(x, E[x|z])] + β·KL        (Hou et al. 2017, eq. 6)
+elbo, p+l         E_q[λ·perceptual - log p(x|z)] + β·KL
+iwae, likelihood  -log (1/K) Σ_k p(x|z_k) (p(z_k)/q(z_k|x))^β  (Burda et al. 2016, eq. 8)
+================  =====================================================================
+
+Whatever the loss, the returned ``recon`` is the plain likelihood's reconstruction NLL and
+``kl`` the closed-form KL, in nats per example, so that the metrics of every run are comparable
+negative ELBOs; the perceptual term and the IWAE bound are reported beside them (``extra``).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch.distributions import kl_divergence
+
+from ..config import ObjectiveConfig
+from ..models.vae import VAE, reparameterize
+from .elbo import ELBOTerms
+from .iwae import iwae_terms
+from .perceptual import PerceptualDistance
+
+EXTRA_TERMS = ("neg_iwae", "perceptual")
+"""Names of the per-example terms an :class:`Objective` may report beside recon and kl."""
+
+
+class LossTerms(NamedTuple):
+    """What one training step needs and logs."""
+
+    loss: torch.Tensor
+    """The scalar to minimise (nats per example for likelihood-based losses)."""
+    recon: torch.Tensor
+    """``(B,)`` reconstruction NLL of the plain likelihood, -E_q[log p(x|z)], nats."""
+    kl: torch.Tensor
+    """``(B,)`` KL(q(z|x) || p(z)), nats."""
+    extra: dict[str, torch.Tensor]
+    """Per-example ``(B,)`` terms among :data:`EXTRA_TERMS`: ``neg_iwae`` (nats) or
+    ``perceptual`` (unweighted, feature units, not nats)."""
+
+
+class Objective:
+    """Callable ``objective(model, x, beta) -> LossTerms`` for ``x: (B, C, H, W)``.
+
+    ``perceptual`` is the feature distance, required when ``config.reconstruction`` uses it
+    (:func:`build_objective` loads the dataset's classifier for it).
+
+    Raises:
+        ValueError: the config asks for a perceptual term and none is given.
+    """
+
+    def __init__(self, config: ObjectiveConfig, perceptual: PerceptualDistance | None = None):
+        if config.reconstruction != "likelihood" and perceptual is None:
+            raise ValueError(f"objective.reconstruction={config.reconstruction} needs a PerceptualDistance")
+        self.config = config
+        self.perceptual = perceptual
+
+    def __call__(self, model: VAE, x: torch.Tensor, beta: float = 1.0,
+                 generator: torch.Generator | None = None) -> LossTerms:
+        c = self.config
+        if c.bound == "iwae":
+            terms = iwae_terms(model, x, c.iwae_k, beta, generator)
+            return LossTerms(terms.loss(), terms.recon, terms.kl, {"neg_iwae": terms.neg_bound})
+        q = model.posterior(x)
+        z = reparameterize(q, c.n_samples, generator)  # (S, B, D)
+        params = model.decode(z)
+        recon = -model.likelihood.log_prob(x, params).mean(0)  # (B,)
+        kl_per_dim = kl_divergence(q.base_dist, model.prior_distribution().base_dist)  # (B, D)
+        kl = kl_per_dim.sum(-1)
+        if c.reconstruction == "likelihood":
+            return LossTerms(ELBOTerms(recon, kl, kl_per_dim).loss(beta, c.free_bits), recon, kl, {})
+        perceptual = self.perceptual(x, model.likelihood.mean(params)).mean(0)  # (B,)
+        surrogate = c.perceptual_weight * perceptual
+        if c.reconstruction == "perceptual+likelihood":
+            surrogate = surrogate + recon
+        loss = ELBOTerms(surrogate, kl, kl_per_dim).loss(beta, c.free_bits)
+        return LossTerms(loss, recon, kl, {"perceptual": perceptual})
+
+
+def build_objective(config: ObjectiveConfig, dataset: str, device: torch.device | str = "cpu") -> Objective:
+    """The :class:`Objective` of ``config`` for data from ``dataset``; a perceptual term uses the
+    dataset's cached classifier (``vaelab classifier train --dataset DATASET``).
+
+    Raises:
+        CheckpointError: a perceptual term is asked for and no valid classifier is cached.
+        ConfigError: an unknown classifier layer in ``config.perceptual_layers``.
+    """
+    if config.reconstruction == "likelihood":
+        return Objective(config)
+    from ..models.classifier import check_layer_names, load_classifier
+
+    check_layer_names(config.perceptual_layers)
+    classifier, _ = load_classifier(dataset, device=device)
+    return Objective(config, PerceptualDistance(classifier, config.perceptual_layers))

@@ -1,0 +1,75 @@
+"""`vaelab evaluate` end to end on a tiny run, and its errors."""
+
+import json
+import math
+
+import pytest
+
+import vaelab
+from vaelab.cli import main
+
+TINY = ["--dataset", "tiny-mnist", "--hidden", "16", "--batch-size", "32", "--no-progress", "--quiet"]
+
+
+@pytest.fixture
+def tiny_run(tiny_data, tmp_path):
+    root, _ = tiny_data
+    assert main(["train", *TINY, "--data-dir", str(root), "--epochs", "1", "--latent-dim", "3",
+                 "--binarize", "dynamic", "--output-dir", str(tmp_path / "runs"), "--name", "r"]) == 0
+    return tmp_path / "runs" / "r"
+
+
+def test_evaluate_writes_every_metric_and_prints_a_table(tiny_run, tiny_data, capsys):
+    root, _ = tiny_data
+    assert main(["classifier", "train", "--dataset", "tiny-mnist", "--data-dir", str(root), "--epochs", "1",
+                 "--channels", "2", "2", "4", "4", "--hidden", "8"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(tiny_run), "--k", "50", "--fid-samples", "64", "--probe-train-examples", "60"]) == 0
+    out = capsys.readouterr().out
+    for text in ["-ELBO", "NLL (IWAE, K=50)", "bits/dim", "active units", "KL per dim", "probe accuracy, logistic",
+                 "fid_classifier", "sample class histogram", "nats/example"]:
+        assert text in out, text
+    results = json.loads((tiny_run / "evaluation.json").read_text())
+    assert (results["split"], results["examples"], results["k"], results["binarize"]) == ("test", 40, 50, "dynamic")
+    assert results["neg_elbo"] == pytest.approx(results["recon"] + results["kl"])
+    assert results["nll_iwae"] <= results["neg_elbo"] + 3 * results["neg_elbo_stderr"]
+    assert results["bits_per_dim"] == pytest.approx(results["nll_iwae"] / (784 * math.log(2)))
+    latent = results["latent"]
+    assert len(latent["kl_per_dim"]) == 3 and 0 <= latent["active_units"] <= 3
+    assert sum(latent["kl_per_dim"]) == pytest.approx(results["kl"], rel=1e-5)
+    assert 0 <= results["probe"]["logistic_accuracy"] <= 1 and results["probe"]["train_examples"] == 60
+    samples = results["samples"]
+    assert sum(samples["class_histogram"]) == 64 and samples["fid_classifier"] >= 0
+    assert 0 <= samples["class_entropy_nats"] <= math.log(10) + 1e-9
+    # the same numbers from Python, for another split and without the sample block
+    evaluation = vaelab.evaluate(tiny_run, k=50, split="train", examples=20, fid="none", verbose=False)
+    assert evaluation.path.name == "evaluation-train.json" and evaluation["samples"] is None
+    assert evaluation["probe"] is None and evaluation["examples"] == 20
+
+
+def test_evaluate_is_reproducible_with_its_seed(tiny_run):
+    a = vaelab.evaluate(tiny_run, k=20, fid="none", probe=False, verbose=False)
+    b = vaelab.evaluate(tiny_run, k=20, fid="none", probe=False, verbose=False, batch_size=7, chunk_size=33)
+    assert a["nll_iwae"] == pytest.approx(b["nll_iwae"], abs=1e-4)  # noise per example, not per batch
+
+
+def test_errors_are_one_clear_line(tiny_run, tmp_path, capsys):
+    cases = [
+        (["evaluate", str(tmp_path / "nowhere")], "run directory", "does not exist"),
+        (["evaluate", str(tmp_path)], "is not a run directory (no config.yaml)", ""),
+        (["evaluate", str(tiny_run), "--k", "0"], "k must be >= 1 (got 0)", ""),
+        (["evaluate", str(tiny_run), "--split", "val"], "no validation split", "--split test"),
+        (["evaluate", str(tiny_run), "--fid", "classifier"], "no tiny-mnist classifier",
+         "train one with `vaelab classifier train --dataset tiny-mnist`"),
+        (["evaluate", str(tiny_run), "--fid", "inception", "--inception-weights", str(tmp_path / "w.pth")],
+         "--fid inception needs", "--fid classifier"),
+    ]
+    for args, first, second in cases:
+        assert main(args) == 2, args
+        err = capsys.readouterr().err
+        assert err.startswith("vaelab: error: ") and first in err and second in err, err
+        assert "Traceback" not in err and err.count("\n") == 1
+    (tiny_run / "checkpoints" / "best.safetensors").unlink()
+    assert main(["evaluate", str(tiny_run)]) == 2
+    assert "has no best checkpoint" in capsys.readouterr().err
+    assert not (tiny_run / "evaluation.json").exists()
