@@ -25,9 +25,11 @@ def idx_bytes(array: np.ndarray) -> bytes:
 
 def write_idx(path: Path, array: np.ndarray, compress: bool = True) -> bytes:
     """Write ``array`` as an IDX file (gzip when ``compress``); return the decompressed bytes."""
+    from vaelab.io import atomic_write_bytes
+
     data = idx_bytes(array)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(gzip.compress(data, mtime=0) if compress else data)
+    # atomic: worker processes of a sweep test re-create the dataset while others read it
+    atomic_write_bytes(path, gzip.compress(data, mtime=0) if compress else data)
     return data
 
 
