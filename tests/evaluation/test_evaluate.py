@@ -69,6 +69,11 @@ def test_errors_are_one_clear_line(tiny_run, tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith("vaelab: error: ") and first in err and second in err, err
         assert "Traceback" not in err and err.count("\n") == 1
+    # --fid auto without a classifier: the rest is measured, with a note naming the command
+    assert main(["evaluate", str(tiny_run), "--k", "5", "--examples", "5"]) == 0
+    assert "note: sample quality skipped: no tiny-mnist classifier" in capsys.readouterr().out
+    assert json.loads((tiny_run / "evaluation.json").read_text())["samples"] is None
+    (tiny_run / "evaluation.json").unlink()
     (tiny_run / "checkpoints" / "best.safetensors").unlink()
     assert main(["evaluate", str(tiny_run)]) == 2
     assert "has no best checkpoint" in capsys.readouterr().err
