@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import os
 import re
 import shutil
 import sys
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from vaelab.experiments.claims import (FAILS, HOLDS, INCONCLUSIVE, NOT_RUN, ClaimResult, format_number, collect_runs,
+from vaelab.experiments.claims import (FAILS, HOLDS, INCONCLUSIVE, NOT_RUN, ClaimResult, collect_runs, format_pair,
                                        evaluate_claim)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,7 +67,7 @@ def results_table(sweep_dir: Path) -> list[str]:
         cells = []
         for column in TABLE_COLUMNS:
             mean, std = float(row[f"{column}_mean"]), float(row[f"{column}_std"])
-            cells.append("–" if math.isnan(mean) else f"{format_number(mean)} ± {format_number(std)}")
+            cells.append("–" if math.isnan(mean) else format_pair(mean, std))
         lines.append(f"| `{row['setting']}` | {row['seeds']} | " + " | ".join(cells) + " |")
     return lines
 
@@ -101,11 +102,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs-root", default="runs/studies", help="parent of the sweep directories")
     parser.add_argument("--configs", default=str(REPO / "configs" / "studies"))
     parser.add_argument("--out", default=str(REPO / "docs" / "studies.md"))
+    parser.add_argument("--pages", default=None, help="the per-study pages (default: studies/ beside --out)")
     args = parser.parse_args(argv)
     configs, out = Path(args.configs), Path(args.out)
     runs_root = Path(args.runs_root)
-    docs_dir = out.parent / "studies"
-    figures_out = docs_dir / "figures"
+    docs_dir = Path(args.pages) if args.pages else out.parent / "studies"
+    figures_out = out.parent / "studies" / "figures"
     if figures_out.exists():
         shutil.rmtree(figures_out)
 
@@ -116,8 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         title, page = study_title(study_dir, docs_dir)
         body += [f"## {title}", ""]
         if page is not None:
-            body += [f"What the report did, what our configs do and every choice we made: "
-                     f"[{page.relative_to(out.parent).as_posix()}]({page.relative_to(out.parent).as_posix()}).", ""]
+            link = os.path.relpath(page, out.parent).replace(os.sep, "/")
+            body += [f"What the report did, what our configs do and every choice we made: [{link}]({link}).", ""]
         for sweep_file, spec in sweeps_in_order(study_dir):
             name = spec["name"]
             sweep_dir = runs_root / name

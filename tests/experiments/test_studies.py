@@ -351,5 +351,14 @@ def test_make_studies_writes_verdicts_from_files(tmp_path):
     assert "| Study 1 | t more latent, less loss | holds |" in text
     assert "| Study 1 | fid priors similar | pending: needs `vaelab evaluate` |" in text
     assert "| Study 1 | c cnn lower | not run |" in text
-    assert "| `latent_dim=1` | 150.5 ± 0.707 (n=2) |" in text
+    assert "| `latent_dim=1` | 150.500 ± 0.707 (n=2) |" in text
     assert "1 holds, 1 not run, 1 pending" in text
+
+
+def test_numbers_show_the_std_to_two_significant_digits():
+    from vaelab.experiments.claims import format_pair
+
+    assert format_pair(1.8389, 6.67e-6) == "1.838900 ± 0.000007"
+    assert format_pair(1.84112, 0.000113) == "1.84112 ± 0.00011"
+    assert format_pair(6.2061, 0.025) == "6.206 ± 0.025"
+    assert format_pair(150.5, 0.0) == "150.500 ± 0.000"

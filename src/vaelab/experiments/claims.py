@@ -191,8 +191,8 @@ class SettingStats:
     def std(self) -> float:
         return statistics.stdev(self.values) if len(self.values) > 1 else 0.0
 
-    def text(self, digits: int = 3) -> str:
-        return f"{format_number(self.mean, digits)} ± {format_number(self.std, digits)} (n={self.n})"
+    def text(self) -> str:
+        return f"{format_pair(self.mean, self.std)} (n={self.n})"
 
 
 def format_number(x: float, digits: int = 3) -> str:
@@ -201,6 +201,17 @@ def format_number(x: float, digits: int = 3) -> str:
     if x != 0 and (abs(x) >= 1e5 or abs(x) < 10 ** -(digits)):
         return f"{x:.{digits}g}"
     return f"{x:.{digits}f}" if abs(x) < 100 else f"{x:.{max(digits - 2, 1)}f}"
+
+
+def format_pair(mean: float, std: float) -> str:
+    """``mean ± std`` with as many decimals as show the std's first two significant digits
+    (at least 3, at most 6): ``1.84100 ± 0.00011``, ``6.206 ± 0.025``."""
+    if math.isnan(mean):
+        return "nan"
+    decimals = 3
+    if std > 0 and math.isfinite(std):
+        decimals = min(6, max(3, 1 - math.floor(math.log10(std))))
+    return f"{mean:.{decimals}f} ± {std:.{decimals}f}"
 
 
 def separated(a: SettingStats, b: SettingStats) -> bool:
