@@ -322,6 +322,13 @@ def test_probes_on_tiny_toy2d_runs(tmp_path):
     x = torch.randn(20000, 3, dtype=torch.float64) * torch.tensor([3.0, 2.0, 1.0], dtype=torch.float64)
     shares = pca_variance_shares(Fixed(), x)
     assert shares.tolist() == pytest.approx([9 / 14, 13 / 14, 1.0], abs=0.01)
+    from vaelab.experiments.probes import latent_kurtosis
+
+    gaussian = torch.randn(50000, 2, dtype=torch.float64) @ torch.tensor([[2.0, 0.5], [0.0, 1.0]], dtype=torch.float64)
+    rotation = torch.tensor([[0.6, -0.8], [0.8, 0.6]], dtype=torch.float64)
+    diamond = (torch.rand(50000, 2, dtype=torch.float64) - 0.5) @ rotation
+    assert latent_kurtosis(Fixed(), gaussian) == pytest.approx(8.0, abs=0.2)
+    assert latent_kurtosis(Fixed(), diamond) == pytest.approx(5.6, abs=0.1)
 
 
 # --- the docs script ------------------------------------------------------------------------------

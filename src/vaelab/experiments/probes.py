@@ -9,6 +9,10 @@ Each probe takes the model and the evaluation images and returns one number:
 - ``toy_curve_length`` (1-D latent): the length of the curve the decoder mean traces in data
   space for z from the prior mean - 3 sd to + 3 sd (1,000 points). A straight segment in the
   unit square is at most sqrt(2) = 1.41 long; a curve that winds through the square is longer.
+- ``latent_kurtosis``: Mardia's multivariate kurtosis of the posterior means of the evaluation
+  points, E[((m - mean)^T S^-1 (m - mean))^2]: D(D+2) = 8 for a 2-D Gaussian, 5.6 for a uniform
+  square (any rotation), so it falls as a latent cloud turns from Gaussian-like to square- or
+  diamond-like.
 - ``pca_components_98.5``: how many principal components of the posterior means of the
   evaluation images hold 98.5% of their variance (squared singular values of the centred
   matrix Z, one row per image).
@@ -47,6 +51,15 @@ def toy_curve_length(model, images: torch.Tensor, points: int = 1000) -> float:
     return (curve[1:] - curve[:-1]).norm(dim=1).sum().item()
 
 
+def latent_kurtosis(model, images: torch.Tensor, batch_size: int = 1000) -> float:
+    """Mardia's multivariate kurtosis of the posterior means (Mardia 1970), in float64."""
+    means = torch.cat([model.posterior(x).base_dist.loc for x in images.split(batch_size)]).double()
+    centred = means - means.mean(0, keepdim=True)
+    cov = centred.T @ centred / len(centred)
+    distances = (centred @ torch.linalg.inv(cov) * centred).sum(1)  # (N,) squared Mahalanobis
+    return distances.pow(2).mean().item()
+
+
 def pca_variance_shares(model, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """Cumulative share of variance of the posterior means held by the 1, 2, ... largest
     principal components: ``(D,)`` float64, increasing to 1."""
@@ -70,6 +83,7 @@ def pca_top_share(model, images: torch.Tensor, k: int = 14) -> float:
 PROBES: dict[str, Callable] = {
     "toy_edge_fraction": toy_edge_fraction,
     "toy_curve_length": toy_curve_length,
+    "latent_kurtosis": latent_kurtosis,
     "pca_components_98.5": pca_components,
     "pca_top14_share": pca_top_share,
 }
