@@ -17,7 +17,7 @@ import yaml
 from vaelab.config import Config, ObjectiveConfig
 from vaelab.experiments import load_sweep
 from vaelab.experiments.claims import (FAILS, HOLDS, INCONCLUSIVE, KINDS, NOT_RUN, PENDING_EVALUATE, PENDING_FIGURE,
-                                       RunRecord, _matches, collect_runs, evaluate_claim, setting_of)
+                                       RunRecord, matches, collect_runs, evaluate_claim, setting_of)
 
 REPO = Path(__file__).resolve().parents[2]
 STUDY_FILES = sorted((REPO / "configs" / "studies").glob("*/*.yaml"))
@@ -92,13 +92,13 @@ def test_claims_name_real_keys_and_select_runs(path, claim, tmp_path):
     if metric.startswith("probe:"):
         from vaelab.experiments.probes import PROBES
         assert metric[len("probe:"):] in PROBES
-    selected = [r for r in records if _matches(r, claim.get("where"))]
+    selected = [r for r in records if matches(r, claim.get("where"))]
     assert selected, f"claim {claim['id']}: `where` selects no run"
     if claim["kind"] in ("compare", "similar"):
         for side in ("first", "second"):
-            assert [r for r in selected if _matches(r, claim[side])], f"claim {claim['id']}: `{side}` selects no run"
+            assert [r for r in selected if matches(r, claim[side])], f"claim {claim['id']}: `{side}` selects no run"
     if claim["kind"] == "best":
-        inside = [r for r in selected if _matches(r, claim["expect"])]
+        inside = [r for r in selected if matches(r, claim["expect"])]
         assert inside, f"claim {claim['id']}: `expect` selects no run"
         assert len(inside) < len(selected) or claim.get("sweeps"), f"claim {claim['id']}: nothing to compare with"
     if claim["kind"] == "trend":

@@ -235,7 +235,9 @@ class ClaimResult:
     figures: list[tuple[str, Path]] = field(default_factory=list)  # (setting, figure path)
 
 
-def _matches(record: RunRecord, where: dict[str, Any] | None) -> bool:
+def matches(record: RunRecord, where: dict[str, Any] | None) -> bool:
+    """Whether the run's config has every value of ``where`` (dotted key -> value; a list of
+    values for a scalar key means any of them)."""
     for key, wanted in (where or {}).items():
         try:
             value = record.value(key)
@@ -262,7 +264,7 @@ def group_stats(records: list[RunRecord], metric: str, where: dict | None = None
     """
     groups: dict[str, list[float]] = {}
     for record in records:
-        if _matches(record, where):
+        if matches(record, where):
             groups.setdefault(record.setting, []).append(run_metric(record, metric, probe))
     return [SettingStats(s, v) for s, v in groups.items()]
 
@@ -377,7 +379,7 @@ def _similar(claim, first: SettingStats, second: SettingStats, result: ClaimResu
 
 def _best(claim, records, stats: list[SettingStats], result: ClaimResult) -> ClaimResult:
     goal = claim.get("goal", "min")
-    expected = {r.setting for r in records if _matches(r, claim["expect"])}
+    expected = {r.setting for r in records if matches(r, claim["expect"])}
     inside = [s for s in stats if s.setting in expected]
     outside = [s for s in stats if s.setting not in expected]
     pick = min if goal == "min" else max
@@ -436,7 +438,7 @@ def _curve(claim, records, result: ClaimResult) -> ClaimResult:
     shown: dict[str, list[float]] = {}
     epochs = []
     for record in records:
-        if not _matches(record, claim.get("where")):
+        if not matches(record, claim.get("where")):
             continue
         series = [row[column] for row in record.history]
         epochs.append(len(series))
@@ -463,7 +465,7 @@ def _figure(claim, records, result: ClaimResult) -> ClaimResult:
     names = claim.get("figure") or []
     names = [names] if isinstance(names, str) else list(names)
     seen = set()
-    chosen = [r for r in records if _matches(r, claim.get("where"))]
+    chosen = [r for r in records if matches(r, claim.get("where"))]
     if claim.get("along"):
         chosen.sort(key=lambda r: (r.value(claim["along"]), r.seed))
     for record in chosen:
