@@ -1,0 +1,118 @@
+"""Statistics of a trained run that a study's claims need and the training metrics lack,
+computed from the run's last checkpoint and its evaluation split.
+
+Each probe takes the model and the evaluation images and returns one number:
+
+- ``toy_edge_fraction`` (toy2d): the share of reconstructed coordinates (decoder mean at the
+  posterior mean of each test point) within 0.05 of an edge of the unit square. Uniform data
+  have 0.10; a VAE whose reconstructions shrink towards the centre has less.
+- ``toy_curve_length`` (1-D latent): the length of the curve the decoder mean traces in data
+  space for z from the prior mean - 3 sd to + 3 sd (1,000 points). A straight segment in the
+  unit square is at most sqrt(2) = 1.41 long; a curve that winds through the square is longer.
+- ``latent_kurtosis``: Mardia's multivariate kurtosis of the posterior means of the evaluation
+  points, E[((m - mean)^T S^-1 (m - mean))^2]: D(D+2) = 8 for a 2-D Gaussian, 5.6 for a uniform
+  square (any rotation), so it falls as a latent cloud turns from Gaussian-like to square- or
+  diamond-like.
+- ``pca_components_98.5``: how many principal components of the posterior means of the
+  evaluation images hold 98.5% of their variance (squared singular values of the centred
+  matrix Z, one row per image).
+- ``pca_top14_share``: the share of that variance the 14 largest components hold.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import TYPE_CHECKING, Callable
+
+import torch
+
+if TYPE_CHECKING:
+    from .claims import RunRecord
+
+EDGE = 0.05
+
+
+def toy_edge_fraction(model, images: torch.Tensor) -> float:
+    """``images: (N, 1, 1, 2)`` points in [0, 1]^2 -> share of reconstructed coordinates within
+    ``EDGE`` of 0 or 1."""
+    mean = model.posterior(images).base_dist.loc  # (N, D)
+    recon = model.decode_mean(mean).flatten(1)  # (N, 2)
+    return ((recon < EDGE) | (recon > 1 - EDGE)).double().mean().item()
+
+
+def toy_curve_length(model, images: torch.Tensor, points: int = 1000) -> float:
+    """Length of the decoded curve ``z -> E[x|z]`` for a 1-D latent over the prior's +- 3 sd."""
+    if model.latent_dim != 1:
+        raise ValueError(f"toy_curve_length needs a 1-D latent, the model has {model.latent_dim}")
+    prior = model.prior_distribution()
+    loc, scale = prior.mean.reshape(-1)[0], prior.stddev.reshape(-1)[0]
+    z = torch.linspace(-3.0, 3.0, points).unsqueeze(1) * scale + loc  # (P, 1)
+    curve = model.decode_mean(z).flatten(1)  # (P, data dims)
+    return (curve[1:] - curve[:-1]).norm(dim=1).sum().item()
+
+
+def latent_kurtosis(model, images: torch.Tensor, batch_size: int = 1000) -> float:
+    """Mardia's multivariate kurtosis of the posterior means (Mardia 1970), in float64."""
+    means = torch.cat([model.posterior(x).base_dist.loc for x in images.split(batch_size)]).double()
+    centred = means - means.mean(0, keepdim=True)
+    cov = centred.T @ centred / len(centred)
+    distances = (centred @ torch.linalg.inv(cov) * centred).sum(1)  # (N,) squared Mahalanobis
+    return distances.pow(2).mean().item()
+
+
+def pca_variance_shares(model, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """Cumulative share of variance of the posterior means held by the 1, 2, ... largest
+    principal components: ``(D,)`` float64, increasing to 1."""
+    means = torch.cat([model.posterior(x).base_dist.loc for x in images.split(batch_size)]).double()
+    centred = means - means.mean(0, keepdim=True)
+    singular = torch.linalg.svdvals(centred)
+    energy = singular.pow(2)
+    return energy.cumsum(0) / energy.sum()
+
+
+def pca_components(model, images: torch.Tensor, share: float = 0.985) -> float:
+    shares = pca_variance_shares(model, images)
+    return float(int((shares < share - 1e-12).sum().item()) + 1)
+
+
+def pca_top_share(model, images: torch.Tensor, k: int = 14) -> float:
+    shares = pca_variance_shares(model, images)
+    return shares[min(k, len(shares)) - 1].item()
+
+
+PROBES: dict[str, Callable] = {
+    "toy_edge_fraction": toy_edge_fraction,
+    "toy_curve_length": toy_curve_length,
+    "latent_kurtosis": latent_kurtosis,
+    "pca_components_98.5": pca_components,
+    "pca_top14_share": pca_top_share,
+}
+
+
+@lru_cache(maxsize=4)
+def _eval_images(data_yaml: str) -> torch.Tensor:
+    import yaml
+
+    from ..config import Config
+    from ..data import load_dataset
+
+    return load_dataset(Config.from_dict({"data": yaml.safe_load(data_yaml)}).data).eval.images
+
+
+@torch.inference_mode()
+def compute_probe(record: "RunRecord", name: str) -> float:
+    """Probe ``name`` on ``record``'s last checkpoint and evaluation split (data located as for
+    training: ``data.data_dir``, then ``$VAELAB_DATA_DIR``, then the cache).
+
+    Raises:
+        KeyError: unknown probe.
+    """
+    import yaml
+
+    from ..training import load_model
+
+    if name not in PROBES:
+        raise KeyError(f"unknown probe {name!r} (known: {', '.join(PROBES)})")
+    model = load_model(record.run_dir, "last")
+    images = _eval_images(yaml.safe_dump(record.config["data"], sort_keys=True))
+    return float(PROBES[name](model, images))

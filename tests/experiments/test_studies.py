@@ -1,0 +1,371 @@
+"""The study sweeps under configs/studies/ and the claims evaluator behind docs/studies.md.
+
+Every sweep file must load and validate for both budgets, and every claim must name real config
+keys and values that select runs of its sweep (this catches typos before anything trains). The
+evaluator is checked on small fabricated sweep directories with known verdicts.
+"""
+
+import dataclasses
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from vaelab.config import Config, ObjectiveConfig
+from vaelab.experiments import load_sweep
+from vaelab.experiments.claims import (FAILS, HOLDS, INCONCLUSIVE, KINDS, NOT_RUN, PENDING_EVALUATE, PENDING_FIGURE,
+                                       RunRecord, matches, collect_runs, evaluate_claim, setting_of)
+
+REPO = Path(__file__).resolve().parents[2]
+STUDY_FILES = sorted((REPO / "configs" / "studies").glob("*/*.yaml"))
+OBJECTIVE_FIELDS = {f.name for f in dataclasses.fields(ObjectiveConfig)}
+
+
+def _needs_missing_feature(path: Path) -> str | None:
+    text = path.read_text()
+    if "objective.reconstruction" in text and "reconstruction" not in OBJECTIVE_FIELDS:
+        return "needs issue 4's perceptual objective (objective.reconstruction); not merged yet"
+    return None
+
+
+def test_there_are_five_studies_each_with_a_doc_page():
+    studies = sorted({p.parent.name for p in STUDY_FILES})
+    assert [s[:2] for s in studies] == ["01", "02", "03", "04", "05"]
+    for study in studies:
+        assert (REPO / "docs" / "studies" / f"{study}.md").is_file(), study
+
+
+@pytest.mark.parametrize("budget", ["quick", "full"])
+@pytest.mark.parametrize("path", STUDY_FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_study_sweep_loads_and_validates(path, budget, tmp_path):
+    reason = _needs_missing_feature(path)
+    if reason:
+        pytest.skip(reason)
+    spec = yaml.safe_load(path.read_text())
+    assert {"name", "description", "budgets", "seeds"} <= set(spec), "every study sweep says what it tests"
+    assert set(spec["budgets"]) == {"quick", "full"}
+    assert 2 <= len(spec["seeds"]) <= 3
+    sweep = load_sweep(path, budget, tmp_path)
+    assert sweep.runs and sweep.name == spec["name"]
+    if budget == "full":
+        assert spec["budgets"]["full"] == {}, "full is the report's own budget: the base config"
+
+
+def test_sweep_names_are_unique_and_prefixed_by_their_study():
+    names = [yaml.safe_load(p.read_text())["name"] for p in STUDY_FILES]
+    assert len(set(names)) == len(names)
+    for path, name in zip(STUDY_FILES, names):
+        assert name.startswith(path.parent.name[:2] + "-")
+
+
+def _claims():
+    for path in STUDY_FILES:
+        for claim in yaml.safe_load(path.read_text()).get("claims") or []:
+            yield path, claim
+
+
+@pytest.mark.parametrize("path,claim", list(_claims()), ids=lambda v: v.get("id") if isinstance(v, dict) else "")
+def test_claims_name_real_keys_and_select_runs(path, claim, tmp_path):
+    assert claim["kind"] in KINDS and claim.get("claim") and claim.get("id")
+    sweep = load_sweep(path, "quick", tmp_path)
+    records = [RunRecord(r.name, setting_of(r.name), r.seed, tmp_path, r.config, {}) for r in sweep.runs]
+    defaults = Config().to_dict()
+
+    def check_keys(where):
+        for key in where or {}:
+            node = defaults
+            for part in key.split("."):
+                assert part in node, f"claim {claim['id']}: {key} is not a config key"
+                node = node[part]
+
+    for field in ("where", "first", "second"):
+        check_keys(claim.get(field))
+    if claim.get("along"):
+        check_keys({claim["along"]: None})
+    metric = claim.get("metric", "")
+    if claim["kind"] != "figure":
+        assert metric and (metric.split(":")[0] in ("eval", "probe", "curve") or metric in (
+            "test_recon", "test_kl", "test_neg_elbo", "train_recon", "train_kl", "train_neg_elbo", "test_objective"))
+    if metric.startswith("probe:"):
+        from vaelab.experiments.probes import PROBES
+        assert metric[len("probe:"):] in PROBES
+    selected = [r for r in records if matches(r, claim.get("where"))]
+    assert selected, f"claim {claim['id']}: `where` selects no run"
+    if claim["kind"] in ("compare", "similar"):
+        for side in ("first", "second"):
+            assert [r for r in selected if matches(r, claim[side])], f"claim {claim['id']}: `{side}` selects no run"
+    if claim["kind"] == "best":
+        inside = [r for r in selected if matches(r, claim["expect"])]
+        assert inside, f"claim {claim['id']}: `expect` selects no run"
+        assert len(inside) < len(selected) or claim.get("sweeps"), f"claim {claim['id']}: nothing to compare with"
+    if claim["kind"] == "trend":
+        assert len({str(r.value(claim["along"])) for r in selected}) >= 2
+
+
+# --- the evaluator on fabricated results ----------------------------------------------------------
+
+
+def fabricate(root: Path, name: str, settings: dict[str, dict], values: dict[str, list[float]],
+              metric: str = "recon", kl_curves: dict[str, list[list[float]]] | None = None,
+              evaluation: dict[str, list[dict]] | None = None) -> Path:
+    """A sweep directory whose runs have the given final test ``metric`` per seed.
+
+    ``settings``: setting name -> dotted config overrides; ``values``: setting name -> one value
+    per seed. ``kl_curves`` gives per-seed train_kl series; ``evaluation`` per-seed
+    evaluation.json contents.
+    """
+    sweep_dir = root / name
+    names = []
+    for setting, overrides in settings.items():
+        for i, value in enumerate(values[setting]):
+            run = f"{setting}-seed{i + 1}"
+            names.append(run)
+            run_dir = sweep_dir / "runs" / run
+            run_dir.mkdir(parents=True)
+            config = Config.from_dict({}).replace(overrides).to_dict()
+            config.update(seed=i + 1, name=run)
+            (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+            final = {"recon": 100.0, "kl": 10.0, "neg_elbo": 110.0}
+            final[metric] = value
+            curve = (kl_curves or {}).get(setting, [[10.0, 9.0, 8.0]] * len(values[setting]))[i]
+            rows = ["epoch,train_recon,train_kl,train_neg_elbo,test_recon,test_kl,test_neg_elbo"]
+            rows += [f"{e + 1},100,{kl},{100 + kl},100,{kl},{100 + kl}" for e, kl in enumerate(curve)]
+            (run_dir / "metrics.csv").write_text("\n".join(rows) + "\n")
+            (run_dir / "summary.json").write_text(json.dumps(
+                {"epochs": len(curve), "final": final, "final_train": final, "seconds_per_epoch": 1.0}))
+            if evaluation and setting in evaluation:
+                (run_dir / "evaluation.json").write_text(json.dumps(evaluation[setting][i]))
+    (sweep_dir / "sweep.yaml").write_text(yaml.safe_dump({"name": name, "resolved_runs": names, "budget": "quick"}))
+    return sweep_dir
+
+
+LATENT = {f"latent_dim={d}": {"model.latent_dim": d} for d in (1, 2, 3)}
+TREND = {"id": "t", "claim": "more latent, less loss", "kind": "trend", "metric": "test_recon",
+         "along": "model.latent_dim", "expect": "decreasing"}
+
+
+@pytest.mark.parametrize("values,verdict", [
+    ({"latent_dim=1": [150, 151], "latent_dim=2": [140, 141], "latent_dim=3": [130, 131]}, HOLDS),
+    # a middle step within the noise still holds end to end
+    ({"latent_dim=1": [150, 151], "latent_dim=2": [140, 145], "latent_dim=3": [142, 142.5]}, HOLDS),
+    ({"latent_dim=1": [130, 131], "latent_dim=2": [140, 141], "latent_dim=3": [150, 151]}, FAILS),
+    ({"latent_dim=1": [150, 140], "latent_dim=2": [146, 144], "latent_dim=3": [145, 139]}, INCONCLUSIVE),
+])
+def test_trend_verdicts(tmp_path, values, verdict):
+    records = collect_runs(fabricate(tmp_path, "s", LATENT, values))
+    assert len(records) == 6 and records[0].setting == "latent_dim=1"
+    result = evaluate_claim(TREND, records)
+    assert result.verdict == verdict, result.reason
+    assert [row.setting for row in result.rows] == list(LATENT)
+    assert result.rows[0].mean == pytest.approx(sum(values["latent_dim=1"]) / 2)
+
+
+def test_trend_with_one_seed_is_inconclusive(tmp_path):
+    values = {"latent_dim=1": [150], "latent_dim=2": [140], "latent_dim=3": [130]}
+    assert evaluate_claim(TREND, collect_runs(fabricate(tmp_path, "s", LATENT, values))).verdict == INCONCLUSIVE
+
+
+def test_trend_sorts_settings_by_the_along_key_not_by_name(tmp_path):
+    settings = {"w=1000": {"model.hidden": [1000]}, "w=200": {"model.hidden": [200]}}
+    records = collect_runs(fabricate(tmp_path, "s", settings, {"w=1000": [90, 91], "w=200": [100, 101]}))
+    claim = {**TREND, "along": "model.hidden"}
+    result = evaluate_claim(claim, records)
+    assert [r.setting for r in result.rows] == ["w=200", "w=1000"] and result.verdict == HOLDS
+
+
+CNN = {"mlp": {"model.network": "mlp"}, "cnn": {"model.network": "conv"}}
+COMPARE = {"id": "c", "claim": "cnn lower", "kind": "compare", "metric": "test_recon",
+           "first": {"model.network": "conv"}, "second": {"model.network": "mlp"}, "expect": "lower"}
+
+
+@pytest.mark.parametrize("values,verdict", [
+    ({"mlp": [150, 152], "cnn": [140, 141]}, HOLDS),
+    ({"mlp": [130, 131], "cnn": [140, 141]}, FAILS),
+    ({"mlp": [141, 150], "cnn": [140, 145]}, INCONCLUSIVE),
+])
+def test_compare_verdicts(tmp_path, values, verdict):
+    result = evaluate_claim(COMPARE, collect_runs(fabricate(tmp_path, "s", CNN, values)))
+    assert result.verdict == verdict, result.reason
+
+
+CLIPS = {f"clip_value={v:g}": {"training.clip_value": v} for v in (0.1, 0.5, 1.0)}
+BEST = {"id": "b", "claim": "clip 1 best", "kind": "best", "metric": "test_neg_elbo",
+        "expect": {"training.clip_value": 1.0}}
+
+
+@pytest.mark.parametrize("values,verdict", [
+    ([[120, 121], [110, 111], [100, 101]], HOLDS),
+    ([[120, 121], [100, 101], [110, 111]], FAILS),
+    ([[120, 121], [100, 106], [101, 104]], INCONCLUSIVE),
+])
+def test_best_verdicts(tmp_path, values, verdict):
+    records = collect_runs(fabricate(tmp_path, "s", CLIPS, dict(zip(CLIPS, values)), metric="neg_elbo"))
+    assert evaluate_claim(BEST, records).verdict == verdict
+
+
+def test_best_accepts_a_set_of_expected_values(tmp_path):
+    settings = {f"m={m}": {"training.optimizer": "sgd", "training.momentum": m} for m in (0.5, 0.9, 0.95)}
+    values = {"m=0.5": [120, 121], "m=0.9": [101, 102], "m=0.95": [100, 101]}
+    claim = {**BEST, "expect": {"training.momentum": [0.9, 0.95]}}
+    records = collect_runs(fabricate(tmp_path, "s", settings, values, metric="neg_elbo"))
+    assert evaluate_claim(claim, records).verdict == HOLDS
+
+
+PRIORS = {"n01": {"model.prior_loc": [0.0]}, "n12": {"model.prior_loc": [1.0], "model.prior_std": [2.0]}}
+SIMILAR = {"id": "s", "claim": "priors similar", "kind": "similar", "metric": "test_neg_elbo",
+           "first": {"model.prior_loc": [0.0]}, "second": {"model.prior_loc": [1.0]}, "tolerance": 0.01}
+
+
+@pytest.mark.parametrize("values,verdict", [
+    ({"n01": [150, 151], "n12": [150.5, 151.2]}, HOLDS),
+    ({"n01": [150, 151], "n12": [160, 161]}, FAILS),
+    ({"n01": [150], "n12": [150]}, INCONCLUSIVE),
+])
+def test_similar_verdicts(tmp_path, values, verdict):
+    records = collect_runs(fabricate(tmp_path, "s", PRIORS, values, metric="neg_elbo"))
+    assert evaluate_claim(SIMILAR, records).verdict == verdict
+
+
+def test_eval_metrics_are_pending_until_evaluation_json_exists(tmp_path):
+    claim = {**SIMILAR, "metric": "eval:samples.fid_classifier"}
+    values = {"n01": [150, 151], "n12": [150, 151]}
+    pending = evaluate_claim(claim, collect_runs(fabricate(tmp_path / "a", "s", PRIORS, values)))
+    assert pending.verdict == PENDING_EVALUATE
+    evaluation = {"n01": [{"samples": {"fid_classifier": 10.0}}, {"samples": {"fid_classifier": 11.0}}],
+                  "n12": [{"samples": {"fid_classifier": 30.0}}, {"samples": {"fid_classifier": 31.0}}]}
+    records = collect_runs(fabricate(tmp_path / "b", "s", PRIORS, values, evaluation=evaluation))
+    result = evaluate_claim(claim, records)
+    assert result.verdict == FAILS and result.rows[0].mean == pytest.approx(10.5)
+
+
+def test_value_verdicts(tmp_path):
+    settings = {"base": {}}
+    claim = {"id": "v", "claim": "about 14", "kind": "value", "metric": "test_kl", "expect": {"between": [12, 16]}}
+    for values, verdict in (([14, 14.5], HOLDS), ([19, 20], FAILS), ([11.8, 12.3], INCONCLUSIVE)):
+        root = tmp_path / str(values[0])
+        records = collect_runs(fabricate(root, "s", settings, {"base": values}, metric="kl"))
+        assert evaluate_claim(claim, records).verdict == verdict
+
+
+def test_curve_falls_then_rises(tmp_path):
+    claim = {"id": "k", "claim": "kl dips", "kind": "curve", "metric": "curve:train_kl", "expect": "falls_then_rises"}
+    settings = {"a": {"model.latent_dim": 2}}
+    dips = {"a": [[10, 8, 9, 11], [10, 7, 8, 9], [10, 9, 8, 7]]}
+    records = collect_runs(fabricate(tmp_path / "yes", "s", settings, {"a": [1, 1, 1]}, kl_curves=dips))
+    result = evaluate_claim(claim, records)
+    assert result.verdict == HOLDS and "2 of 3 runs" in result.reason
+    falls = {"a": [[10, 9, 8, 7], [10, 9, 8, 8.01]]}
+    records = collect_runs(fabricate(tmp_path / "no", "s", settings, {"a": [1, 1]}, kl_curves=falls))
+    assert evaluate_claim(claim, records).verdict == FAILS
+
+
+def test_figure_claims_are_pending_and_collect_one_figure_per_setting(tmp_path):
+    sweep_dir = fabricate(tmp_path, "s", CLIPS, {s: [1, 1] for s in CLIPS})
+    for run in (sweep_dir / "runs").iterdir():
+        (run / "figures").mkdir()
+        (run / "figures" / "latent_scatter.png").write_bytes(b"png")
+    claim = {"id": "f", "claim": "diamond", "kind": "figure", "figure": ["toy2d.png", "latent_scatter.png"],
+             "along": "training.clip_value", "needs": "a look"}
+    result = evaluate_claim(claim, collect_runs(sweep_dir))
+    assert result.verdict == PENDING_FIGURE
+    assert [s for s, _ in result.figures] == list(CLIPS)
+    assert all(p.name == "latent_scatter.png" and "seed1" in p.parent.parent.name for _, p in result.figures)
+
+
+def test_no_runs_and_bad_claims(tmp_path):
+    assert evaluate_claim(TREND, collect_runs(tmp_path / "absent")).verdict == NOT_RUN
+    with pytest.raises(ValueError, match="kind must be one of"):
+        evaluate_claim({**TREND, "kind": "vibes"}, [])
+    records = collect_runs(fabricate(tmp_path, "s", LATENT, {s: [1, 2] for s in LATENT}))
+    with pytest.raises(ValueError, match="missing or unknown key"):
+        evaluate_claim({k: v for k, v in TREND.items() if k != "along"}, records)
+
+
+def test_unfinished_runs_are_left_out(tmp_path):
+    sweep_dir = fabricate(tmp_path, "s", LATENT, {s: [1, 2] for s in LATENT})
+    (sweep_dir / "runs" / "latent_dim=3-seed2" / "summary.json").unlink()
+    records = collect_runs(sweep_dir)
+    assert len(records) == 5
+    assert [r.seed for r in records if r.setting == "latent_dim=3"] == [1]
+
+
+# --- probes ---------------------------------------------------------------------------------------
+
+
+def test_probes_on_tiny_toy2d_runs(tmp_path):
+    from vaelab.experiments.probes import compute_probe, pca_variance_shares
+    from vaelab.training import train
+
+    base = {"data": {"dataset": "toy2d", "toy2d_train_size": 200, "toy2d_test_size": 100},
+            "model": {"hidden": [8], "likelihood": "gaussian"},
+            "training": {"epochs": 1, "batch_size": 50, "progress": False}, "output_dir": str(tmp_path)}
+    one = train({**base, "name": "z1", "model": {**base["model"], "latent_dim": 1}}, verbose=False)
+    two = train({**base, "name": "z2", "model": {**base["model"], "latent_dim": 2}}, verbose=False)
+    record = lambda run: RunRecord(run.run_dir.name, "base", 1, run.run_dir, run.config.to_dict(), run.summary)
+    length = compute_probe(record(one), "toy_curve_length")
+    assert 0 <= length < 10
+    edge = compute_probe(record(two), "toy_edge_fraction")
+    assert 0 <= edge <= 1
+    assert 1 <= compute_probe(record(two), "pca_components_98.5") <= 2
+    with pytest.raises(ValueError, match="1-D latent"):
+        compute_probe(record(two), "toy_curve_length")
+    with pytest.raises(KeyError, match="unknown probe"):
+        compute_probe(record(two), "vibes")
+
+    class Fixed(torch.nn.Module):  # posterior means with variances 9, 4, 1 along the axes
+        def posterior(self, x):
+            return torch.distributions.Independent(torch.distributions.Normal(x, torch.ones_like(x)), 1)
+
+    x = torch.randn(20000, 3, dtype=torch.float64) * torch.tensor([3.0, 2.0, 1.0], dtype=torch.float64)
+    shares = pca_variance_shares(Fixed(), x)
+    assert shares.tolist() == pytest.approx([9 / 14, 13 / 14, 1.0], abs=0.01)
+    from vaelab.experiments.probes import latent_kurtosis
+
+    gaussian = torch.randn(50000, 2, dtype=torch.float64) @ torch.tensor([[2.0, 0.5], [0.0, 1.0]], dtype=torch.float64)
+    rotation = torch.tensor([[0.6, -0.8], [0.8, 0.6]], dtype=torch.float64)
+    diamond = (torch.rand(50000, 2, dtype=torch.float64) - 0.5) @ rotation
+    assert latent_kurtosis(Fixed(), gaussian) == pytest.approx(8.0, abs=0.2)
+    assert latent_kurtosis(Fixed(), diamond) == pytest.approx(5.6, abs=0.1)
+
+
+# --- the docs script ------------------------------------------------------------------------------
+
+
+def test_make_studies_writes_verdicts_from_files(tmp_path):
+    spec = importlib.util.spec_from_file_location("make_studies", REPO / "docs" / "make_studies.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    configs = tmp_path / "configs"
+    (configs / "01-demo").mkdir(parents=True)
+    (configs / "01-demo" / "latent.yaml").write_text(yaml.safe_dump({
+        "name": "01-latent", "description": "demo", "seeds": [1, 2], "base": {},
+        "grid": {"model.latent_dim": [1, 2, 3]}, "claims": [TREND, {**SIMILAR, "id": "fid",
+                                                                  "metric": "eval:fid_classifier",
+                                                                  "first": {"model.latent_dim": 1},
+                                                                  "second": {"model.latent_dim": 2}}]}))
+    (configs / "01-demo" / "other.yaml").write_text(yaml.safe_dump({"name": "01-other", "claims": [COMPARE]}))
+    runs = tmp_path / "runs"
+    fabricate(runs, "01-latent", LATENT, {"latent_dim=1": [150, 151], "latent_dim=2": [140, 141],
+                                          "latent_dim=3": [130, 131]})
+    out = tmp_path / "docs" / "studies.md"
+    (out.parent / "studies").mkdir(parents=True)
+    (out.parent / "studies" / "01-demo.md").write_text("# Study 1: demo\n")
+    assert module.main(["--runs-root", str(runs), "--configs", str(configs), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "| Study 1 | t more latent, less loss | holds |" in text
+    assert "| Study 1 | fid priors similar | pending: needs `vaelab evaluate` |" in text
+    assert "| Study 1 | c cnn lower | not run |" in text
+    assert "| `latent_dim=1` | 150.500 ± 0.707 (n=2) |" in text
+    assert "1 holds, 1 not run, 1 pending" in text
+
+
+def test_numbers_show_the_std_to_two_significant_digits():
+    from vaelab.experiments.claims import format_pair
+
+    assert format_pair(1.8389, 6.67e-6) == "1.838900 ± 0.000007"
+    assert format_pair(1.84112, 0.000113) == "1.84112 ± 0.00011"
+    assert format_pair(6.2061, 0.025) == "6.206 ± 0.025"
+    assert format_pair(150.5, 0.0) == "150.500 ± 0.000"
