@@ -59,7 +59,10 @@ def machine() -> dict:
 
 
 def write_json(name: str, payload: dict) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+    """``results/<name>.json``; smoke runs (``payload["quick"]``) go to ``results/quick/``
+    so that they never overwrite a measurement."""
+    folder = RESULTS / "quick" if payload.get("quick") else RESULTS
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
     path.write_text(json.dumps({"machine": machine(), **payload}, indent=2))
     return path

@@ -18,6 +18,6 @@ def test_quick_benchmarks_run_and_write_results(real_data_dir, tmp_path):
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "one epoch of mlp 784-400-20" in proc.stdout and "GEMM floor" in proc.stdout
-    result = json.loads((REPO / "benchmarks" / "results" / "train_speed.json").read_text())
+    result = json.loads((REPO / "benchmarks" / "results" / "quick" / "train_speed.json").read_text())
     assert result["quick"] and {r["model"] for r in result["results"]} >= {"mlp 784-400-20", "conv 16-32"}
-    assert json.loads((REPO / "benchmarks" / "results" / "memory.json").read_text())["train_status"] == 0
+    assert json.loads((REPO / "benchmarks" / "results" / "quick" / "memory.json").read_text())["train_status"] == 0
