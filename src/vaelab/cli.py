@@ -307,39 +307,6 @@ def _add_evaluation_commands(commands) -> None:
     classifier.set_defaults(handler=lambda args: classifier.print_help() or 0)
 
 
-def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    values = {k: v for k, v in vars(args).items() if "." in k or k in ("name", "output_dir", "seed")}
-    for item in args.set:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise VaelabError(f"--set expects KEY=VALUE, got {item!r}")
-        try:
-            values[key.strip()] = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            raise VaelabError(f"--set {item!r}: the value is not valid YAML") from None
-    return values
-
-
-def _cmd_train(args: argparse.Namespace) -> int:
-    from .training import resume, train
-
-    overrides = _overrides(args)
-    argv = ["vaelab", *sys.argv[1:]] if args.argv is None else ["vaelab", *args.argv]
-    if args.resume:
-        if args.config:
-            raise VaelabError("--config and --resume exclude each other: a resumed run keeps its config")
-        resume(args.resume, overrides, verbose=not args.quiet, argv=argv)
-        return 0
-    config = load_config(args.config) if args.config else Config()
-    config = config.replace(overrides)
-    run = train(config, verbose=not args.quiet, argv=argv)
-    if args.quiet:
-        from .training.trainer import print_summary
-
-        print_summary(run.summary)
-    return 0
-
-
 def _section_values(args: argparse.Namespace) -> dict[str, Any]:
     names = {f.name for f in dataclasses.fields(args.section)}
     return {k: v for k, v in vars(args).items() if k in names}
