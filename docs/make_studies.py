@@ -77,7 +77,8 @@ def claim_block(result: ClaimResult, figures_out: Path, out_dir: Path, sweep_nam
              f"- verdict: **{result.verdict}** — {result.reason}"]
     if result.rows:
         metric = result.metric or "value"
-        lines += ["", f"| setting | {metric} (mean ± std over seeds) |", "| --- | ---: |"]
+        header = f"{metric}: runs" if metric.startswith("curve:") else f"{metric} (mean ± std over seeds)"
+        lines += ["", f"| setting | {header} |", "| --- | ---: |"]
         for row in result.rows:
             if metric.startswith("curve:"):
                 cell = f"{int(sum(row.values))} of {row.n} runs fall then rise"
