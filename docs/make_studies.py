@@ -140,6 +140,17 @@ def main(argv: list[str] | None = None) -> int:
             body += ["", f"Reproduce: `vaelab sweep {rel.as_posix()} --budget {budget} --jobs 2 "
                      f"--output-dir {args.runs_root}` then `python docs/make_studies.py --runs-root {args.runs_root}`.",
                      ""]
+            evaluated = [r.evaluation for r in records if r.evaluation]
+            if evaluated:
+                e = evaluated[0]
+                fid = (e.get("samples") or {}).get("n")
+                options = f"--checkpoint {e.get('checkpoint')} --k {e.get('k')} --examples {e.get('examples')}"
+                options += " --no-probe" if e.get("probe") is None else ""
+                options += f" --fid classifier --fid-samples {fid}" if fid else " --fid none"
+                body += [f"`evaluation.json` in {len(evaluated)} of {len(records)} runs, written by "
+                         f"`vaelab evaluate RUN_DIR {options}` (vaelab {e.get('vaelab', '?')}).", ""]
+            elif any(str(c.get("metric", "")).startswith("eval:") for c in spec.get("claims") or []):
+                body += ["Its FID claims need `vaelab evaluate RUN_DIR` in every run first.", ""]
             table = results_table(sweep_dir)
             if table:
                 body += ["Final-epoch metrics (nats per example, mean ± std over seeds):", "", *table, ""]

@@ -222,6 +222,7 @@ SIMILAR = {"id": "s", "claim": "priors similar", "kind": "similar", "metric": "t
 @pytest.mark.parametrize("values,verdict", [
     ({"n01": [150, 151], "n12": [150.5, 151.2]}, HOLDS),
     ({"n01": [150, 151], "n12": [160, 161]}, FAILS),
+    ({"n01": [145, 155], "n12": [150, 160]}, INCONCLUSIVE),  # 3% apart, within the seeds' spread
     ({"n01": [150], "n12": [150]}, INCONCLUSIVE),
 ])
 def test_similar_verdicts(tmp_path, values, verdict):

@@ -19,8 +19,9 @@ Kinds and their keys:
   second).
 - ``best``: ``expect: {key: value or [values]}`` names the setting(s) that should be best;
   ``goal: min`` (default) or ``max``.
-- ``similar``: ``first``, ``second``, ``tolerance`` (relative, default 0.01): the two means
-  differ by less than the tolerance or the seeds' spread.
+- ``similar``: ``first``, ``second``, ``tolerance`` (relative, default 0.01): holds when the two
+  means differ by less than the tolerance, does not hold when they differ by more than both the
+  tolerance and the seeds' spread, inconclusive in between.
 - ``value``: ``expect: {above: x}``, ``{below: x}`` or ``{between: [a, b]}`` for each matching
   setting.
 - ``curve``: ``metric: curve:<metrics.csv column>``, ``expect: falls_then_rises``: in each run
@@ -363,17 +364,19 @@ def _similar(claim, first: SettingStats, second: SettingStats, result: ClaimResu
     tolerance = float(claim.get("tolerance", 0.01))
     diff = abs(first.mean - second.mean)
     scale = max(abs(first.mean), abs(second.mean))
-    allowed = max(tolerance * scale, first.std + second.std)
+    share = f"{format_number(diff)} ({format_number(100 * diff / scale, 2)}%)"
     if first.n < 2 or second.n < 2:
         result.reason = "needs at least two seeds per setting"
-    elif diff <= allowed:
+    elif diff <= tolerance * scale:
         result.verdict = HOLDS
-        result.reason = (f"the means differ by {format_number(diff)} ({format_number(100 * diff / scale, 2)}%), within "
-                         f"{format_number(100 * tolerance, 2)}% or the seeds' spread")
+        result.reason = f"the means differ by {share}, within {format_number(100 * tolerance, 2)}%"
+    elif diff <= first.std + second.std:
+        result.reason = (f"the means differ by {share}, more than {format_number(100 * tolerance, 2)}% but within "
+                         "the seeds' spread")
     else:
         result.verdict = FAILS
-        result.reason = (f"the means differ by {format_number(diff)} ({format_number(100 * diff / scale, 2)}%), more than "
-                         f"{format_number(100 * tolerance, 2)}% and the seeds' spread")
+        result.reason = (f"the means differ by {share}, more than {format_number(100 * tolerance, 2)}% and the "
+                         "seeds' spread")
     return result
 
 
