@@ -12,6 +12,9 @@ dynamic`` evaluates them. Three timings, each over all N*K = 10M latent samples:
   times, encode the copies, sample z, compute log q(z|x), log p(z) and the Bernoulli log p(x|z),
   then logsumexp - log K and ``.item()``. It is run under ``torch.no_grad`` and fed the *same*
   noise as vaelab (``example_noise``), so both give the same estimate.
+* **pythae** (when installed): pythae 0.1.2's own ``VAE.get_nll`` on a pythae ``VAE`` wrapping the
+  same encoder and decoder, with ``batch_size`` = K (its fastest setting), under ``no_grad``
+  (which its ``get_nll`` does not set itself), with its own noise.
 * **floor**: only the decoder's two matrix products (20x400 and 400x784) for 10M latent
   samples, into preallocated outputs, in chunks of the same size as vaelab's: no bias, no
   activation, no likelihood, no sampling. No implementation of this estimate can be faster.
@@ -60,6 +63,37 @@ def pythae_style_nll(model, images: torch.Tensor, k: int, seed: int) -> torch.Te
         log_p_x = log_p_x_given_z + log_p_z - log_q_z_given_x
         log_p.append(torch.logsumexp(log_p_x, 0).item() - math.log(k))
     return torch.tensor(log_p, dtype=torch.float64)
+
+
+def pythae_model(model):
+    """pythae 0.1.2's ``VAE`` around the same trained encoder and decoder (sigmoid outputs, its
+    "bce" likelihood), or None when pythae is not installed (``pip install -e '.[bench]'``)."""
+    try:
+        from pythae.models import VAE as PythaeVAE, VAEConfig
+        from pythae.models.base.base_utils import ModelOutput
+        from pythae.models.nn import BaseDecoder, BaseEncoder
+    except ImportError:
+        return None
+
+    class Encoder(BaseEncoder):
+        def __init__(self):
+            super().__init__()
+            self.net = model.encoder
+
+        def forward(self, x):
+            mean, log_var = self.net(x)
+            return ModelOutput(embedding=mean, log_covariance=log_var)
+
+    class Decoder(BaseDecoder):
+        def __init__(self):
+            super().__init__()
+            self.net = model.decoder
+
+        def forward(self, z):
+            return ModelOutput(reconstruction=torch.sigmoid(self.net(z)))
+
+    config = VAEConfig(input_dim=(1, 28, 28), latent_dim=model.latent_dim, reconstruction_loss="bce")
+    return PythaeVAE(config, encoder=Encoder(), decoder=Decoder()).eval()
 
 
 @torch.no_grad()
@@ -136,12 +170,21 @@ def bench(args) -> None:
     reference = timed("pythae_style_loop", lambda: pythae_style_nll(model, images, k, args.seed))
     print(f"  pythae-style loop   {wall['pythae_style_loop']:7.1f} s   NLL {-reference.mean().item():.4f} nats",
           flush=True)
+    pythae = pythae_model(model)
+    pythae_nll = None
+    if pythae is not None:  # its fastest setting: batch_size = K, each example's K samples at once
+        pythae_nll = -timed("pythae_get_nll", lambda: torch.no_grad()(pythae.get_nll)(images, n_samples=k,
+                                                                                     batch_size=k))
+        print(f"  pythae get_nll      {wall['pythae_get_nll']:7.1f} s   NLL {pythae_nll:.4f} nats (its own noise)",
+              flush=True)
     timed("decoder_gemm_floor", lambda: decoder_gemm_floor(model, n * k, args.chunk_size))
     print(f"  decoder GEMM floor  {wall['decoder_gemm_floor']:7.1f} s", flush=True)
     t_vaelab, t_loop, t_floor = wall["vaelab"], wall["pythae_style_loop"], wall["decoder_gemm_floor"]
     load_after = os.getloadavg()[0]
 
     diff = (ours.log_px - reference).abs()
+    if pythae_nll is not None:
+        print(f"pythae get_nll / vaelab = {wall['pythae_get_nll'] / t_vaelab:.2f}x")
     print(f"\nvaelab / floor = {t_vaelab / t_floor:.2f}x   pythae-style loop / vaelab = {t_loop / t_vaelab:.2f}x"
           f"   (process CPU seconds: {cpu['vaelab']:.1f}, {cpu['pythae_style_loop']:.1f}, "
           f"{cpu['decoder_gemm_floor']:.1f}; load average {load_before:.1f} -> {load_after:.1f})")
@@ -153,7 +196,9 @@ def bench(args) -> None:
         "threads": torch.get_num_threads(), "torch": torch.__version__, "platform": platform.platform(),
         "seconds": wall, "cpu_seconds": cpu, "load_average": [load_before, load_after],
         "vaelab_over_floor": t_vaelab / t_floor, "loop_over_vaelab": t_loop / t_vaelab,
-        "nll": {"vaelab": ours.nll.mean().item(), "pythae_style_loop": -reference.mean().item()},
+        "pythae_get_nll_over_vaelab": wall["pythae_get_nll"] / t_vaelab if pythae_nll is not None else None,
+        "nll": {"vaelab": ours.nll.mean().item(), "pythae_style_loop": -reference.mean().item(),
+                "pythae_get_nll": pythae_nll},
         "max_abs_difference_per_example": diff.max().item(),
     }, indent=2))
 

@@ -8,6 +8,8 @@ Contenders, each timed alternately (``--repeats`` rounds, median reported):
   doing what torchvision's MNIST with ``ToTensor`` does (uint8 -> PIL image -> float tensor), a
   shuffling DataLoader, sigmoid outputs with ``F.binary_cross_entropy(reduction='sum')``,
   ``loss.item()`` every step.
+- **plain in-memory loop**: the same loop, model, loss and optimiser, with batches taken by
+  indexing one in-memory tensor (what the examples loop costs without its data pipeline).
 - **pythae** (optional: ``pip install -e '.[bench]'``): pythae 0.1.2's ``VAE`` with custom
   encoder/decoder classes of the same layers, its ``BaseTrainer.train_step`` (one epoch).
 - **GEMM floor** (MLPs): the same matrix products, forward and backward, on random data of the
@@ -20,7 +22,7 @@ keep torch's defaults, as pytorch/examples and pythae do.
 Models: the pytorch/examples MLP 784-400-20 (batch 128), the IWAE paper's MLP 784-200-200-50
 with tanh (Burda et al. 2016, batch 100), and a small conv VAE (16-32 channels, batch 128).
 
-    python -m benchmarks.train_speed [--repeats 3] [--quick] [--data-dir DIR]
+    python -m benchmarks.train_speed [--repeats 3] [--quick] [--data-dir DIR] [--models NAME ...]
 """
 
 from __future__ import annotations
@@ -102,6 +104,22 @@ def examples_epoch(model, optimizer, loader) -> float:
         train_loss += loss.item()
         optimizer.step()
     return train_loss / len(loader.dataset)
+
+
+def in_memory_epoch(model, optimizer, x: torch.Tensor, batch: int) -> float:
+    """The examples loop with its data pipeline replaced by indexing one in-memory tensor with a
+    random permutation (what a careful user writes first; vaelab's batching does the same)."""
+    model.train()
+    train_loss = 0.0
+    for index in torch.randperm(len(x)).split(batch):
+        data = x[index]
+        optimizer.zero_grad()
+        recon_batch, mu, logvar = model(data)
+        loss = examples_loss(recon_batch, data, mu, logvar)
+        loss.backward()
+        train_loss += loss.item()
+        optimizer.step()
+    return train_loss / len(x)
 
 
 def linear_shapes(model) -> list[tuple[int, int]]:
@@ -188,10 +206,14 @@ def bench_model(name: str, images: np.ndarray, labels: np.ndarray, repeats: int,
     reference = ExamplesVAE(build_model(config.model, (1, 28, 28)))
     reference_opt = torch.optim.Adam(reference.parameters(), lr=1e-3)
     loader = DataLoader(ExamplesStyleMNIST(images, labels), batch_size=batch, shuffle=True)
+    torch.manual_seed(1)
+    in_memory = ExamplesVAE(build_model(config.model, (1, 28, 28)))
+    in_memory_opt = torch.optim.Adam(in_memory.parameters(), lr=1e-3)
 
     contenders = {
         "vaelab": lambda: train_epoch(ours, optimizer, batches, config.objective, config.training, device, 1),
         "pytorch/examples loop": lambda: examples_epoch(reference, reference_opt, loader),
+        "plain in-memory loop": lambda: in_memory_epoch(in_memory, in_memory_opt, x, batch),
     }
     workdir = tempfile.mkdtemp()
     if with_pythae:
@@ -211,11 +233,11 @@ def bench_model(name: str, images: np.ndarray, labels: np.ndarray, repeats: int,
             "ratio_to_vaelab": {k: median(v) / ours_s for k, v in times.items()}}
 
 
-def run(quick: bool = False, repeats: int = 3, data_dir=None) -> list[dict]:
+def run(quick: bool = False, repeats: int = 3, data_dir=None, models=None) -> list[dict]:
     n = 2000 if quick else None
     images, labels = mnist_train(data_dir, n)
     results = []
-    for name in MODELS:
+    for name in models or MODELS:
         result = bench_model(name, images, labels, 1 if quick else repeats, with_pythae=name.startswith("mlp"))
         results.append(result)
         rows = [[k, f"{v:.2f}", f"{result['ratio_to_vaelab'][k]:.2f}x",
@@ -223,7 +245,8 @@ def run(quick: bool = False, repeats: int = 3, data_dir=None) -> list[dict]:
         print(table(f"\none epoch of {name}, batch {result['batch']}, {result['examples']} MNIST images "
                     f"({torch.get_num_threads()} threads, median of {len(result['all']['vaelab'])})",
                     rows, ["loop", "s/epoch", "vs vaelab", "runs"]))
-    write_json("train_speed", {"quick": quick, "results": results})
+    write_json("train_speed" if models is None else "train_speed_" + "_".join(m.split()[0] for m in models),
+               {"quick": quick, "results": results})
     return results
 
 
@@ -232,8 +255,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="2,000 images, one round: a smoke run")
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--models", nargs="+", choices=list(MODELS), default=None, help="default: all")
     args = parser.parse_args()
-    run(args.quick, args.repeats, args.data_dir)
+    run(args.quick, args.repeats, args.data_dir, args.models)
 
 
 if __name__ == "__main__":

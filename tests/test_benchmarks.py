@@ -20,4 +20,7 @@ def test_quick_benchmarks_run_and_write_results(real_data_dir, tmp_path):
     assert "one epoch of mlp 784-400-20" in proc.stdout and "GEMM floor" in proc.stdout
     result = json.loads((REPO / "benchmarks" / "results" / "quick" / "train_speed.json").read_text())
     assert result["quick"] and {r["model"] for r in result["results"]} >= {"mlp 784-400-20", "conv 16-32"}
-    assert json.loads((REPO / "benchmarks" / "results" / "quick" / "memory.json").read_text())["train_status"] == 0
+    memory = json.loads((REPO / "benchmarks" / "results" / "quick" / "memory.json").read_text())
+    assert memory["train_status"] == 0 and memory["evaluate_status"] == 0
+    assert 0 < memory["import_torch_mib"] < memory["train_mib"]
+    assert "plain in-memory loop" in result["results"][0]["seconds"]

@@ -1,0 +1,115 @@
+"""Speed ideas measured, not assumed: each against vaelab's default, alternately in one process,
+on real MNIST. What helps is kept in vaelab; what does not stays here as evidence.
+
+- **torch.compile** of the objective (Inductor, C++ kernels on the CPU) for the 784-400-20 MLP:
+  epoch time once compiled, and the compile time a run pays first.
+- **channels_last** weights and activations for the conv VAE (16-32 channels).
+- **threads**: one vs two (``torch.set_num_threads``) for the 784-400-20 MLP.
+- **fused vs for-each Adam** (``torch.optim.Adam(fused=True)``, vaelab's choice, vs the
+  multi-tensor ``foreach=True`` kernels).
+
+    python -m benchmarks.ideas [--repeats 3] [--quick] [--data-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from benchmarks.common import alternate, median, mnist_train, table, write_json
+from vaelab.config import Config
+from vaelab.data import InMemoryBatches
+from vaelab.models import build_model
+from vaelab.objectives import Objective
+from vaelab.training import make_optimizer, train_epoch
+
+CPU = torch.device("cpu")
+
+
+class CompiledObjective(Objective):
+    """vaelab's objective with its forward pass (encoder, sampling, decoder, likelihood, KL)
+    compiled by ``torch.compile``; the backward pass is compiled with it (AOTAutograd)."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self._compiled = torch.compile(super().__call__, dynamic=False)  # a graph per batch shape
+
+    def __call__(self, model, x, beta=1.0, generator=None):
+        return self._compiled(model, x, beta)
+
+
+def trainer(values: dict, x: torch.Tensor, batch: int, objective_class=Objective, channels_last: bool = False,
+            foreach_adam: bool = False):
+    config = Config.from_dict(values)
+    torch.manual_seed(1)
+    model = build_model(config.model, (1, 28, 28))
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = (torch.optim.Adam(model.parameters(), lr=config.training.learning_rate, foreach=True)
+                 if foreach_adam else make_optimizer(model, config.training))
+    batches = InMemoryBatches(x, batch, shuffle=True, generator=torch.Generator().manual_seed(1))
+    objective = objective_class(config.objective)
+    return lambda: train_epoch(model, optimizer, batches, objective, config.training, CPU, 1)
+
+
+def with_threads(n: int, epoch):
+    def run():
+        before = torch.get_num_threads()
+        torch.set_num_threads(n)
+        try:
+            epoch()
+        finally:
+            torch.set_num_threads(before)
+    return run
+
+
+def run(quick: bool = False, repeats: int = 3, data_dir=None) -> dict:
+    images, _ = mnist_train(data_dir, 2000 if quick else None)
+    x = torch.from_numpy(images.astype(np.float32) / 255).unsqueeze(1)
+    repeats = 1 if quick else repeats
+    mlp = {"model": {"hidden": [400], "latent_dim": 20}}
+    conv = {"model": {"network": "conv", "conv_channels": [16, 32], "hidden": [256], "latent_dim": 20}}
+    results = {}
+
+    compiled = trainer(mlp, x, 128, CompiledObjective)
+    start = time.perf_counter()
+    compiled()  # compiles (two batch shapes: 128 and the last, smaller one) and trains one epoch
+    first_epoch = time.perf_counter() - start
+    experiments = {
+        "torch.compile (784-400-20)": {"eager (vaelab)": trainer(mlp, x, 128), "compiled": compiled},
+        "channels_last (conv 16-32)": {"contiguous (vaelab)": trainer(conv, x, 128),
+                                       "channels_last": trainer(conv, x, 128, channels_last=True)},
+        "threads (784-400-20)": {f"{torch.get_num_threads()} threads (vaelab)": trainer(mlp, x, 128),
+                                 "1 thread": with_threads(1, trainer(mlp, x, 128))},
+        "Adam kernels (784-400-20)": {"fused (vaelab)": trainer(mlp, x, 128),
+                                      "foreach": trainer(mlp, x, 128, foreach_adam=True)},
+    }
+    for name, contenders in experiments.items():
+        times = alternate(contenders, repeats)
+        base = median(next(iter(times.values())))
+        results[name] = {k: {"seconds": median(v), "all": v, "ratio_to_default": median(v) / base}
+                         for k, v in times.items()}
+        rows = [[k, f"{r['seconds']:.2f}", f"{r['ratio_to_default']:.2f}x", " ".join(f"{t:.2f}" for t in r["all"])]
+                for k, r in results[name].items()]
+        print(table(f"\n{name}, {len(x)} MNIST images, median of {repeats}", rows,
+                    ["variant", "s/epoch", "vs default", "runs"]))
+    results["torch.compile (784-400-20)"]["compiled"]["first_epoch_with_compile_s"] = first_epoch
+    print(f"torch.compile: the first epoch, compiling included, took {first_epoch:.1f} s")
+    write_json("ideas", {"quick": quick, "examples": len(x), "results": results})
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--data-dir", default=None)
+    args = parser.parse_args()
+    run(args.quick, args.repeats, args.data_dir)
+
+
+if __name__ == "__main__":
+    main()
