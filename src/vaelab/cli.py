@@ -130,7 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--quiet", action="store_true", help="print only the results table")
     sweep.set_defaults(handler=_cmd_sweep)
 
-    sweep_summary = commands.add_parser("sweep-summary", help="(re)write a sweep's results table")
+    sweep_summary = commands.add_parser(
+        "sweep-summary", help="(re)write a sweep's results table and comparison figures",
+        description="Write SWEEP_DIR/results.csv and results.md (final metrics, mean ± std over seeds, "
+                    "nats per example) and SWEEP_DIR/figures/compare_<key>.png: the curves of "
+                    "`vaelab compare` for each swept key, the seeds of a setting in one colour. "
+                    "Unfinished runs are named and left out.")
     sweep_summary.add_argument("sweep_dir", metavar="SWEEP_DIR")
     sweep_summary.set_defaults(handler=_cmd_sweep_summary)
     _add_figure_commands(commands)
@@ -275,6 +280,8 @@ def _cmd_sweep_summary(args: argparse.Namespace) -> int:
 
     summary = summarize_sweep(args.sweep_dir)
     print((Path(summary["directory"]) / "results.md").read_text())
+    for path in summary["figures"]:
+        print(f"wrote {path}")
     return 0
 
 

@@ -11,8 +11,13 @@ from pathlib import Path
 
 import pytest
 
+import yaml
+from PIL import Image
+
 from tests.conftest import make_tiny_dataset
+from tests.plots.conftest import history_rows, write_run_dir
 from vaelab.cli import main
+from vaelab.config import Config
 from vaelab.errors import ConfigError
 from vaelab.experiments import load_sweep, run_name, run_sweep, summarize_sweep
 
@@ -94,6 +99,7 @@ def test_sigterm_halfway_then_relaunch_completes_without_repeating_runs(tmp_path
     assert "| latent_dim=1-beta=0.5 | 2 |" in md and "±" in md
     assert (out / "grid" / "results.csv").read_text().count("\n") == 5
     assert main(["sweep-summary", str(out / "grid")]) == 0
+    assert [p.name for p in summarize_sweep(out / "grid")["figures"]] == ["compare_latent_dim.png", "compare_beta.png"]
 
 
 def test_a_failing_run_is_recorded_and_the_sweep_goes_on(tmp_path):
@@ -106,4 +112,135 @@ def test_a_failing_run_is_recorded_and_the_sweep_goes_on(tmp_path):
     error = (tmp_path / "out" / "grid" / "runs" / "batch_size=500-seed1" / "error.txt").read_text()
     assert "training.batch_size=500 is larger than the training set" in error
     assert summary["unfinished"] == ["batch_size=500-seed1"]
-    assert summarize_sweep(tmp_path / "out" / "grid")["unfinished"] == ["batch_size=500-seed1"]
+    again = summarize_sweep(tmp_path / "out" / "grid")
+    assert again["unfinished"] == ["batch_size=500-seed1"]
+    # one batch size finished: nothing to compare but its seed, the failed run named, not drawn
+    assert [p.name for p in again["figures"]] == ["compare_seed.png"]
+    assert again["not_plotted"] == {"batch_size=500-seed1": "not finished"}
+
+
+# --- the summary's figures, on sweep directories written without training ------------------------
+
+
+def fake_sweep(root: Path, sweep: dict, skip: dict[str, str] | None = None) -> Path:
+    """The directory ``run_sweep`` would leave for ``sweep``, written without training: sweep.yaml
+    and each run's config.yaml, metrics.csv and summary.json (losses that depend on the run's
+    values). ``skip``: run name -> ``unfinished`` (no summary.json), ``no-metrics`` (a
+    summary.json but no metrics.csv) or ``damaged`` (a config.yaml that does not parse)."""
+    loaded = load_sweep(sweep, "quick", root)
+    loaded.directory.mkdir(parents=True)
+    (loaded.directory / "sweep.yaml").write_text(yaml.safe_dump(
+        {**sweep, "resolved_runs": [r.name for r in loaded.runs], "keys": loaded.keys, "budget": "quick"}))
+    for run in loaded.runs:
+        config = Config.from_dict(run.config)
+        start = 100 + 20 * config.model.latent_dim + 10 * config.objective.beta + run.seed
+        run_dir = loaded.directory / "runs" / run.name
+        how = (skip or {}).get(run.name)
+        history = history_rows(3, start=start)
+        write_run_dir(run_dir, config, [] if how == "no-metrics" else history, summary=False)
+        last = history[-1]
+        if how != "unfinished":
+            (run_dir / "summary.json").write_text(json.dumps({
+                "epochs": 3, "eval_split": "test", "seconds_per_epoch": 1.5,
+                "final": {m: last[f"test_{m}"] for m in ("recon", "kl", "neg_elbo")},
+                "final_train": {m: last[f"train_{m}"] for m in ("recon", "kl", "neg_elbo")}}))
+        if how == "damaged":
+            (run_dir / "config.yaml").write_text("model: [\n")
+    return loaded.directory
+
+
+def drawn_figures(monkeypatch) -> dict[str, object]:
+    """Keep the figures the summary saves (file name -> Figure) to look at their legends."""
+    import vaelab.plots.figures as figures
+
+    kept, save = {}, figures.save_figure
+
+    def keep(fig, path):
+        kept[Path(path).name] = fig
+        return save(fig, path)
+
+    monkeypatch.setattr(figures, "save_figure", keep)
+    return kept
+
+
+def is_png(path: Path) -> bool:
+    with Image.open(path) as image:
+        image.verify()
+        return image.format == "PNG"
+
+
+def test_summary_draws_the_compare_figures_of_each_swept_key(tmp_path, monkeypatch):
+    sweep = {**spec(tmp_path), "seeds": [1, 2, 3]}  # latent_dim {1, 2} x beta {0.5, 1} x 3 seeds
+    directory = fake_sweep(tmp_path, sweep, {"latent_dim=2-beta=1-seed3": "unfinished",
+                                             "latent_dim=1-beta=0.5-seed3": "no-metrics",
+                                             "latent_dim=2-beta=0.5-seed3": "damaged"})
+    (directory / "figures").mkdir()
+    (directory / "figures" / "compare_hidden.png").write_bytes(b"from an earlier summary")
+    kept = drawn_figures(monkeypatch)
+    summary = summarize_sweep(directory)
+
+    figures = directory / "figures"
+    assert summary["figures"] == [figures / "compare_latent_dim.png", figures / "compare_beta.png"]
+    assert all(is_png(p) for p in summary["figures"])
+    assert not (figures / "compare_hidden.png").exists()  # stale figures go
+    md = (directory / "results.md").read_text()
+    assert "![compare_latent_dim](figures/compare_latent_dim.png)" in md
+    assert "![compare_beta](figures/compare_beta.png)" in md
+    assert "Not finished (1): latent_dim=2-beta=1-seed3" in md
+    assert "Not in the figures (2): latent_dim=1-beta=0.5-seed3 (no neg_elbo, recon, kl in metrics.csv); " \
+           "latent_dim=2-beta=0.5-seed3 (" in md
+    assert set(summary["not_plotted"]) == {"latent_dim=1-beta=0.5-seed3", "latent_dim=2-beta=0.5-seed3",
+                                           "latent_dim=2-beta=1-seed3"}
+    assert "config.yaml" in summary["not_plotted"]["latent_dim=2-beta=0.5-seed3"]
+    assert summary["table"][2]["seeds"] == 3  # the table still counts the damaged run's summary
+
+    fig = kept["compare_latent_dim.png"]  # rows: one per beta; colours: one per latent_dim
+    legend = fig.legends[0]
+    assert legend.get_title().get_text() == "model.latent_dim"
+    assert [t.get_text() for t in legend.get_texts()] == ["1", "2"]  # seeds share an entry
+    axes = fig.axes
+    assert len(axes) == 2 * 3  # 2 values of beta x (negative ELBO, recon, KL)
+    assert axes[0].get_ylabel() == "beta=0.5\nnats per example" and axes[3].get_ylabel().startswith("beta=1\n")
+    assert axes[0].get_title() == "test negative ELBO (lower is better)"
+    assert len(axes[0].lines) == 2 + 2 and len(axes[3].lines) == 3 + 2  # the runs of each beta
+    colours = {}
+    for line, run in zip(axes[3].lines, ["latent_dim=1-beta=1-seed1", "latent_dim=1-beta=1-seed2",
+                                         "latent_dim=1-beta=1-seed3", "latent_dim=2-beta=1-seed1",
+                                         "latent_dim=2-beta=1-seed2"]):
+        colours.setdefault(run.split("-")[0], set()).add(line.get_color())
+    assert all(len(c) == 1 for c in colours.values()) and len(set.union(*colours.values())) == 2
+    assert [t.get_text() for t in kept["compare_beta.png"].legends[0].get_texts()] == ["0.5", "1"]
+    assert kept["compare_beta.png"].axes[0].get_ylabel().startswith("latent_dim=1\n")
+
+
+def test_variants_ordered_values_and_single_settings(tmp_path, monkeypatch):
+    kept = drawn_figures(monkeypatch)
+    variants = {**spec(tmp_path), "name": "variants", "grid": {},
+                "variants": [{"name": "narrow"}, {"name": "wide", "model.hidden": [32]}, {"objective.beta": 2.0}]}
+    summary = summarize_sweep(fake_sweep(tmp_path, variants))
+    assert [p.name for p in summary["figures"]] == ["compare_variant.png"]
+    legend = kept["compare_variant.png"].legends[0]
+    assert legend.get_title().get_text() == "variant"
+    assert [t.get_text() for t in legend.get_texts()] == ["narrow", "wide", "beta=2"]
+
+    unordered = {**spec(tmp_path), "name": "unordered", "grid": {"objective.beta": [4.0, 0.5, 1.0]}}
+    summarize_sweep(fake_sweep(tmp_path, unordered))
+    legend = kept["compare_beta.png"].legends[0]  # values in order, as vaelab compare orders them
+    assert [t.get_text() for t in legend.get_texts()] == ["0.5", "1", "4"]
+
+    single = {**spec(tmp_path), "name": "single", "grid": {}}
+    summary = summarize_sweep(fake_sweep(tmp_path, single))
+    assert [p.name for p in summary["figures"]] == ["compare_seed.png"] and is_png(summary["figures"][0])
+    assert [t.get_text() for t in kept["compare_seed.png"].legends[0].get_texts()] == ["1", "2"]
+
+
+def test_sweep_summary_command_writes_the_figures(tmp_path, capsys):
+    directory = fake_sweep(tmp_path, spec(tmp_path))
+    assert main(["sweep-summary", str(directory)]) == 0
+    out = capsys.readouterr().out
+    assert "| latent_dim=1-beta=0.5 | 2 |" in out and "![compare_beta](figures/compare_beta.png)" in out
+    assert f"wrote {directory / 'figures' / 'compare_latent_dim.png'}" in out
+    assert is_png(directory / "figures" / "compare_latent_dim.png") and is_png(directory / "figures" / "compare_beta.png")
+    assert main(["sweep-summary", str(tmp_path / "nothing")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vaelab: error:") and "is not a sweep directory" in err and "Traceback" not in err

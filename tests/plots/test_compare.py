@@ -84,3 +84,18 @@ def test_compare_errors_are_one_line(beta_runs, tmp_path, capsys):
     assert main(["compare", *map(str, beta_runs), "--label", "beta", "--label", "latent_dim", "-o",
                  str(tmp_path / "o")]) == 0
     assert np.all([line.startswith("beta=") for line in capsys.readouterr().out.splitlines()[2:6]])
+
+
+def test_runs_with_one_label_share_a_colour_and_rows_split_the_panels(beta_runs):
+    records = [read_run(d) for d in beta_runs]
+    labels = ["beta=small", "beta=large", "beta=small", "beta=large"]  # e.g. the seeds of two settings
+    fig = comparison_figure(records, labels, ["neg_elbo", "kl"], rows=["r1", "r1", "r2", "r2"], legend_title="size")
+    assert len(fig.axes) == 2 * 2 and [len(ax.lines) for ax in fig.axes] == [2, 2, 2, 2]
+    legend = fig.legends[0]
+    assert legend.get_title().get_text() == "size"
+    assert [t.get_text() for t in legend.get_texts()] == ["beta=small", "beta=large"]
+    assert fig.axes[0].lines[0].get_color() == fig.axes[2].lines[0].get_color()  # "small" in both rows
+    assert fig.axes[0].lines[0].get_color() != fig.axes[0].lines[1].get_color()
+    assert fig.axes[0].get_ylabel() == "r1\nnats per example" and fig.axes[2].get_ylabel().startswith("r2\n")
+    assert fig.axes[2].get_title() == ""  # metric titles on the first row only
+    assert run_labels(records, ["model.latent_dim"], distinct=False)[0] == ["latent_dim=20"] * 4

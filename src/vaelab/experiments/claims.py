@@ -64,6 +64,8 @@ from typing import Any, Callable
 
 import yaml
 
+from .sweep import setting_of
+
 HOLDS = "holds"
 FAILS = "does not hold"
 INCONCLUSIVE = "inconclusive at this budget"
@@ -109,11 +111,6 @@ class RunRecord:
             with open(self.run_dir / "metrics.csv", newline="") as handle:
                 self._history = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
         return self._history
-
-
-def setting_of(run_name: str) -> str:
-    """``latent_dim=2-seed3`` -> ``latent_dim=2`` (``base`` when only the seed differs)."""
-    return re.sub(r"-?seed\d+$", "", run_name) or "base"
 
 
 def collect_runs(sweep_dir: str | Path, prefix: str = "") -> list[RunRecord]:

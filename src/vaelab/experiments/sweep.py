@@ -16,6 +16,10 @@ A sweep file (YAML)::
 Each run trains in ``<output_dir>/<name>/runs/<differing values>-seed<k>/``. A run whose
 ``summary.json`` exists is finished and skipped on re-launch; one with a checkpoint but no
 summary is resumed. A failing run writes ``error.txt`` and the sweep goes on.
+
+The summary (:func:`summarize_sweep`, ``vaelab sweep-summary DIR``) writes ``results.csv`` and
+``results.md`` (mean ± std over seeds of the final metrics) and ``figures/compare_<key>.png``,
+the ``vaelab compare`` curves of each swept key (:func:`sweep_figures`).
 """
 
 from __future__ import annotations
@@ -80,6 +84,18 @@ def run_name(values: dict[str, Any], seed: int) -> str:
     return "-".join(parts + [f"seed{seed}"])
 
 
+def setting_of(run_name: str) -> str:
+    """``latent_dim=2-seed3`` -> ``latent_dim=2`` (``base`` when only the seed differs)."""
+    return re.sub(r"-?seed\d+$", "", run_name) or "base"
+
+
+def _settings(grid: dict[str, list], variants: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The values of each setting, in sweep order: every variant with every grid point (the grid
+    value wins where both set a key)."""
+    combos = [dict(zip(grid, values)) for values in itertools.product(*grid.values())] if grid else [{}]
+    return [{**dict(variant), **combo} for variant in variants for combo in combos]
+
+
 def load_sweep(spec: dict[str, Any] | str | Path, budget: str = "quick", output_dir: str | Path | None = None) -> Sweep:
     """Parse and validate a sweep (a dict or a YAML file) for ``budget``.
 
@@ -122,24 +138,21 @@ def load_sweep(spec: dict[str, Any] | str | Path, budget: str = "quick", output_
         raise ConfigError(f"sweep name must be a plain directory name, got {name!r}")
     directory = Path(output_dir or spec.get("output_dir") or "runs/sweeps") / name
     runs, problems = [], []
-    combos = [dict(zip(grid, values)) for values in itertools.product(*grid.values())] if grid else [{}]
-    for variant in variants:
-        for combo in combos:
-            values = {**dict(variant), **combo}
-            for seed in seeds:
-                overrides = {k: v for k, v in values.items() if k != "name"}
-                overrides.update(budgets.get(budget) or {})
-                config = dict(base)
-                config = json.loads(json.dumps(config))  # deep copy
-                set_dotted(config, overrides)
-                rname = run_name(values, seed)
-                config.update(seed=seed, name=rname, output_dir=str(directory / "runs"))
-                try:
-                    Config.from_dict(config)
-                except ConfigError as exc:
-                    problems.append(f"{rname}: {exc}")
-                    continue
-                runs.append(RunSpec(rname, values, seed, config))
+    for values in _settings(grid, variants):
+        for seed in seeds:
+            overrides = {k: v for k, v in values.items() if k != "name"}
+            overrides.update(budgets.get(budget) or {})
+            config = dict(base)
+            config = json.loads(json.dumps(config))  # deep copy
+            set_dotted(config, overrides)
+            rname = run_name(values, seed)
+            config.update(seed=seed, name=rname, output_dir=str(directory / "runs"))
+            try:
+                Config.from_dict(config)
+            except ConfigError as exc:
+                problems.append(f"{rname}: {exc}")
+                continue
+            runs.append(RunSpec(rname, values, seed, config))
     if problems:
         raise ConfigError("invalid sweep:\n  - " + "\n  - ".join(problems))
     names = [r.name for r in runs]
@@ -269,9 +282,19 @@ def run_sweep(sweep: Sweep | dict | str | Path, jobs: int | None = None, budget:
     return summary
 
 
-def summarize_sweep(directory: str | Path) -> dict[str, Any]:
-    """Mean ± std over seeds of each setting's final metrics; writes ``results.csv`` and
-    ``results.md`` in the sweep directory (atomically).
+def summarize_sweep(directory: str | Path, figures: bool = True) -> dict[str, Any]:
+    """Mean ± std over seeds of each setting's final metrics, and the comparison figures of the
+    swept keys (:func:`sweep_figures`); writes ``results.csv``, ``results.md`` (which links the
+    figures) and ``figures/compare_<key>.png`` in the sweep directory, each atomically.
+
+    Args:
+        directory: the sweep directory (holding ``sweep.yaml`` and ``runs/``).
+        figures: also draw the figures (False: the tables only).
+
+    Returns:
+        ``directory``, ``table`` (one entry per setting), ``unfinished`` (runs without
+        ``summary.json``), ``figures`` (the PNG paths) and ``not_plotted`` (run name -> why it
+        is missing from the figures).
 
     Raises:
         VaelabError: ``directory`` is not a sweep directory.
@@ -285,8 +308,7 @@ def summarize_sweep(directory: str | Path) -> dict[str, Any]:
     failed = []
     for name in meta.get("resolved_runs", []):
         run_dir = directory / "runs" / name
-        setting = re.sub(r"-?seed\d+$", "", name) or "base"
-        group = groups.setdefault(setting, {"runs": [], "values": {}})
+        group = groups.setdefault(setting_of(name), {"runs": [], "values": {}})
         summary_path = run_dir / "summary.json"
         if not summary_path.exists():
             failed.append(name)
@@ -294,7 +316,8 @@ def summarize_sweep(directory: str | Path) -> dict[str, Any]:
         summary = json.loads(summary_path.read_text())
         row = {f"{split}_{m}": summary[key][m] for split, key in (("test", "final"), ("train", "final_train"))
                for m in METRICS if key in summary}
-        row["seconds_per_epoch"] = summary.get("seconds_per_epoch", math.nan)
+        if "seconds_per_epoch" in summary:
+            row["seconds_per_epoch"] = summary["seconds_per_epoch"]
         group["runs"].append(row)
     columns = [f"{s}_{m}" for s in ("test", "train") for m in METRICS] + ["seconds_per_epoch"]
     table = []
@@ -319,5 +342,111 @@ def summarize_sweep(directory: str | Path) -> dict[str, Any]:
         md.append(f"| {entry['setting']} | {entry['seeds']} | " + " | ".join(cells) + " |")
     if failed:
         md += ["", f"Not finished ({len(failed)}): " + ", ".join(failed) + " (see each run's error.txt)."]
+    paths, not_plotted = sweep_figures(directory, meta) if figures else ([], {})
+    if paths:
+        md += ["", "## Figures", "",
+               "Per-epoch curves on the evaluation split (nats per example) of every finished run, one figure "
+               "per swept key: one colour per value of the key, shared by the seeds of a setting.", ""]
+        md += [f"![{path.stem}](figures/{path.name})" for path in paths]
+    unplotted = {name: why for name, why in not_plotted.items() if name not in failed}
+    if unplotted:
+        md += ["", f"Not in the figures ({len(unplotted)}): " + "; ".join(f"{n} ({why})" for n, why in unplotted.items())]
     atomic_write_text(directory / "results.md", "\n".join(md) + "\n")
-    return {"directory": str(directory), "table": table, "unfinished": failed}
+    return {"directory": str(directory), "table": table, "unfinished": failed, "figures": paths,
+            "not_plotted": not_plotted}
+
+
+def sweep_figures(directory: str | Path, meta: dict[str, Any] | None = None,
+                  metrics: tuple[str, ...] = METRICS) -> tuple[list[Path], dict[str, str]]:
+    """Draw the ``vaelab compare`` figure of a sweep's finished runs once per swept key.
+
+    A swept key is a grid key that takes two or more values among the finished runs, or
+    ``variant`` when two or more of the sweep's variants finished. Each gets
+    ``figures/compare_<key>.png``: one panel per metric (evaluation-split negative ELBO,
+    reconstruction NLL and KL per epoch, nats per example), one colour per value of the key
+    shared by the seeds of a setting, and with several swept keys one row of panels per value
+    of the other keys. A sweep with a single setting gets ``compare_seed.png`` (its seeds).
+    Older ``compare_*.png`` files that this call does not write are removed.
+
+    Returns:
+        the written paths, and run name -> reason for each run left out (no ``summary.json``,
+        unreadable, or without the metrics).
+
+    Raises:
+        VaelabError: ``directory`` is not a sweep directory.
+    """
+    from ..plots.compare import metric_values
+    from ..plots.run import read_run
+
+    directory = Path(directory)
+    if meta is None:
+        if not (directory / "sweep.yaml").is_file():
+            raise VaelabError(f"{directory} is not a sweep directory (no sweep.yaml); check the path")
+        meta = yaml.safe_load((directory / "sweep.yaml").read_text()) or {}
+    records, skipped = [], {}
+    for name in meta.get("resolved_runs", []):
+        run_dir = directory / "runs" / name
+        if not (run_dir / "summary.json").is_file():
+            skipped[name] = "not finished"
+            continue
+        try:
+            record = read_run(run_dir)
+        except VaelabError as exc:
+            skipped[name] = str(exc).splitlines()[0]
+            continue
+        missing = [m for m in metrics if not (metric_values(record, m) or ([], []))[1]]
+        if missing:
+            skipped[name] = f"no {', '.join(missing)} in metrics.csv"
+            continue
+        records.append(record)
+    figures_dir = directory / "figures"
+    paths = [] if not records else _draw_sweep_figures(records, meta, figures_dir, metrics)
+    for stale in set(figures_dir.glob("compare_*.png")) - set(paths):  # from an earlier summary
+        stale.unlink(missing_ok=True)
+    return paths, skipped
+
+
+def _draw_sweep_figures(records: list, meta: dict[str, Any], figures_dir: Path, metrics: tuple[str, ...]) -> list[Path]:
+    from ..plots.compare import comparison_figure, run_labels, sort_key
+    from ..plots.figures import save_figure
+
+    # the settings of the sweep's grid and variants, named as load_sweep names them
+    grid = meta.get("grid") or {}
+    variants = meta.get("variants") or [{}]
+    variant_of = {}  # setting name -> its variant's label
+    for variant in variants:
+        label = str(variant["name"]) if "name" in variant else setting_of(run_name(variant, 0))
+        for values in _settings(grid, [variant]):
+            variant_of[setting_of(run_name(values, 0))] = label
+    settings = [setting_of(r.name) for r in records]
+    factors: dict[str, tuple[list[str], list[str]]] = {}  # name -> (label per run, config keys)
+    if all(s in variant_of for s in settings):
+        if len({variant_of[s] for s in settings}) > 1:
+            factors["variant"] = ([variant_of[s] for s in settings], [])
+        leaves = [key.rsplit(".", 1)[-1] for key in grid]
+        for key, leaf in zip(grid, leaves):
+            labels, keys = run_labels(records, [key], distinct=False)
+            if len(set(labels)) > 1:
+                factors[leaf if leaves.count(leaf) == 1 and leaf != "variant" else key] = (labels, keys)
+    elif len(set(settings)) > 1:  # runs not made by this sweep file's grid/variants: label by setting name
+        factors["setting"] = (settings, [])
+    if not factors:
+        factors["seed"] = run_labels(records, ["seed"], distinct=False)
+
+    name = meta.get("name", figures_dir.parent.name)
+    datasets = ", ".join(sorted({r.config.data.dataset for r in records}))
+    paths = []
+    named = {f: (keys[0] if keys else f) for f, (labels, keys) in factors.items()}  # objective.beta
+    for factor, (labels, keys) in factors.items():
+        order = sorted(range(len(records)), key=lambda i: sort_key(records[i], keys))  # stable: sweep order
+        others = [f for f in factors if f != factor]
+        rows = [", ".join(factors[f][0][i] for f in others) for i in order] if others else None
+        notes = [f"one row per {', '.join(named[f] for f in others)}"] if others else []
+        if factor != "seed":
+            notes.append("the seeds of a setting share a colour")
+        title = f"sweep {name} ({datasets}): {len(records)} runs by {named[factor]}"
+        title += ("\n" + "; ".join(notes)) if notes else ""
+        fig = comparison_figure([records[i] for i in order], [labels[i] for i in order], list(metrics), keys,
+                                title=title, rows=rows, legend_title=named[factor])
+        paths.append(save_figure(fig, figures_dir / f"compare_{factor}.png"))
+    return paths

@@ -93,12 +93,15 @@ def _short(keys: Sequence[str]) -> dict[str, str]:
     return {k: (leaf if leaves.count(leaf) == 1 else k) for k, leaf in zip(keys, leaves)}
 
 
-def run_labels(records: Sequence[RunRecord], keys: Sequence[str] | None = None) -> tuple[list[str], list[str]]:
+def run_labels(records: Sequence[RunRecord], keys: Sequence[str] | None = None,
+               distinct: bool = True) -> tuple[list[str], list[str]]:
     """A legend label per run and the dotted keys it was made of.
 
     ``keys`` (dotted or last part) default to :func:`differing_keys`; labels read like
     ``latent_dim=2, beta=0.1``. Runs that differ in nothing but their directory are labelled
-    by directory name; two runs with the same label get their directory name appended.
+    by directory name; two runs with the same label get their directory name appended, unless
+    ``distinct`` is False (the seeds of one setting then share a label, and
+    :func:`comparison_figure` draws them in one colour).
     """
     keys = [resolve_key(k, records) for k in keys] if keys else differing_keys(records)
     if not keys:
@@ -108,12 +111,15 @@ def run_labels(records: Sequence[RunRecord], keys: Sequence[str] | None = None) 
     for record in records:
         flat = flat_config(record)
         labels.append(", ".join(f"{short[k]}={_format_value(flat.get(k))}" for k in keys))
-    repeated = {label for label in labels if labels.count(label) > 1}
-    labels = [f"{label} ({record.name})" if label in repeated else label for label, record in zip(labels, records)]
+    if distinct:
+        repeated = {label for label in labels if labels.count(label) > 1}
+        labels = [f"{label} ({record.name})" if label in repeated else label
+                  for label, record in zip(labels, records)]
     return labels, keys
 
 
-def _sort_key(record: RunRecord, keys: Sequence[str]):
+def sort_key(record: RunRecord, keys: Sequence[str]):
+    """Order runs by their values of ``keys``: numerically when all are numbers, else as text."""
     flat = flat_config(record)
     values = [flat.get(k) for k in keys]
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
@@ -193,35 +199,51 @@ def _colours(records: Sequence[RunRecord], keys: Sequence[str]) -> list:
 
 
 def comparison_figure(records: Sequence[RunRecord], labels: Sequence[str], metrics: Sequence[str],
-                      keys: Sequence[str] = (), log_scale: bool = False, title: str | None = None) -> Figure:
-    """One panel per metric, one curve per run, a shared legend of ``labels`` on the right."""
+                      keys: Sequence[str] = (), log_scale: bool = False, title: str | None = None,
+                      rows: Sequence[str] | None = None, legend_title: str | None = None) -> Figure:
+    """One panel per metric, one curve per run, a shared legend of ``labels`` on the right.
+
+    Runs with the same label (the seeds of one setting) share a colour and one legend entry.
+    ``rows`` (one title per run) splits the runs into rows of panels, one row per distinct title
+    in order of first appearance (e.g. one row per value of a grid's other key). The legend's
+    title names ``keys`` (or is ``legend_title``).
+    """
     styles = ["-", "--", "-.", ":"]
-    colours = _colours(records, keys)
+    groups = list(dict.fromkeys(labels))  # one colour and legend entry per distinct label
+    group_colours = _colours([records[list(labels).index(g)] for g in groups], keys)
+    colour = {g: (group_colours[i], styles[(i // 10) % 4]) for i, g in enumerate(groups)}
+    rows = list(rows) if rows is not None else [""] * len(records)
+    row_titles = list(dict.fromkeys(rows))
     with styled():
         n = len(metrics)
-        fig = Figure(figsize=(4.2 * n + 2.2, 4.2), layout="constrained")
-        axes = fig.subplots(1, n, squeeze=False)[0]
-        handles = []
-        for ax, metric in zip(axes, metrics):
-            for i, record in enumerate(records):
-                epochs, values = metric_values(record, metric)
-                (line,) = ax.plot(epochs, values, color=colours[i], linestyle=styles[(i // 10) % 4],
-                                  marker="o", markersize=3)
-                if ax is axes[0]:
-                    handles.append(line)
-            panel_title, ylabel = _describe(metric, records)
-            ax.set_title(panel_title)
-            ax.set_xlabel("epoch")
-            ax.set_ylabel(ylabel)
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            if log_scale:
-                set_log_scale(ax)
+        height = 4.2 if len(row_titles) == 1 else 3.4 * len(row_titles) + 0.8
+        fig = Figure(figsize=(4.2 * n + 2.2, height), layout="constrained")
+        grid = fig.subplots(len(row_titles), n, squeeze=False)
+        handles: dict[str, Any] = {}
+        for r, (axes, row_title) in enumerate(zip(grid, row_titles)):
+            for ax, metric in zip(axes, metrics):
+                for record, label, row in zip(records, labels, rows):
+                    if row != row_title:
+                        continue
+                    epochs, values = metric_values(record, metric)
+                    (line,) = ax.plot(epochs, values, color=colour[label][0], linestyle=colour[label][1],
+                                      marker="o", markersize=3)
+                    handles.setdefault(label, line)
+                panel_title, ylabel = _describe(metric, records)
+                ax.set_title(panel_title if r == 0 else "")
+                ax.set_xlabel("epoch")
+                ax.set_ylabel(f"{row_title}\n{ylabel}" if row_title and ax is axes[0] else ylabel)
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+                if log_scale:
+                    set_log_scale(ax)
         short = _short(keys)
-        legend_title = ", ".join(short[k] for k in keys) if keys else "run"
+        legend_title = legend_title or (", ".join(short[k] for k in keys) if keys else "run")
+        shown = [g for g in groups if g in handles]
+        entries = shown
         if len(keys) == 1:  # the title names the key; entries give its values
-            labels = [label.split("=", 1)[1] if label.startswith(f"{short[keys[0]]}=") else label
-                      for label in labels]
-        fig.legend(handles, labels, loc="outside right upper", title=legend_title, frameon=False)
+            entries = [g.split("=", 1)[1] if g.startswith(f"{short[keys[0]]}=") else g for g in shown]
+        fig.legend([handles[g] for g in shown], entries, loc="outside right upper", title=legend_title,
+                   frameon=False)
         varied = f" differing in {', '.join(short[k] for k in keys)}" if keys else ""
         fig.suptitle(title or f"{len(records)} runs{varied} ({', '.join(sorted({r.config.data.dataset for r in records}))})")
     return fig
@@ -328,7 +350,7 @@ def load_comparison(run_dirs: Sequence[str | Path], metrics: Sequence[str] | Non
     records = [read_run(d) for d in run_dirs]
     labels, keys = run_labels(records, label_keys)
     if keys:
-        order = sorted(range(len(records)), key=lambda i: _sort_key(records[i], keys))
+        order = sorted(range(len(records)), key=lambda i: sort_key(records[i], keys))
         records, labels = [records[i] for i in order], [labels[i] for i in order]
     metrics = list(metrics) if metrics else ["neg_elbo", "recon", "kl"]
     check_metrics(records, metrics)
