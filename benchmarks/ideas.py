@@ -5,6 +5,9 @@ on real MNIST. What helps is kept in vaelab; what does not stays here as evidenc
   epoch time once compiled, and the compile time a run pays first.
 - **channels_last** weights and activations for the conv VAE (16-32 channels).
 - **threads**: one vs two (``torch.set_num_threads``) for the 784-400-20 MLP.
+- **preallocated batches**: gathering an epoch's batches by ``x[index]`` (a new tensor per
+  batch, what :class:`vaelab.data.InMemoryBatches` does) vs ``torch.index_select(..., out=buffer)``
+  into one reused buffer; the gathers alone.
 - **fused vs for-each Adam** (``torch.optim.Adam(fused=True)``, vaelab's choice, vs the
   multi-tensor ``foreach=True`` kernels).
 
@@ -66,6 +69,14 @@ def with_threads(n: int, epoch):
     return run
 
 
+def gather_epoch(x: torch.Tensor, batch: int, buffer: torch.Tensor | None = None) -> None:
+    for index in torch.randperm(len(x)).split(batch):
+        if buffer is None:
+            x[index]
+        else:
+            torch.index_select(x, 0, index, out=buffer[: len(index)])
+
+
 def run(quick: bool = False, repeats: int = 3, data_dir=None) -> dict:
     images, _ = mnist_train(data_dir, 2000 if quick else None)
     x = torch.from_numpy(images.astype(np.float32) / 255).unsqueeze(1)
@@ -84,6 +95,9 @@ def run(quick: bool = False, repeats: int = 3, data_dir=None) -> dict:
                                        "channels_last": trainer(conv, x, 128, channels_last=True)},
         "threads (784-400-20)": {f"{torch.get_num_threads()} threads (vaelab)": trainer(mlp, x, 128),
                                  "1 thread": with_threads(1, trainer(mlp, x, 128))},
+        "preallocated batches (gathers only, batch 128)": {
+            "x[index] (vaelab)": lambda: gather_epoch(x, 128),
+            "index_select into a buffer": lambda: gather_epoch(x, 128, torch.empty(128, *x.shape[1:]))},
         "Adam kernels (784-400-20)": {"fused (vaelab)": trainer(mlp, x, 128),
                                       "foreach": trainer(mlp, x, 128, foreach_adam=True)},
     }

@@ -154,6 +154,17 @@ def main(argv: list[str] | None = None) -> int:
             table = results_table(sweep_dir)
             if table:
                 body += ["Final-epoch metrics (nats per example, mean ± std over seeds):", "", *table, ""]
+            curves = sorted((sweep_dir / "figures").glob("compare_*.png"))
+            if curves:
+                target = figures_out / name
+                target.mkdir(parents=True, exist_ok=True)
+                links = []
+                for path in curves:
+                    shutil.copyfile(path, target / path.name)
+                    rel_fig = os.path.relpath(target / path.name, out.parent).replace(os.sep, "/")
+                    links.append(f"![{name} {path.stem}]({rel_fig})")
+                body += ["Per-epoch test curves of every run (`vaelab sweep-summary`, one colour per value of the "
+                         "swept key):", "", *links, ""]
             for claim in spec.get("claims") or []:
                 pooled = records + [r for other in claim.get("sweeps") or []
                                     for r in collect_runs(runs_root / other, prefix=f"{other}/")]

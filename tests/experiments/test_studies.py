@@ -263,6 +263,13 @@ def test_figure_claims_are_pending_and_collect_one_figure_per_setting(tmp_path):
     assert [s for s, _ in result.figures] == list(CLIPS)
     assert all(p.name == "latent_scatter.png" and "seed1" in p.parent.parent.name for _, p in result.figures)
 
+    checked = {**claim, "checked": {"verdict": "does not hold", "by": "us", "reason": "already a diamond at 0"}}
+    result = evaluate_claim(checked, collect_runs(sweep_dir))
+    assert result.verdict == FAILS and "figure check by us" in result.reason and "already a diamond" in result.reason
+    assert len(result.figures) == len(CLIPS)  # still shown beside the verdict
+    with pytest.raises(ValueError, match="checked needs verdict"):
+        evaluate_claim({**claim, "checked": {"verdict": "looks fine", "by": "us", "reason": "r"}}, collect_runs(sweep_dir))
+
 
 def test_no_runs_and_bad_claims(tmp_path):
     assert evaluate_claim(TREND, collect_runs(tmp_path / "absent")).verdict == NOT_RUN

@@ -28,7 +28,10 @@ Kinds and their keys:
   the column's minimum lies strictly inside the run and the last epoch is above it by more than
   ``tolerance`` (relative, default 0.01) of the minimum. Holds when most runs do so.
 - ``figure``: no numeric test; ``figure`` (a file under each run's ``figures/``, or a list: the
-  first one present is shown) and ``needs`` (what would settle it). The verdict is "pending".
+  first one present is shown) and ``needs`` (what would settle it). The verdict is "pending"
+  until somebody has looked: ``checked: {verdict: holds | does not hold | inconclusive, by:
+  who and when, reason: what the figures show}`` records that judgement, which the page then
+  prints as a figure check beside the figures (the figures are drawn from the runs either way).
 
 Any claim may list ``sweeps: [other-sweep, ...]``: the finished runs of those sweeps (same
 study) join this sweep's, their settings named ``other-sweep/<setting>``.
@@ -459,9 +462,21 @@ def _curve(claim, records, result: ClaimResult) -> ClaimResult:
     return result
 
 
+FIGURE_CHECK_VERDICTS = {"holds": HOLDS, "does not hold": FAILS, "inconclusive": INCONCLUSIVE}
+
+
 def _figure(claim, records, result: ClaimResult) -> ClaimResult:
-    result.verdict = PENDING_FIGURE
-    result.reason = f"no numeric test; needs {claim.get('needs', 'a figure')}"
+    checked = claim.get("checked")
+    if checked:
+        verdict = FIGURE_CHECK_VERDICTS.get(str(checked.get("verdict", "")).strip())
+        if verdict is None or not checked.get("reason") or not checked.get("by"):
+            raise ValueError(f"claim {result.id}: checked needs verdict (one of "
+                             f"{', '.join(FIGURE_CHECK_VERDICTS)}), by and reason; got {checked!r}")
+        result.verdict = verdict
+        result.reason = f"figure check by {checked['by']}, not a numeric test: {checked['reason']}"
+    else:
+        result.verdict = PENDING_FIGURE
+        result.reason = f"no numeric test; needs {claim.get('needs', 'a figure')}"
     names = claim.get("figure") or []
     names = [names] if isinstance(names, str) else list(names)
     seen = set()
