@@ -3,11 +3,12 @@ on real MNIST. What helps is kept in vaelab; what does not stays here as evidenc
 
 - **torch.compile** of the objective (Inductor, C++ kernels on the CPU) for the 784-400-20 MLP:
   epoch time once compiled, and the compile time a run pays first.
-- **channels_last** weights and activations for the conv VAE (16-32 channels).
+- **channels_last** weights and activations for the conv VAE (16-32 channels): kept
+  (:func:`vaelab.runtime.place_model`).
 - **threads**: one vs two (``torch.set_num_threads``) for the 784-400-20 MLP.
-- **preallocated batches**: gathering an epoch's batches by ``x[index]`` (a new tensor per
-  batch, what :class:`vaelab.data.InMemoryBatches` does) vs ``torch.index_select(..., out=buffer)``
-  into one reused buffer; the gathers alone.
+- **batch gathers and preallocated batches**: an epoch's batches gathered by
+  ``torch.index_select`` (what :class:`vaelab.data.InMemoryBatches` does), by ``x[index]``, and
+  by ``index_select(..., out=buffer)`` into one reused buffer; the gathers alone.
 - **fused vs for-each Adam** (``torch.optim.Adam(fused=True)``, vaelab's choice, vs the
   multi-tensor ``foreach=True`` kernels).
 
@@ -69,10 +70,12 @@ def with_threads(n: int, epoch):
     return run
 
 
-def gather_epoch(x: torch.Tensor, batch: int, buffer: torch.Tensor | None = None) -> None:
+def gather_epoch(x: torch.Tensor, batch: int, how: str, buffer: torch.Tensor | None = None) -> None:
     for index in torch.randperm(len(x)).split(batch):
-        if buffer is None:
+        if how == "index":
             x[index]
+        elif buffer is None:
+            torch.index_select(x, 0, index)
         else:
             torch.index_select(x, 0, index, out=buffer[: len(index)])
 
@@ -91,13 +94,15 @@ def run(quick: bool = False, repeats: int = 3, data_dir=None) -> dict:
     first_epoch = time.perf_counter() - start
     experiments = {
         "torch.compile (784-400-20)": {"eager (vaelab)": trainer(mlp, x, 128), "compiled": compiled},
-        "channels_last (conv 16-32)": {"contiguous (vaelab)": trainer(conv, x, 128),
-                                       "channels_last": trainer(conv, x, 128, channels_last=True)},
+        "channels_last (conv 16-32)": {"channels_last (vaelab)": trainer(conv, x, 128, channels_last=True),
+                                       "contiguous": trainer(conv, x, 128)},
         "threads (784-400-20)": {f"{torch.get_num_threads()} threads (vaelab)": trainer(mlp, x, 128),
                                  "1 thread": with_threads(1, trainer(mlp, x, 128))},
-        "preallocated batches (gathers only, batch 128)": {
-            "x[index] (vaelab)": lambda: gather_epoch(x, 128),
-            "index_select into a buffer": lambda: gather_epoch(x, 128, torch.empty(128, *x.shape[1:]))},
+        "batch gathers only (batch 128)": {
+            "index_select (vaelab)": lambda: gather_epoch(x, 128, "index_select"),
+            "x[index]": lambda: gather_epoch(x, 128, "index"),
+            "index_select into a preallocated buffer": lambda: gather_epoch(x, 128, "index_select",
+                                                                            torch.empty(128, *x.shape[1:]))},
         "Adam kernels (784-400-20)": {"fused (vaelab)": trainer(mlp, x, 128),
                                       "foreach": trainer(mlp, x, 128, foreach_adam=True)},
     }
@@ -106,7 +111,7 @@ def run(quick: bool = False, repeats: int = 3, data_dir=None) -> dict:
         base = median(next(iter(times.values())))
         results[name] = {k: {"seconds": median(v), "all": v, "ratio_to_default": median(v) / base}
                          for k, v in times.items()}
-        rows = [[k, f"{r['seconds']:.2f}", f"{r['ratio_to_default']:.2f}x", " ".join(f"{t:.2f}" for t in r["all"])]
+        rows = [[k, f"{r['seconds']:.3f}", f"{r['ratio_to_default']:.2f}x", " ".join(f"{t:.2f}" for t in r["all"])]
                 for k, r in results[name].items()]
         print(table(f"\n{name}, {len(x)} MNIST images, median of {repeats}", rows,
                     ["variant", "s/epoch", "vs default", "runs"]))

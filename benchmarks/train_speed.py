@@ -43,6 +43,7 @@ from benchmarks.common import alternate, median, mnist_train, table, write_json
 from vaelab.config import Config
 from vaelab.data import InMemoryBatches
 from vaelab.models import build_model
+from vaelab.runtime import place_model
 from vaelab.training import make_optimizer, train_epoch
 
 MODELS = {
@@ -197,7 +198,7 @@ def bench_model(name: str, images: np.ndarray, labels: np.ndarray, repeats: int,
     device = torch.device("cpu")
 
     torch.manual_seed(1)
-    ours = build_model(config.model, (1, 28, 28))
+    ours = place_model(build_model(config.model, (1, 28, 28)), device)  # as `vaelab train` places it
     optimizer = make_optimizer(ours, config.training)
     x = torch.from_numpy(images.astype(np.float32) / 255).unsqueeze(1)
     batches = InMemoryBatches(x, batch, shuffle=True, generator=torch.Generator().manual_seed(1))

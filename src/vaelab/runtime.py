@@ -28,6 +28,28 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def place_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """``model`` moved to ``device``; on the CPU a model with 4-D (convolution) weights is also
+    put in the channels-last memory format, which made conv VAE epochs on MNIST 6-13% faster
+    here (`python -m benchmarks.ideas`: conv 16-32 9.17 -> 8.26 s; conv3 and dcgan on 3,000
+    images 0.87x and 0.94x). An MLP is left as it is."""
+    model = model.to(device)
+    if device.type == "cpu" and any(p.dim() == 4 for p in model.parameters()):
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def match_optimizer_state_layout(optimizer: torch.optim.Optimizer) -> None:
+    """Give every per-parameter state tensor (Adam's moments, momentum buffers) its parameter's
+    memory layout. A state loaded from a checkpoint is contiguous, while a channels-last weight
+    is not, and fused optimizer kernels walk parameter and state as the same flat memory."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            for name, value in optimizer.state.get(param, {}).items():
+                if torch.is_tensor(value) and value.shape == param.shape and value.stride() != param.stride():
+                    optimizer.state[param][name] = torch.empty_like(param, dtype=value.dtype).copy_(value)
+
+
 def _openmp_library() -> ctypes.CDLL | None:
     """The GNU OpenMP runtime torch computes with (its thread pool runs GEMMs and element-wise
     kernels), or None where it is not loaded (other platforms or builds)."""

@@ -203,3 +203,16 @@ def test_tampered_checkpoints_are_rejected(tiny_data, tmp_path):
         path.write_bytes(damaged)
         with pytest.raises(CheckpointError):
             read_checkpoint(path)
+
+
+def test_conv_run_resumes_exactly_with_channels_last_weights(tiny_data, tmp_path):
+    # on the CPU conv weights are channels-last; the checkpoint stores them (and Adam's moments)
+    # contiguous, and fused Adam walks weight and moments as the same flat memory: the resumed
+    # run must still compute the same numbers as an uninterrupted one
+    root, _ = tiny_data
+    conv = [*TINY, "--network", "conv", "--conv-channels", "4", "8", "--data-dir", str(root),
+            "--output-dir", str(tmp_path)]
+    assert main(["train", *conv, "--epochs", "3", "--name", "straight"]) == 0
+    assert main(["train", *conv, "--epochs", "1", "--name", "resumed"]) == 0
+    assert main(["train", "--resume", str(tmp_path / "resumed"), "--epochs", "3"]) == 0
+    assert metrics(tmp_path / "resumed") == metrics(tmp_path / "straight")

@@ -43,7 +43,7 @@ from ..evaluation import evaluate_elbo
 from ..io import atomic_write_text
 from ..models import VAE, build_model
 from ..objectives import EXTRA_TERMS, Objective, build_objective, kl_weight
-from ..runtime import flush_denormals, resolve_device
+from ..runtime import flush_denormals, match_optimizer_state_layout, place_model, resolve_device
 from .optim import clip_gradients, make_optimizer, make_scheduler, step_scheduler
 from .checkpoint import (EpochPosition, TrainingState, encode_checkpoint, read_checkpoint, restore_rng,
                          write_checkpoint)
@@ -344,7 +344,7 @@ def _fit(config: Config, run_dir: Path, checkpoint, verbose: bool, argv) -> Run:
             f"({len(dataset.train)} examples); use a smaller batch size"
         )
     check_model_fits_data(config, dataset)
-    model = build_model(config.model, dataset.image_shape).to(device)
+    model = place_model(build_model(config.model, dataset.image_shape), device)
     objective = build_objective(config.objective, config.data.dataset, device)
     optimizer = make_optimizer(model, config.training)
     scheduler = make_scheduler(optimizer, config.training)
@@ -355,6 +355,7 @@ def _fit(config: Config, run_dir: Path, checkpoint, verbose: bool, argv) -> Run:
         try:
             model.load_state_dict(checkpoint.model_state)
             optimizer.load_state_dict(checkpoint.optimizer_state)
+            match_optimizer_state_layout(optimizer)
             if scheduler is not None and checkpoint.scheduler_state:
                 scheduler.load_state_dict(checkpoint.scheduler_state)
         except (RuntimeError, ValueError, KeyError) as exc:
