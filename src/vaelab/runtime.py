@@ -78,12 +78,12 @@ def set_flush_denormal_all_threads(on: bool) -> bool:
     OpenMP pool.
 
     ``torch.set_flush_denormal`` sets the floating-point control register of the calling thread
-    only, so on a 2-core CPU the pool's second thread, which computes half of every GEMM, kept
-    processing subnormals (about 100x slower): a 784-400-20 MNIST epoch slowed from 1.7 s to
-    2.3 s over its first 7 epochs as the decoder's saturated logits made more gradients
-    subnormal. Here the setting is also made inside one OpenMP parallel region of
-    ``torch.get_num_threads()`` threads, which the GNU runtime takes from the same pool that
-    torch's kernels use.
+    only, so the pool's other threads, which compute their share of every parallel kernel, kept
+    subnormals: with 2 threads, half of a large element-wise product of subnormals stayed
+    unflushed (tests/training/test_runtime.py). Here the setting is also made inside one OpenMP
+    parallel region of ``torch.get_num_threads()`` threads, which the GNU runtime takes from the
+    same pool that torch's kernels use. (A MNIST epoch did not get measurably faster from this
+    on our VM, whose timing noise is about 10%; it makes the setting do what it says.)
 
     Returns:
         whether the CPU supports flushing subnormals (False: nothing changed).
