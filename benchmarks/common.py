@@ -66,3 +66,35 @@ def write_json(name: str, payload: dict) -> Path:
     path = folder / f"{name}.json"
     path.write_text(json.dumps({"machine": machine(), **payload}, indent=2))
     return path
+
+
+def pythae_vae(vae):
+    """pythae 0.1.2's ``VAE`` around the encoder and decoder modules of vaelab's ``vae`` (the same
+    layers and weights; sigmoid outputs, its "bce" likelihood), or None when pythae is not
+    installed (``pip install -e '.[bench]'``)."""
+    try:
+        from pythae.models import VAE as PythaeVAE, VAEConfig
+        from pythae.models.base.base_utils import ModelOutput
+        from pythae.models.nn import BaseDecoder, BaseEncoder
+    except ImportError:
+        return None
+
+    class Encoder(BaseEncoder):
+        def __init__(self):
+            super().__init__()
+            self.net = vae.encoder
+
+        def forward(self, x):
+            mean, log_var = self.net(x)
+            return ModelOutput(embedding=mean, log_covariance=log_var)
+
+    class Decoder(BaseDecoder):
+        def __init__(self):
+            super().__init__()
+            self.net = vae.decoder
+
+        def forward(self, z):
+            return ModelOutput(reconstruction=torch.sigmoid(self.net(z)))
+
+    config = VAEConfig(input_dim=tuple(vae.image_shape), latent_dim=vae.latent_dim, reconstruction_loss="bce")
+    return PythaeVAE(config, encoder=Encoder(), decoder=Decoder())

@@ -19,7 +19,7 @@ dynamic`` evaluates them. Three timings, each over all N*K = 10M latent samples:
   samples, into preallocated outputs, in chunks of the same size as vaelab's: no bias, no
   activation, no likelihood, no sampling. No implementation of this estimate can be faster.
 
-    python benchmarks/eval_speed.py [--run RUN_DIR] [--k 1000] [--examples 10000] [--data-dir DIR]
+    python -m benchmarks.eval_speed [--run RUN_DIR] [--k 1000] [--examples 10000] [--data-dir DIR]
 
 Without ``--run`` it first trains the model for ``--train-epochs`` epochs (not timed).
 """
@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 import vaelab
+from benchmarks.common import pythae_vae
 from vaelab.config import DataConfig
 from vaelab.data import binarize_split, load_dataset
 from vaelab.evaluation.loglik import example_noise, importance_log_likelihood
@@ -63,37 +64,6 @@ def pythae_style_nll(model, images: torch.Tensor, k: int, seed: int) -> torch.Te
         log_p_x = log_p_x_given_z + log_p_z - log_q_z_given_x
         log_p.append(torch.logsumexp(log_p_x, 0).item() - math.log(k))
     return torch.tensor(log_p, dtype=torch.float64)
-
-
-def pythae_model(model):
-    """pythae 0.1.2's ``VAE`` around the same trained encoder and decoder (sigmoid outputs, its
-    "bce" likelihood), or None when pythae is not installed (``pip install -e '.[bench]'``)."""
-    try:
-        from pythae.models import VAE as PythaeVAE, VAEConfig
-        from pythae.models.base.base_utils import ModelOutput
-        from pythae.models.nn import BaseDecoder, BaseEncoder
-    except ImportError:
-        return None
-
-    class Encoder(BaseEncoder):
-        def __init__(self):
-            super().__init__()
-            self.net = model.encoder
-
-        def forward(self, x):
-            mean, log_var = self.net(x)
-            return ModelOutput(embedding=mean, log_covariance=log_var)
-
-    class Decoder(BaseDecoder):
-        def __init__(self):
-            super().__init__()
-            self.net = model.decoder
-
-        def forward(self, z):
-            return ModelOutput(reconstruction=torch.sigmoid(self.net(z)))
-
-    config = VAEConfig(input_dim=(1, 28, 28), latent_dim=model.latent_dim, reconstruction_loss="bce")
-    return PythaeVAE(config, encoder=Encoder(), decoder=Decoder()).eval()
 
 
 @torch.no_grad()
@@ -170,7 +140,8 @@ def bench(args) -> None:
     reference = timed("pythae_style_loop", lambda: pythae_style_nll(model, images, k, args.seed))
     print(f"  pythae-style loop   {wall['pythae_style_loop']:7.1f} s   NLL {-reference.mean().item():.4f} nats",
           flush=True)
-    pythae = pythae_model(model)
+    pythae = pythae_vae(model)
+    pythae = pythae.eval() if pythae is not None else None
     pythae_nll = None
     if pythae is not None:  # its fastest setting: batch_size = K, each example's K samples at once
         pythae_nll = -timed("pythae_get_nll", lambda: torch.no_grad()(pythae.get_nll)(images, n_samples=k,

@@ -39,7 +39,7 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from benchmarks.common import alternate, median, mnist_train, table, write_json
+from benchmarks.common import alternate, median, mnist_train, pythae_vae, table, write_json
 from vaelab.config import Config
 from vaelab.data import InMemoryBatches
 from vaelab.models import build_model
@@ -94,7 +94,8 @@ def examples_loss(recon_x, x, mu, logvar):
     return bce + kld
 
 
-def examples_epoch(model, optimizer, loader) -> float:
+def examples_epoch(model, optimizer, loader, n_examples: int | None = None) -> float:
+    """One epoch of pytorch/examples' ``train`` over ``loader`` (pairs of images and labels)."""
     model.train()
     train_loss = 0.0
     for data, _ in loader:
@@ -104,23 +105,14 @@ def examples_epoch(model, optimizer, loader) -> float:
         loss.backward()
         train_loss += loss.item()
         optimizer.step()
-    return train_loss / len(loader.dataset)
+    return train_loss / (n_examples or len(loader.dataset))
 
 
 def in_memory_epoch(model, optimizer, x: torch.Tensor, batch: int) -> float:
     """The examples loop with its data pipeline replaced by indexing one in-memory tensor with a
     random permutation (what a careful user writes first; vaelab's batching does the same)."""
-    model.train()
-    train_loss = 0.0
-    for index in torch.randperm(len(x)).split(batch):
-        data = x[index]
-        optimizer.zero_grad()
-        recon_batch, mu, logvar = model(data)
-        loss = examples_loss(recon_batch, data, mu, logvar)
-        loss.backward()
-        train_loss += loss.item()
-        optimizer.step()
-    return train_loss / len(x)
+    batches = ((x[index], None) for index in torch.randperm(len(x)).split(batch))
+    return examples_epoch(model, optimizer, batches, len(x))
 
 
 def linear_shapes(model) -> list[tuple[int, int]]:
@@ -151,41 +143,18 @@ def gemm_floor(shapes: list[tuple[int, int]], batch: int, n_examples: int) -> fl
 def pythae_trainer(vae, images: np.ndarray, batch: int, workdir: str):
     """pythae's VAE and BaseTrainer around the same encoder/decoder layers, or None if pythae is
     not installed."""
-    try:
-        from pythae.models import VAE as PythaeVAE, VAEConfig
-        from pythae.models.base.base_utils import ModelOutput
-        from pythae.models.nn import BaseDecoder, BaseEncoder
-        from pythae.trainers import BaseTrainer, BaseTrainerConfig
-    except ImportError:
+    model = pythae_vae(vae)
+    if model is None:
         return None
-
-    class Encoder(BaseEncoder):
-        def __init__(self):
-            super().__init__()
-            self.net = vae.encoder
-
-        def forward(self, x):
-            mean, log_var = self.net(x)
-            return ModelOutput(embedding=mean, log_covariance=log_var)
-
-    class Decoder(BaseDecoder):
-        def __init__(self):
-            super().__init__()
-            self.net = vae.decoder
-
-        def forward(self, z):
-            return ModelOutput(reconstruction=torch.sigmoid(self.net(z)))
-
-    config = VAEConfig(input_dim=(1, 28, 28), latent_dim=vae.latent_dim, reconstruction_loss="bce")
-    model = PythaeVAE(config, encoder=Encoder(), decoder=Decoder())
-    trainer_config = BaseTrainerConfig(output_dir=workdir, num_epochs=1, learning_rate=1e-3,
-                                       per_device_train_batch_size=batch, no_cuda=True)
-    from pythae.data.datasets import BaseDataset
-
-    x = torch.from_numpy(images.astype(np.float32) / 255).unsqueeze(1)
-    data = BaseDataset(x, torch.zeros(len(x)))  # pythae's in-memory dataset (per-sample __getitem__)
     import logging
 
+    from pythae.data.datasets import BaseDataset
+    from pythae.trainers import BaseTrainer, BaseTrainerConfig
+
+    trainer_config = BaseTrainerConfig(output_dir=workdir, num_epochs=1, learning_rate=1e-3,
+                                       per_device_train_batch_size=batch, no_cuda=True)
+    x = torch.from_numpy(images.astype(np.float32) / 255).unsqueeze(1)
+    data = BaseDataset(x, torch.zeros(len(x)))  # pythae's in-memory dataset (per-sample __getitem__)
     logging.getLogger("pythae").setLevel(logging.WARNING)
     trainer = BaseTrainer(model, train_dataset=data, training_config=trainer_config)
     trainer.prepare_training()
