@@ -50,6 +50,22 @@ def test_expansion_names_and_budgets(tmp_path):
     assert run_name({"model.hidden": [512, 256]}, 3) == "hidden=512x256-seed3"
 
 
+def test_a_stopping_worker_starts_no_queued_run(tmp_path, monkeypatch):
+    # the pool hands a worker its next run before the current one ends; once the sweep is
+    # stopping (SIGTERM reached the worker, or its run was interrupted) that run is not started
+    import vaelab.experiments.sweep as sweep_module
+
+    root = tmp_path / "data"
+    make_tiny_dataset(root)
+    run = load_sweep(spec(root), "quick", tmp_path / "out").runs[0]
+    monkeypatch.setattr(sweep_module, "_STOPPING", False)
+    sweep_module._stop_worker(signal.SIGTERM, None)
+    assert sweep_module._train_one(run.config)["status"] == "not started"
+    assert not (tmp_path / "out" / "grid" / "runs" / run.name).exists()
+    monkeypatch.setattr(sweep_module, "_STOPPING", False)
+    assert sweep_module._train_one(run.config)["status"] == "done"
+
+
 def test_invalid_sweeps_are_rejected_before_anything_runs(tmp_path):
     with pytest.raises(ConfigError, match="unknown sweep keys grids"):
         load_sweep({"grids": {}})

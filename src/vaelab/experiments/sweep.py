@@ -169,19 +169,32 @@ def _worker_init(threads: int, init: Callable[[], None] | None) -> None:
     # The parent decides when to stop: it sends SIGTERM, which a training run answers by
     # checkpointing and stopping; outside a run it must not kill the worker.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    signal.signal(signal.SIGTERM, _stop_worker)
     if init is not None:
         init()
 
 
+_STOPPING = False
+"""Set in a worker once the sweep is stopping: runs the pool had already queued are not started."""
+
+
+def _stop_worker(signum, frame) -> None:
+    global _STOPPING
+    _STOPPING = True
+
+
 def _train_one(config: dict[str, Any]) -> dict[str, Any]:
-    """Train (or resume, or skip) one run in a worker; never raises."""
+    """Train (or resume, or skip) one run in a worker; never raises. Once the sweep is stopping
+    (SIGTERM to the worker, or a run of this worker interrupted) it starts nothing new."""
+    global _STOPPING
     from ..training import resume, train
 
     run_dir = Path(config["output_dir"]) / config["name"]
     start = time.perf_counter()
     if (run_dir / "summary.json").exists():
         return {"status": "skipped", "seconds": 0.0}
+    if _STOPPING:
+        return {"status": "not started", "seconds": 0.0}
     try:
         if (run_dir / "config.yaml").exists():
             run = resume(run_dir, verbose=False)
@@ -194,6 +207,7 @@ def _train_one(config: dict[str, Any]) -> dict[str, Any]:
         message = f"{type(exc).__name__}: {exc}"
         atomic_write_text(run_dir / "error.txt", message + "\n")
         status = "interrupted" if type(exc).__name__ == "TrainingInterrupted" else "failed"
+        _STOPPING = _STOPPING or status == "interrupted"
         return {"status": status, "seconds": time.perf_counter() - start, "error": message}
 
 
