@@ -23,4 +23,4 @@ def test_quick_benchmarks_run_and_write_results(real_data_dir, tmp_path):
     memory = json.loads((REPO / "benchmarks" / "results" / "quick" / "memory.json").read_text())
     assert memory["train_status"] == 0 and memory["evaluate_status"] == 0
     assert 0 < memory["import_torch_mib"] < memory["train_mib"]
-    assert "plain in-memory loop" in result["results"][0]["seconds"]
+    assert {"plain in-memory loop", "stripped eager loop"} <= set(result["results"][0]["seconds"])
