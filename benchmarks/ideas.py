@@ -26,12 +26,12 @@ import time
 import numpy as np
 import torch
 
+import vaelab.training.trainer as trainer_module
 from benchmarks.common import alternate, median, mnist_train, table, write_json
 from vaelab.config import Config
 from vaelab.data import InMemoryBatches
 from vaelab.models import build_model
 from vaelab.objectives import Objective
-import vaelab.training.trainer as trainer_module
 from vaelab.training import make_optimizer, train_epoch
 
 CPU = torch.device("cpu")
