@@ -77,6 +77,10 @@ class DataConfig:
     eval_examples: int | None = _field(
         None, "use only the first N evaluation examples (quick runs; default all)", check=_at_least(1)
     )
+    subset_seed: int | None = _field(
+        None, "with train_examples: draw the N training examples at random with this seed instead of "
+        "taking the first N (sweeps set it to the run's seed so seeds vary the subset)", check=_at_least(0),
+    )
     toy2d_range: str = _field(
         "unit", "toy2d only: the square the points are uniform in, unit = [0, 1]^2 or "
         "symmetric = [-1, 1]^2", choices=("unit", "symmetric"),
@@ -113,6 +117,10 @@ class ModelConfig:
         "mlp", "encoder/decoder family: mlp, conv (configurable stack), conv3 (3x3-32, 7x7-64, "
         "5x5-128, each with 2x2 max-pooling) or dcgan (4x4 stride-2 convolutions, batch norm)",
         choices=NETWORK_NAMES,
+    )
+    decoder_network: str | None = _field(
+        None, "the decoder's family when it differs from the encoder's: mlp pairs a convolutional "
+        "encoder with an MLP decoder (default: the same as network)", choices=("mlp",),
     )
     hidden: list[int] = _field(
         None, "hidden layer widths of the MLP encoder, input side first (depth = length); for "
@@ -163,8 +171,9 @@ class ModelConfig:
         check=_positive,
     )
     learn_scale: str = _field(
-        "none", "learn the likelihood scale: none (fixed), scalar (one value) or pixel (one per pixel)",
-        choices=("none", "scalar", "pixel"),
+        "none", "learn the likelihood scale: none (fixed), scalar (one value), pixel (one per pixel) or "
+        "decoder (a second decoder output per pixel: the scale depends on z)",
+        choices=("none", "scalar", "pixel", "decoder"),
     )
     scale_floor: float = _field(
         1e-3, "smallest scale a learned sigma/b can take (keeps the NLL finite)", check=_positive,
@@ -314,6 +323,12 @@ class FiguresConfig:
         None, "for latents of more than 2 dimensions: the two dimensions (from 0) the manifold grid "
         "spans, the others at the prior mean (default: the two whose test posterior means vary most)",
         check=_two_dims,
+    )
+    reconstruction_layout: str = _field(
+        "interleaved", "reconstructions figure: interleaved (a row of inputs above a row of their "
+        "reconstructions, repeated), block (all input rows above all reconstruction rows) or columns "
+        "(one image per row: the original first, then decoder means at 7 draws z ~ q(z|x))",
+        choices=("interleaved", "block", "columns"),
     )
     interpolation: str = _field(
         "linear", "path between two posterior means in the interpolation figure: linear, or "

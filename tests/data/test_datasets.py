@@ -70,3 +70,19 @@ def test_batching_visits_every_example_once_per_pass():
     assert not torch.equal(seen, again)  # a fresh permutation each pass
     ordered = torch.cat([b.flatten() for b in InMemoryBatches(images, 4)])
     assert ordered.tolist() == list(range(10))
+
+
+def test_subset_seed_draws_a_seeded_random_training_subset(tiny_data):
+    root, _ = tiny_data
+
+    def train_images(**kw):
+        return load_dataset(config(root, **kw)).train.images
+
+    first = train_images(train_examples=20)
+    assert torch.equal(first, train_images()[:20])                      # default: the first N
+    one, again, other = (train_images(train_examples=20, subset_seed=s) for s in (1, 1, 2))
+    assert torch.equal(one, again) and not torch.equal(one, other) and not torch.equal(one, first)
+    full = train_images()
+    rows = {tuple(r.flatten().tolist()) for r in full}
+    assert all(tuple(r.flatten().tolist()) in rows for r in one)          # a subset, no new images
+    assert len({tuple(r.flatten().tolist()) for r in one}) == 20          # without repeats

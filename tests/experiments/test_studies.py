@@ -60,6 +60,10 @@ def test_claims_name_real_keys_and_select_runs(path, claim, tmp_path):
     assert claim["kind"] in KINDS and claim.get("claim") and claim.get("id")
     sweep = load_sweep(path, "quick", tmp_path)
     records = [RunRecord(r.name, setting_of(r.name), r.seed, tmp_path, r.config, {}) for r in sweep.runs]
+    by_name = {yaml.safe_load(p.read_text())["name"]: p for p in path.parent.glob("*.yaml")}
+    for other in claim.get("sweeps") or []:
+        records += [RunRecord(r.name, f"{other}/" + setting_of(r.name), r.seed, tmp_path, r.config, {})
+                    for r in load_sweep(by_name[other], "quick", tmp_path).runs]
     defaults = Config().to_dict()
 
     def check_keys(where):
@@ -91,6 +95,13 @@ def test_claims_name_real_keys_and_select_runs(path, claim, tmp_path):
         assert len(inside) < len(selected) or claim.get("sweeps"), f"claim {claim['id']}: nothing to compare with"
     if claim["kind"] == "trend":
         assert len({str(r.value(claim["along"])) for r in selected}) >= 2
+    if claim["kind"] in ("trend", "compare", "best"):
+        assert "min_effect" in claim or "min_effect_rel" in claim, f"claim {claim['id']}: no effect-size floor"
+    if claim["kind"] == "rank":
+        settings = {r.setting for r in selected}
+        assert set(claim["reference"]) <= settings, f"claim {claim['id']}: reference names unknown settings"
+    figure_ids = {str(e.get("id", e["kind"])) for e in yaml.safe_load(path.read_text()).get("figures") or []}
+    assert set(claim.get("show") or []) <= figure_ids, f"claim {claim['id']}: shows a figure the sweep does not draw"
 
 
 # --- the evaluator on fabricated results ----------------------------------------------------------
@@ -132,7 +143,7 @@ def fabricate(root: Path, name: str, settings: dict[str, dict], values: dict[str
 
 LATENT = {f"latent_dim={d}": {"model.latent_dim": d} for d in (1, 2, 3)}
 TREND = {"id": "t", "claim": "more latent, less loss", "kind": "trend", "metric": "test_recon",
-         "along": "model.latent_dim", "expect": "decreasing"}
+         "along": "model.latent_dim", "expect": "decreasing", "min_effect": 1.0}
 
 
 @pytest.mark.parametrize("values,verdict", [
@@ -166,7 +177,8 @@ def test_trend_sorts_settings_by_the_along_key_not_by_name(tmp_path):
 
 CNN = {"mlp": {"model.network": "mlp"}, "cnn": {"model.network": "conv"}}
 COMPARE = {"id": "c", "claim": "cnn lower", "kind": "compare", "metric": "test_recon",
-           "first": {"model.network": "conv"}, "second": {"model.network": "mlp"}, "expect": "lower"}
+           "first": {"model.network": "conv"}, "second": {"model.network": "mlp"}, "expect": "lower",
+           "min_effect": 1.0}
 
 
 @pytest.mark.parametrize("values,verdict", [
@@ -181,7 +193,7 @@ def test_compare_verdicts(tmp_path, values, verdict):
 
 CLIPS = {f"clip_value={v:g}": {"training.clip_value": v} for v in (0.1, 0.5, 1.0)}
 BEST = {"id": "b", "claim": "clip 1 best", "kind": "best", "metric": "test_neg_elbo",
-        "expect": {"training.clip_value": 1.0}}
+        "expect": {"training.clip_value": 1.0}, "min_effect": 1.0}
 
 
 @pytest.mark.parametrize("values,verdict", [
@@ -208,9 +220,10 @@ SIMILAR = {"id": "s", "claim": "priors similar", "kind": "similar", "metric": "t
 
 
 @pytest.mark.parametrize("values,verdict", [
-    ({"n01": [150, 151], "n12": [150.5, 151.2]}, HOLDS),
-    ({"n01": [150, 151], "n12": [160, 161]}, FAILS),
-    ({"n01": [145, 155], "n12": [150, 160]}, INCONCLUSIVE),  # 3% apart, within the seeds' spread
+    ({"n01": [150, 151, 150.5], "n12": [150.4, 151.2, 150.8]}, HOLDS),  # TOST: inside the 1% margin
+    ({"n01": [150, 151, 150.5], "n12": [160, 161, 160.5]}, FAILS),      # shown outside it
+    ({"n01": [145, 155, 150], "n12": [150, 160, 155]}, INCONCLUSIVE),  # 3% apart, too noisy to tell
+    ({"n01": [150, 151], "n12": [150.5, 151.2]}, INCONCLUSIVE),  # inside, but two seeds cannot show it
     ({"n01": [150], "n12": [150]}, INCONCLUSIVE),
 ])
 def test_similar_verdicts(tmp_path, values, verdict):
@@ -245,10 +258,15 @@ def test_curve_falls_then_rises(tmp_path):
     dips = {"a": [[10, 8, 9, 11], [10, 7, 8, 9], [10, 9, 8, 7]]}
     records = collect_runs(fabricate(tmp_path / "yes", "s", settings, {"a": [1, 1, 1]}, kl_curves=dips))
     result = evaluate_claim(claim, records)
-    assert result.verdict == HOLDS and "2 of 3 runs" in result.reason
-    falls = {"a": [[10, 9, 8, 7], [10, 9, 8, 8.01]]}
-    records = collect_runs(fabricate(tmp_path / "no", "s", settings, {"a": [1, 1]}, kl_curves=falls))
+    assert result.verdict == INCONCLUSIVE and "2 of 3 runs" in result.reason  # mixed: not every run
+    dips = {"a": [[10, 8, 9, 11], [10, 7, 8, 9], [10, 9, 8, 9]]}
+    records = collect_runs(fabricate(tmp_path / "all", "s", settings, {"a": [1, 1, 1]}, kl_curves=dips))
+    assert evaluate_claim(claim, records).verdict == HOLDS
+    falls = {"a": [[10, 9, 8, 7], [10, 9, 8, 8.01], [10, 9, 9, 9]]}
+    records = collect_runs(fabricate(tmp_path / "no", "s", settings, {"a": [1, 1, 1]}, kl_curves=falls))
     assert evaluate_claim(claim, records).verdict == FAILS
+    records = collect_runs(fabricate(tmp_path / "two", "s", settings, {"a": [1, 1]}, kl_curves={"a": dips["a"][:2]}))
+    assert evaluate_claim(claim, records).verdict == INCONCLUSIVE  # fewer than 3 runs
 
 
 def test_figure_claims_are_pending_and_collect_one_figure_per_setting(tmp_path):
@@ -330,10 +348,15 @@ def test_probes_on_tiny_toy2d_runs(tmp_path):
 # --- the docs script ------------------------------------------------------------------------------
 
 
-def test_make_studies_writes_verdicts_from_files(tmp_path):
+def _make_studies():
     spec = importlib.util.spec_from_file_location("make_studies", REPO / "docs" / "make_studies.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def test_make_studies_writes_verdicts_from_kept_results(tmp_path):
+    module = _make_studies()
     configs = tmp_path / "configs"
     (configs / "01-demo").mkdir(parents=True)
     (configs / "01-demo" / "latent.yaml").write_text(yaml.safe_dump({
@@ -343,19 +366,39 @@ def test_make_studies_writes_verdicts_from_files(tmp_path):
                                                                   "first": {"model.latent_dim": 1},
                                                                   "second": {"model.latent_dim": 2}}]}))
     (configs / "01-demo" / "other.yaml").write_text(yaml.safe_dump({"name": "01-other", "claims": [COMPARE]}))
-    runs = tmp_path / "runs"
-    fabricate(runs, "01-latent", LATENT, {"latent_dim=1": [150, 151], "latent_dim=2": [140, 141],
-                                          "latent_dim=3": [130, 131]})
-    out = tmp_path / "docs" / "studies.md"
-    (out.parent / "studies").mkdir(parents=True)
-    (out.parent / "studies" / "01-demo.md").write_text("# Study 1: demo\n")
-    assert module.main(["--runs-root", str(runs), "--configs", str(configs), "--out", str(out)]) == 0
-    text = out.read_text()
-    assert "| Study 1 | t more latent, less loss | holds |" in text
-    assert "| Study 1 | fid priors similar | pending: needs `vaelab evaluate` |" in text
-    assert "| Study 1 | c cnn lower | not run |" in text
-    assert "| `latent_dim=1` | 150.500 ± 0.707 (n=2) |" in text
-    assert "1 holds, 1 not run, 1 pending" in text
+    docs = tmp_path / "docs"
+    results = docs / "studies" / "results"
+    fabricate(results / "quick", "01-latent", LATENT, {"latent_dim=1": [150, 151], "latent_dim=2": [140, 141],
+                                                       "latent_dim=3": [130, 131]})
+    (docs / "studies" / "01-demo.md").write_text("# Study 1: demo\n\nhand-written\n")
+    assert module.main(["--configs", str(configs), "--docs", str(docs)]) == 0
+    text = (docs / "studies.md").read_text()
+    assert "| Study 1 | [t](studies/01-demo.md#t-more-latent-less-loss) more latent, less loss | holds | not run |" in text
+    assert "| Study 1 | [fid](studies/01-demo.md#fid-priors-similar) priors similar | pending: needs `vaelab evaluate` | not run |" in text
+    assert "| Study 1 | [c](studies/01-demo.md#c-cnn-lower) cnn lower | not run | not run |" in text
+    assert "Welch" in text and "TOST" in text and "/tmp" not in text
+    page = (docs / "studies" / "01-demo.md").read_text()
+    assert page.startswith("# Study 1: demo\n\nhand-written\n") and module.MARKER in page
+    assert "| `latent_dim=1` | 150.500 ± 0.707 (n=2) |" in page
+    assert "runs/studies/quick" in page and "/tmp" not in page
+    first = page
+    assert module.main(["--configs", str(configs), "--docs", str(docs)]) == 0
+    assert (docs / "studies" / "01-demo.md").read_text() == first  # the hand-written part stays, once
+
+
+def test_committed_study_pages_are_regenerated_byte_for_byte(tmp_path):
+    # `python docs/make_studies.py` on the committed results gives the committed pages
+    module = _make_studies()
+    import shutil
+
+    docs = tmp_path / "docs"
+    shutil.copytree(REPO / "docs" / "studies", docs / "studies")
+    shutil.copyfile(REPO / "docs" / "studies.md", docs / "studies.md")
+    assert module.main(["--docs", str(docs)]) == 0
+    for page in [docs / "studies.md", *sorted((docs / "studies").glob("*.md"))]:
+        committed = REPO / "docs" / page.relative_to(docs)
+        assert page.read_bytes() == committed.read_bytes(), f"{committed} is stale: run python docs/make_studies.py"
+    assert "/tmp/" not in "".join(p.read_text() for p in (REPO / "docs").rglob("*.md"))
 
 
 def test_numbers_show_the_std_to_two_significant_digits():
@@ -365,3 +408,91 @@ def test_numbers_show_the_std_to_two_significant_digits():
     assert format_pair(1.84112, 0.000113) == "1.84112 ± 0.00011"
     assert format_pair(6.2061, 0.025) == "6.206 ± 0.025"
     assert format_pair(150.5, 0.0) == "150.500 ± 0.000"
+
+
+def test_a_significant_difference_below_the_floor_is_not_decided(tmp_path):
+    values = {"latent_dim=1": [150.0003, 150.0004, 150.0003], "latent_dim=2": [150.0002, 150.0001, 150.0002],
+              "latent_dim=3": [150.0000, 150.0001, 150.0000]}
+    records = collect_runs(fabricate(tmp_path, "s", LATENT, values))
+    assert evaluate_claim({**TREND, "min_effect": 0.0}, records).verdict == HOLDS      # Welch alone says so
+    result = evaluate_claim(TREND, records)                                            # floor: 1 nat
+    assert result.verdict == INCONCLUSIVE and "floor 1.000" in result.reason
+    with pytest.raises(ValueError, match="effect-size floor"):
+        evaluate_claim({k: v for k, v in TREND.items() if k != "min_effect"}, records)
+
+
+def test_claims_can_be_limited_to_a_budget(tmp_path):
+    from vaelab.experiments.claims import NOT_AT_BUDGET
+
+    records = collect_runs(fabricate(tmp_path, "s", LATENT, {s: [1, 2] for s in LATENT}))
+    claim = {**TREND, "budgets": ["full"]}
+    assert evaluate_claim(claim, records, budget="quick").verdict == NOT_AT_BUDGET
+    assert evaluate_claim(claim, records, budget="full").verdict != NOT_AT_BUDGET
+
+
+def test_rank_agreement_with_the_reports_numbers(tmp_path):
+    settings = {f"m{i}": {"model.latent_dim": i + 1} for i in range(6)}
+    ours = {f"m{i}": [10.0 * i, 10.0 * i + 1] for i in range(6)}
+    records = collect_runs(fabricate(tmp_path, "s", settings, ours))
+    claim = {"id": "r", "claim": "same order", "kind": "rank", "metric": "test_recon",
+             "reference": {f"m{i}": 100.0 + i for i in range(6)}}
+    result = evaluate_claim(claim, records)
+    assert result.verdict == HOLDS and "rho = 1.00" in result.reason
+    reverse = {**claim, "reference": {f"m{i}": 100.0 - i for i in range(6)}}
+    assert evaluate_claim(reverse, records).verdict == FAILS
+    few = {**claim, "reference": {"m0": 1.0, "m1": 2.0}}
+    assert evaluate_claim(few, records).verdict == INCONCLUSIVE
+
+
+def test_probe_values_kept_in_probes_json_are_used_without_a_checkpoint(tmp_path):
+    sweep_dir = fabricate(tmp_path, "s", LATENT, {s: [1, 2, 3] for s in LATENT})
+    for i, run in enumerate(sorted((sweep_dir / "runs").iterdir())):
+        (run / "probes.json").write_text(json.dumps({"toy_edge_fraction": 0.1 * int(run.name[11])}))
+    claim = {**TREND, "metric": "probe:toy_edge_fraction", "expect": "increasing", "min_effect": 0.05}
+    result = evaluate_claim(claim, collect_runs(sweep_dir))
+    assert result.verdict == HOLDS and result.rows[-1].mean == pytest.approx(0.3)
+
+
+@pytest.mark.slow
+def test_export_keeps_small_files_probes_and_figures(tmp_path):
+    from vaelab.experiments import run_sweep
+    from vaelab.experiments.studies import export_sweep
+
+    study = tmp_path / "configs" / "04-demo"
+    study.mkdir(parents=True)
+    spec = {
+        "name": "04-demo", "description": "tiny", "seeds": [1, 2], "seed_keys": ["data.toy2d_seed"],
+        "base": {"data": {"dataset": "toy2d", "toy2d_train_size": 200, "toy2d_test_size": 100},
+                 "model": {"latent_dim": 2, "hidden": [8], "likelihood": "gaussian"},
+                 "training": {"epochs": 2, "batch_size": 50, "progress": False},
+                 "figures": {"tensorboard_images_every": 0}},
+        "grid": {"objective.beta": [0.01, 0.1], "training.weight_decay": [0, 0.001]},
+        "budgets": {"quick": {"training.epochs": 1}, "full": {}},
+        "figures": [{"kind": "toy2d_grid", "rows": "objective.beta", "cols": "training.weight_decay"},
+                    {"kind": "latent_scatter", "where": {"training.weight_decay": 0}}],
+        "claims": [{"id": "4.x", "claim": "edges", "kind": "trend", "metric": "probe:toy_edge_fraction",
+                    "along": "objective.beta", "where": {"training.weight_decay": 0}, "expect": "decreasing",
+                    "min_effect": 0.01, "show": ["toy2d_grid"]}],
+    }
+    path = study / "demo.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    runs = tmp_path / "runs"
+    run_sweep(load_sweep(path, "quick", runs / "quick"), jobs=1, verbose=False)
+    assert export_sweep(path, runs, "full", tmp_path / "results") is None  # not run at that budget
+    out = export_sweep(path, runs, "quick", tmp_path / "results", verbose=False)
+    assert out == tmp_path / "results" / "quick" / "04-demo"
+    kept = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert "sweep.yaml" in kept and "results.csv" in kept and "figures/toy2d_grid.png" in kept
+    assert sorted(p for p in kept if p.startswith("figures/latent_scatter/")) == [
+        "figures/latent_scatter/beta=0.01-weight_decay=0.png", "figures/latent_scatter/beta=0.1-weight_decay=0.png"]
+    run = "beta=0.01-weight_decay=0-seed2"
+    assert {f"runs/{run}/{f}" for f in ("config.yaml", "summary.json", "metrics.csv", "probes.json")} <= set(kept)
+    assert not any("checkpoints" in p or "tensorboard" in p for p in kept)
+    probes = json.loads((out / "runs" / run / "probes.json").read_text())
+    assert set(probes) == {"toy_edge_fraction"} and 0 <= probes["toy_edge_fraction"] <= 1
+    # the seeds drew different points
+    configs = [yaml.safe_load((out / "runs" / f"beta=0.01-weight_decay=0-seed{k}" / "config.yaml").read_text())
+               for k in (1, 2)]
+    assert [c["data"]["toy2d_seed"] for c in configs] == [1, 2]
+    records = collect_runs(out)
+    assert len(records) == 8 and evaluate_claim(spec["claims"][0], records, budget="quick").rows

@@ -260,3 +260,10 @@ def test_sweep_summary_command_writes_the_figures(tmp_path, capsys):
     assert main(["sweep-summary", str(tmp_path / "nothing")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("vaelab: error:") and "is not a sweep directory" in err and "Traceback" not in err
+
+
+def test_seed_keys_give_each_run_its_seed(tmp_path):
+    sweep = load_sweep(spec(tmp_path, seed_keys=["data.subset_seed"]), "quick")
+    assert [(r.seed, r.config["data"]["subset_seed"]) for r in sweep.runs[:2]] == [(1, 1), (2, 2)]
+    with pytest.raises(ConfigError, match="seed_keys"):
+        load_sweep(spec(tmp_path, seed_keys="data.subset_seed"))

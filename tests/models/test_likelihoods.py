@@ -91,3 +91,40 @@ def test_learned_scale_is_a_parameter_with_a_floor(mode, shape):
 
 def test_fixed_scale_is_not_trained():
     assert not list(make("laplace").parameters())
+
+
+@pytest.mark.parametrize("name", ["gaussian", "logit_normal", "laplace"])
+def test_scale_from_the_decoder_is_a_second_output_per_pixel(name):
+    # Kingma & Welling 2014, App. C.2: the decoder gives a location and a scale for every pixel
+    config = ModelConfig(likelihood=name, learn_scale="decoder", likelihood_scale=0.5, scale_floor=1e-3)
+    lik = LIKELIHOODS[name](config, (1, 4, 4))
+    assert lik.params_per_pixel == 2 and not list(lik.parameters())
+    torch.manual_seed(0)
+    x = torch.rand(3, 1, 4, 4).clamp(0.01, 0.99)
+    params = torch.randn(5, 3, 2, 4, 4)                       # 5 samples of z, 3 images, 2C channels
+    loc, raw = params[..., :1, :, :], params[..., 1:, :, :]
+    scale = 1e-3 + torch.nn.functional.softplus(raw + lik.raw_scale)
+    if name == "logit_normal":
+        xc = x.clamp(config.logit_eps, 1 - config.logit_eps)
+        ref = (torch.distributions.Normal(loc, scale).log_prob(torch.logit(xc)) - torch.log(xc * (1 - xc)))
+    else:
+        family = torch.distributions.Normal if name == "gaussian" else torch.distributions.Laplace
+        ref = family(torch.sigmoid(loc), scale).log_prob(x)
+    assert lik.log_prob(x, params).shape == (5, 3)
+    torch.testing.assert_close(lik.log_prob(x, params), ref.sum((-3, -2, -1)), rtol=1e-5, atol=1e-4)
+    assert lik.mean(params).shape == (5, 3, 1, 4, 4)
+    # at a zero decoder output the scale is the configured initial one
+    assert lik.scale(torch.zeros(1, 2, 4, 4)).flatten()[0].item() == pytest.approx(0.5, abs=1e-6)
+
+
+def test_a_model_with_a_decoder_scale_trains_a_step():
+    from vaelab.models import build_model
+
+    model = build_model(ModelConfig(latent_dim=2, hidden=[8], likelihood="gaussian", learn_scale="decoder"), (1, 4, 4))
+    x = torch.rand(6, 1, 4, 4)
+    q = model.posterior(x)
+    params = model.decode(q.rsample())
+    assert params.shape == (6, 2, 4, 4)
+    loss = -model.likelihood.log_prob(x, params).mean()
+    loss.backward()
+    assert all(p.grad is not None for p in model.decoder.parameters())

@@ -158,6 +158,10 @@ def load_dataset(config: DataConfig, data_dir=None) -> Dataset:
         val_idx, train_idx = order[: config.validation_size], order[config.validation_size:]
         validation = Split(train.images[val_idx], train.labels[val_idx])
         train = Split(train.images[train_idx], train.labels[train_idx])
+    if config.subset_seed is not None and config.train_examples is not None and config.train_examples < len(train):
+        pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(config.subset_seed))
+        pick = pick[: config.train_examples].sort().values
+        train = Split(train.images[pick], train.labels[pick])
     train = train.head(config.train_examples)
     test = test.head(config.eval_examples)
     if validation is not None:

@@ -27,11 +27,15 @@ Kinds and their keys:
 - ``curve``: ``metric: curve:<metrics.csv column>``, ``expect: falls_then_rises``: in each run
   the column's minimum lies strictly inside the run and the last epoch is above it by more than
   ``tolerance`` (relative, default 0.01) of the minimum. Holds when most runs do so.
+- ``rank``: ``reference: {setting: the report's number}``; ``min_effect`` is the smallest rank
+  correlation counted (default 0.5).
 - ``figure``: no numeric test; ``figure`` (a file under each run's ``figures/``, or a list: the
   first one present is shown) and ``needs`` (what would settle it). The verdict is "pending"
   until somebody has looked: ``checked: {verdict: holds | does not hold | inconclusive, by:
   who and when, reason: what the figures show}`` records that judgement, which the page then
   prints as a figure check beside the figures (the figures are drawn from the runs either way).
+  ``checked`` may be a list of such mappings, each with ``budget:``: a look at the quick runs
+  says nothing of the report-budget runs.
 
 Any claim may list ``sweeps: [other-sweep, ...]``: the finished runs of those sweeps (same
 study) join this sweep's, their settings named ``other-sweep/<setting>``.
@@ -47,11 +51,19 @@ Metrics (per run, then mean ± sample std over seeds per setting):
 - ``probe:<name>``: a statistic computed from the run's last checkpoint (see
   :mod:`vaelab.experiments.probes`).
 
-Verdict rule: two settings are *separated* when their means differ by more than the sum of
-their seeds' standard deviations, and each has at least two finished seeds. A claim holds when
-the comparisons it makes go the claimed way and the decisive ones are separated; it does not
-hold when a comparison goes the other way and is separated; otherwise it is inconclusive at
-this budget.
+Any claim may also state ``budgets: [full]``: it is tested only on runs of those budgets (a
+report's converged number means nothing after ten epochs); elsewhere its verdict is "not tested
+at this budget".
+
+Verdict rule (one method for every claim; see :data:`ALPHA`): two settings *differ* when each has
+at least two finished seeds, Welch's t-test rejects equal means at p < 0.05, and the means differ
+by at least the claim's effect-size floor (``min_effect`` in the metric's units, or
+``min_effect_rel`` as a share of the means; every trend, compare and best claim states one). A
+claim holds when the comparison it makes goes the claimed way and differs, and none goes the
+other way and differs; it does not hold when one goes the other way and differs; otherwise it is
+inconclusive at this budget. ``similar`` claims are equivalence tests (TOST) against their
+margin, ``value`` claims one-sample t-tests against their bounds, ``rank`` claims Spearman's
+rank correlation with the report's numbers.
 """
 
 from __future__ import annotations
@@ -75,8 +87,9 @@ INCONCLUSIVE = "inconclusive at this budget"
 PENDING_EVALUATE = "pending: needs `vaelab evaluate`"
 PENDING_FIGURE = "pending: needs a figure check"
 NOT_RUN = "not run"
+NOT_AT_BUDGET = "not tested at this budget"
 
-KINDS = ("trend", "compare", "best", "similar", "value", "curve", "figure")
+KINDS = ("trend", "compare", "best", "similar", "value", "curve", "figure", "rank")
 FINAL_METRICS = {f"{split}_{term}": (key, term) for split, key in (("test", "final"), ("train", "final_train"))
                  for term in ("recon", "kl", "neg_elbo")}
 
@@ -96,6 +109,8 @@ class RunRecord:
     config: dict[str, Any]
     summary: dict[str, Any]
     evaluation: dict[str, Any] | None = None
+    probes: dict[str, float] = field(default_factory=dict)
+    """``probes.json``: probe values computed earlier (from the checkpoint) and kept with the results."""
     _history: list[dict[str, float]] | None = field(default=None, repr=False)
 
     def value(self, dotted: str) -> Any:
@@ -137,9 +152,12 @@ def collect_runs(sweep_dir: str | Path, prefix: str = "") -> list[RunRecord]:
         config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
         evaluation_path = run_dir / "evaluation.json"
         evaluation = json.loads(evaluation_path.read_text()) if evaluation_path.is_file() else None
+        probes_path = run_dir / "probes.json"
+        probes = json.loads(probes_path.read_text()) if probes_path.is_file() else {}
         match = re.search(r"seed(\d+)$", name)
         seed = int(match.group(1)) if match else int(config.get("seed", 0))
-        records.append(RunRecord(name, prefix + setting_of(name), seed, run_dir, config, summary, evaluation))
+        records.append(RunRecord(name, prefix + setting_of(name), seed, run_dir, config, summary, evaluation,
+                                 probes))
     return records
 
 
@@ -167,6 +185,8 @@ def run_metric(record: RunRecord, metric: str, probe: Callable[[RunRecord, str],
             node = node[part]
         return float(node)
     if metric.startswith("probe:"):
+        if metric[len("probe:"):] in record.probes:
+            return float(record.probes[metric[len("probe:"):]])
         if probe is None:
             from .probes import compute_probe as probe
         return float(probe(record, metric[len("probe:"):]))
@@ -215,9 +235,80 @@ def format_pair(mean: float, std: float) -> str:
     return f"{mean:.{decimals}f} ± {std:.{decimals}f}"
 
 
-def separated(a: SettingStats, b: SettingStats) -> bool:
-    """Both have >= 2 seeds and their means differ by more than the sum of their stds."""
-    return a.n >= 2 and b.n >= 2 and abs(a.mean - b.mean) > a.std + b.std
+ALPHA = 0.05
+"""Significance level of every test behind a verdict (two-sided unless the claim is one-sided)."""
+
+
+@dataclass
+class Difference:
+    """``b - a`` for two settings, with Welch's t-test and the claim's effect-size floor.
+
+    ``decided`` is True when both settings have at least two seeds, Welch's unequal-variance
+    t-test (Welch 1947; ``scipy.stats.ttest_ind(equal_var=False)``) rejects equal means at
+    :data:`ALPHA`, and ``|b - a|`` is at least ``floor`` (in the metric's units).
+    """
+
+    a: SettingStats
+    b: SettingStats
+    floor: float
+
+    @property
+    def diff(self) -> float:
+        return self.b.mean - self.a.mean
+
+    @property
+    def p(self) -> float:
+        return welch_p(self.a.values, self.b.values)
+
+    @property
+    def decided(self) -> bool:
+        return self.a.n >= 2 and self.b.n >= 2 and self.p < ALPHA and abs(self.diff) >= self.floor
+
+    def text(self) -> str:
+        return (f"{self.b.setting} - {self.a.setting} = {format_number(self.diff)} "
+                f"(Welch p = {format_p(self.p)}, floor {format_number(self.floor)})")
+
+
+def welch_p(a: list[float], b: list[float], alternative: str = "two-sided") -> float:
+    """p-value of Welch's t-test of equal means (``scipy.stats.ttest_ind``, ``equal_var=False``).
+
+    With no spread on either side the test is degenerate: p is 0 when the means differ in the
+    tested direction and 1 otherwise. Fewer than two values on a side: p = 1.
+    """
+    from scipy import stats
+
+    if len(a) < 2 or len(b) < 2:
+        return 1.0
+    if statistics.pvariance(a) == 0 and statistics.pvariance(b) == 0:
+        d = statistics.fmean(a) - statistics.fmean(b)
+        hit = {"two-sided": d != 0, "greater": d > 0, "less": d < 0}[alternative]
+        return 0.0 if hit else 1.0
+    return float(stats.ttest_ind(a, b, equal_var=False, alternative=alternative).pvalue)
+
+
+def format_p(p: float) -> str:
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def effect_floor(claim: dict[str, Any], stats: list[SettingStats]) -> float:
+    """The smallest difference a claim counts, in the metric's units: ``min_effect`` (absolute)
+    or ``min_effect_rel`` (a share of the largest |mean| among ``stats``).
+
+    Raises:
+        ValueError: the claim states neither.
+    """
+    if "min_effect" in claim:
+        return float(claim["min_effect"])
+    if "min_effect_rel" in claim:
+        return float(claim["min_effect_rel"]) * max((abs(s.mean) for s in stats), default=0.0)
+    raise ValueError(f"claim {claim.get('id')!r}: state its effect-size floor, min_effect (in the metric's "
+                     "units) or min_effect_rel (a share of the means)")
+
+
+def separated(a: SettingStats, b: SettingStats, floor: float = 0.0) -> bool:
+    """Both have >= 2 seeds, Welch's test rejects equal means at :data:`ALPHA`, and the means
+    differ by at least ``floor``."""
+    return Difference(a, b, floor).decided
 
 
 # --- claims -----------------------------------------------------------------------------------
@@ -234,6 +325,7 @@ class ClaimResult:
     metric: str = ""
     rows: list[SettingStats] = field(default_factory=list)
     figures: list[tuple[str, Path]] = field(default_factory=list)  # (setting, figure path)
+    reference: dict[str, float] = field(default_factory=dict)  # rank claims: the report's numbers
 
 
 def matches(record: RunRecord, where: dict[str, Any] | None) -> bool:
@@ -275,8 +367,9 @@ def _sort_along(records: list[RunRecord], stats: list[SettingStats], along: str)
     return sorted(stats, key=lambda s: key[s.setting])
 
 
-def evaluate_claim(claim: dict[str, Any], records: list[RunRecord], probe: Callable | None = None) -> ClaimResult:
-    """The verdict of one claim on a sweep's finished runs (see the module docstring).
+def evaluate_claim(claim: dict[str, Any], records: list[RunRecord], probe: Callable | None = None,
+                   budget: str | None = None) -> ClaimResult:
+    """The verdict of one claim on a sweep's finished runs of ``budget`` (see the module docstring).
 
     Raises:
         ValueError: the claim is malformed (unknown kind, missing keys).
@@ -286,8 +379,12 @@ def evaluate_claim(claim: dict[str, Any], records: list[RunRecord], probe: Calla
         raise ValueError(f"claim {claim.get('id')!r}: kind must be one of {', '.join(KINDS)}, got {kind!r}")
     result = ClaimResult(str(claim.get("id", "?")), str(claim.get("claim", "")), INCONCLUSIVE, "",
                          str(claim.get("metric", "")))
+    if budget is not None and claim.get("budgets") and budget not in claim["budgets"]:
+        result.verdict = NOT_AT_BUDGET
+        result.reason = f"tested at the {' and '.join(claim['budgets'])} budget only"
+        return result
     if kind == "figure":
-        return _figure(claim, records, result)
+        return _figure(claim, records, result, budget)
     if not records:
         result.verdict, result.reason = NOT_RUN, "no finished runs of this sweep were found"
         return result
@@ -314,6 +411,8 @@ def evaluate_claim(claim: dict[str, Any], records: list[RunRecord], probe: Calla
             return _trend(claim, stats, result)
         if kind == "best":
             return _best(claim, records, stats, result)
+        if kind == "rank":
+            return _rank(claim, records, stats, result)
         return _value(claim, stats, result)
     except Pending as exc:
         result.verdict, result.reason = str(exc), "the files this metric needs are not in the run directories yet"
@@ -327,56 +426,65 @@ def _trend(claim, stats: list[SettingStats], result: ClaimResult) -> ClaimResult
     if len(stats) < 2:
         result.reason = f"needs at least two settings, found {len(stats)}"
         return result
-    steps = list(zip(stats[:-1], stats[1:]))
-    agree = [sign * (b.mean - a.mean) > 0 for a, b in steps]
-    against = [(a, b) for (a, b), ok in zip(steps, agree) if not ok and separated(a, b)]
-    ends = stats[0], stats[-1]
-    ends_ok = sign * (ends[1].mean - ends[0].mean) > 0
-    n_sep = sum(ok and separated(a, b) for (a, b), ok in zip(steps, agree))
+    floor = effect_floor(claim, stats)
+    steps = [Difference(a, b, floor) for a, b in zip(stats[:-1], stats[1:])]
+    ends = Difference(stats[0], stats[-1], floor)
+    agree = [sign * d.diff > 0 for d in steps]
+    against = [d for d, ok in zip(steps + [ends], agree + [sign * ends.diff > 0]) if not ok and d.decided]
+    n_dec = sum(ok and d.decided for d, ok in zip(steps, agree))
     word = claim["expect"]
     if against:
-        a, b = against[0]
         result.verdict = FAILS
-        result.reason = f"{b.setting} vs {a.setting} goes against the trend by more than the seeds' spread"
-    elif ends_ok and separated(*ends):
+        result.reason = f"goes against the trend: {against[0].text()}"
+    elif sign * ends.diff > 0 and ends.decided:
         result.verdict = HOLDS
-        result.reason = (f"{word} from {ends[0].setting} to {ends[1].setting} beyond the seeds' spread; "
-                         f"{sum(agree)}/{len(steps)} steps go the claimed way ({n_sep} of them separated)")
+        result.reason = (f"{word} end to end: {ends.text()}; {sum(agree)}/{len(steps)} steps go the claimed way "
+                         f"({n_dec} of them decided), none decided against")
     else:
-        result.reason = (f"{sum(agree)}/{len(steps)} steps go the claimed way, but the end-to-end difference "
-                         f"is within the seeds' spread" if ends_ok else
-                         f"the last setting is not {word} relative to the first (within the seeds' spread)")
+        result.reason = (f"{sum(agree)}/{len(steps)} steps go the claimed way, but the end-to-end difference is not "
+                         f"decided: {ends.text()}")
     return result
 
 
 def _compare(claim, first: SettingStats, second: SettingStats, result: ClaimResult) -> ClaimResult:
     sign = {"lower": -1, "higher": 1}[claim["expect"]]
-    goes = sign * (first.mean - second.mean) > 0
-    if separated(first, second):
+    d = Difference(second, first, effect_floor(claim, [first, second]))  # first - second
+    goes = sign * d.diff > 0
+    if d.decided:
         result.verdict = HOLDS if goes else FAILS
     word = claim["expect"] if goes else {"lower": "higher", "higher": "lower"}[claim["expect"]]
-    spread = "beyond" if separated(first, second) else "within"
-    result.reason = f"{first.setting} is {word} than {second.setting} ({spread} the seeds' spread)"
+    result.reason = f"{first.setting} is {word} than {second.setting}: {d.text()}" + ("" if d.decided else ", not decided")
     return result
 
 
 def _similar(claim, first: SettingStats, second: SettingStats, result: ClaimResult) -> ClaimResult:
+    """Equivalence by two one-sided Welch tests (TOST, Schuirmann 1987) against the margin
+    ``tolerance`` x the larger |mean|: holds when both reject (the difference is inside the
+    margin), does not hold when a one-sided test shows it outside the margin, else inconclusive."""
     tolerance = float(claim.get("tolerance", 0.01))
-    diff = abs(first.mean - second.mean)
-    scale = max(abs(first.mean), abs(second.mean))
-    share = f"{format_number(diff)} ({format_number(100 * diff / scale, 2)}%)"
+    diff = second.mean - first.mean
+    margin = tolerance * max(abs(first.mean), abs(second.mean))
+    share = f"{format_number(diff)} ({format_number(100 * diff / max(abs(first.mean), abs(second.mean)), 2)}%)"
     if first.n < 2 or second.n < 2:
         result.reason = "needs at least two seeds per setting"
-    elif diff <= tolerance * scale:
+        return result
+    a, b = first.values, second.values
+    # H0: diff <= -margin (reject: diff > -margin) and H0: diff >= margin (reject: diff < margin)
+    p_low = welch_p(b, [v - margin for v in a], "greater")
+    p_high = welch_p(b, [v + margin for v in a], "less")
+    p_tost = max(p_low, p_high)
+    # outside: diff > margin or diff < -margin, one-sided
+    p_out = min(welch_p(b, [v + margin for v in a], "greater"), welch_p(b, [v - margin for v in a], "less"))
+    test = f"margin ± {format_number(margin)} ({format_number(100 * tolerance, 2)}%)"
+    if p_tost < ALPHA:
         result.verdict = HOLDS
-        result.reason = f"the means differ by {share}, within {format_number(100 * tolerance, 2)}%"
-    elif diff <= first.std + second.std:
-        result.reason = (f"the means differ by {share}, more than {format_number(100 * tolerance, 2)}% but within "
-                         "the seeds' spread")
-    else:
+        result.reason = f"the means differ by {share}; equivalent within {test}: TOST p = {format_p(p_tost)}"
+    elif p_out < ALPHA:
         result.verdict = FAILS
-        result.reason = (f"the means differ by {share}, more than {format_number(100 * tolerance, 2)}% and the "
-                         "seeds' spread")
+        result.reason = f"the means differ by {share}, outside {test}: one-sided Welch p = {format_p(p_out)}"
+    else:
+        result.reason = (f"the means differ by {share}; neither equivalence within {test} (TOST p = "
+                         f"{format_p(p_tost)}) nor a difference beyond it (p = {format_p(p_out)}) is shown")
     return result
 
 
@@ -393,41 +501,86 @@ def _best(claim, records, stats: list[SettingStats], result: ClaimResult) -> Cla
     if not outside:
         result.reason = "every finished setting is an expected one; nothing to compare with"
         return result
+    floor = effect_floor(claim, stats)
     best_out = pick(outside, key=lambda s: s.mean)
     better_in = (best_in.mean < best_out.mean) if goal == "min" else (best_in.mean > best_out.mean)
-    if separated(best_in, best_out):
+    d = Difference(best_out, best_in, floor)
+    if d.decided:
         result.verdict = HOLDS if better_in else FAILS
     winner, runner = (best_in, best_out) if better_in else (best_out, best_in)
-    spread = "beyond" if separated(best_in, best_out) else "within"
-    result.reason = (f"best is {winner.setting}, ahead of {runner.setting} ({spread} the seeds' spread)")
+    result.reason = (f"best is {winner.setting}, ahead of {runner.setting}: {d.text()}"
+                     + ("" if d.decided else ", not decided"))
     return result
 
 
 def _value(claim, stats: list[SettingStats], result: ClaimResult) -> ClaimResult:
+    """Each setting's mean against fixed bounds by one-sample t-tests (``scipy.stats.ttest_1samp``):
+    holds when every setting is shown inside (one-sided at :data:`ALPHA` against each bound),
+    does not hold when some setting is shown outside, else inconclusive."""
+    from scipy import stats as sps
+
     expect = claim["expect"]
     if "between" in expect:
         lo, hi = (float(v) for v in expect["between"])
     else:
         lo = float(expect.get("above", -math.inf))
         hi = float(expect.get("below", math.inf))
+
+    def p_of(values, bound, alternative):
+        if not math.isfinite(bound):
+            return 0.0
+        if statistics.pvariance(values) == 0:
+            d = values[0] - bound
+            return 0.0 if (d > 0 if alternative == "greater" else d < 0) else 1.0
+        return float(sps.ttest_1samp(values, bound, alternative=alternative).pvalue)
+
     verdicts = []
     for s in stats:
         if s.n < 2:
             verdicts.append(INCONCLUSIVE)
-        elif lo < s.mean - s.std and s.mean + s.std < hi:
-            verdicts.append(HOLDS)
-        elif s.mean + s.std < lo or s.mean - s.std > hi:
-            verdicts.append(FAILS)
-        else:
-            verdicts.append(INCONCLUSIVE)
+            continue
+        p_in = max(p_of(s.values, lo, "greater"), p_of(s.values, hi, "less"))
+        p_out = min(p_of(s.values, lo, "less") if math.isfinite(lo) else 1.0,
+                    p_of(s.values, hi, "greater") if math.isfinite(hi) else 1.0)
+        verdicts.append(HOLDS if p_in < ALPHA else FAILS if p_out < ALPHA else INCONCLUSIVE)
     bounds = " and ".join(t for t in ([f"above {format_number(lo)}"] if lo > -math.inf else []) +
                           ([f"below {format_number(hi)}"] if hi < math.inf else []))
     if all(v == HOLDS for v in verdicts):
-        result.verdict, result.reason = HOLDS, f"mean ± std {bounds} for every setting"
+        result.verdict, result.reason = HOLDS, f"every setting's mean is {bounds} (one-sample t-tests, p < {ALPHA})"
     elif any(v == FAILS for v in verdicts):
-        result.verdict, result.reason = FAILS, f"mean ± std not {bounds} for some setting"
+        result.verdict, result.reason = FAILS, f"some setting's mean is shown not {bounds} (one-sample t-test, p < {ALPHA})"
     else:
-        result.reason = f"mean ± std straddles the bound ({bounds}), or fewer than two seeds"
+        result.reason = f"the seeds neither show the mean {bounds} nor outside it (one-sample t-tests), or fewer than two seeds"
+    return result
+
+
+def _rank(claim, records, stats: list[SettingStats], result: ClaimResult) -> ClaimResult:
+    """Agreement of the settings' order with a reference (the report's numbers): Spearman's rank
+    correlation (``scipy.stats.spearmanr``), one-sided. Holds when rho is at least
+    ``min_effect`` (default 0.5) and p < :data:`ALPHA`; does not hold when rho is significantly
+    negative; else inconclusive."""
+    from scipy import stats as sps
+
+    reference = {str(k): float(v) for k, v in claim["reference"].items()}
+    ours = {s.setting: s.mean for s in stats if s.setting in reference}
+    missing = sorted(set(reference) - set(ours))
+    if len(ours) < 3:
+        result.reason = f"needs at least three settings with a reference value; missing {', '.join(missing)}"
+        return result
+    names = list(ours)
+    x, y = [ours[n] for n in names], [reference[n] for n in names]
+    rho = float(sps.spearmanr(x, y).statistic)
+    p_pos = float(sps.spearmanr(x, y, alternative="greater").pvalue)
+    p_neg = float(sps.spearmanr(x, y, alternative="less").pvalue)
+    floor = float(claim.get("min_effect", 0.5))
+    if rho >= floor and p_pos < ALPHA:
+        result.verdict = HOLDS
+    elif p_neg < ALPHA:
+        result.verdict = FAILS
+    result.reason = (f"Spearman rho = {rho:.2f} over {len(names)} settings (one-sided p = {format_p(p_pos)}, "
+                     f"floor rho >= {floor:g})" + (f"; no reference for {', '.join(missing)}" if missing else ""))
+    result.rows = [s for s in stats if s.setting in reference]
+    result.reference = {n: reference[n] for n in names}
     return result
 
 
@@ -456,17 +609,23 @@ def _curve(claim, records, result: ClaimResult) -> ClaimResult:
     elif min(epochs) < 3:
         result.reason = "runs need at least 3 epochs to show a fall and a rise"
     else:
-        result.verdict = HOLDS if 2 * n_yes > n_runs else FAILS
+        if n_runs >= 3 and n_yes == n_runs:
+            result.verdict = HOLDS
+        elif n_runs >= 3 and n_yes == 0:
+            result.verdict = FAILS
         result.reason = (f"{n_yes} of {n_runs} runs have their {column} minimum inside the run and end "
-                         f"more than {format_number(100 * tolerance, 2)}% above it")
+                         f"more than {format_number(100 * tolerance, 2)}% above it (holds when all of at least "
+                         "3 runs do, does not hold when none does)")
     return result
 
 
 FIGURE_CHECK_VERDICTS = {"holds": HOLDS, "does not hold": FAILS, "inconclusive": INCONCLUSIVE}
 
 
-def _figure(claim, records, result: ClaimResult) -> ClaimResult:
+def _figure(claim, records, result: ClaimResult, budget: str | None = None) -> ClaimResult:
     checked = claim.get("checked")
+    if isinstance(checked, list):  # one check per budget: [{budget: quick, verdict: ..., by: ..., reason: ...}]
+        checked = next((c for c in checked if budget is None or c.get("budget") == budget), None)
     if checked:
         verdict = FIGURE_CHECK_VERDICTS.get(str(checked.get("verdict", "")).strip())
         if verdict is None or not checked.get("reason") or not checked.get("by"):

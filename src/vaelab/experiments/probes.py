@@ -16,7 +16,20 @@ Each probe takes the model and the evaluation images and returns one number:
 - ``pca_components_98.5``: how many principal components of the posterior means of the
   evaluation images hold 98.5% of their variance (squared singular values of the centred
   matrix Z, one row per image).
-- ``pca_top14_share``: the share of that variance the 14 largest components hold.
+- ``pca_top14_share``: the share of that variance the 14 largest components hold;
+  ``pca_top1_share`` the share of the largest one alone (near 1 when the codes lie in bands
+  along one direction, as Idler reports at large beta and lambda).
+- ``latent_trustworthiness``: how well the encoder keeps neighbourhoods, the trustworthiness of
+  the posterior means as an embedding of the evaluation points (Venna & Kaski 2001,
+  ``sklearn.manifold.trustworthiness``, 10 neighbours): 1 when every point's nearest
+  neighbours in latent space are among its nearest neighbours in data space.
+- ``aggregate_posterior_ks``: how far the aggregate posterior is from the prior: one draw
+  z ~ q(z|x) per evaluation example (seed 0), and the Kolmogorov-Smirnov statistic of each
+  latent dimension against the prior's marginal (``scipy.stats.kstest``), averaged over the
+  dimensions; 0 when the codes are distributed as the prior.
+- ``sample_sharpness``: the variance of the Laplacian of decoder means E[x|z] for 1,000
+  z ~ p(z) (seed 0), averaged over the images (the variance-of-Laplacian focus measure,
+  Pech-Pacheco et al. 2000; ``scipy.ndimage.laplace``): blurrier samples have less.
 """
 
 from __future__ import annotations
@@ -80,12 +93,63 @@ def pca_top_share(model, images: torch.Tensor, k: int = 14) -> float:
     return shares[min(k, len(shares)) - 1].item()
 
 
+def pca_top1_share(model, images: torch.Tensor) -> float:
+    return pca_top_share(model, images, k=1)
+
+
+def _means(model, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    return torch.cat([model.posterior(x).base_dist.loc for x in images.split(batch_size)]).double()
+
+
+def latent_trustworthiness(model, images: torch.Tensor, n_neighbors: int = 10) -> float:
+    """Trustworthiness (Venna & Kaski 2001) of the posterior means ``(N, D)`` as an embedding
+    of the flattened inputs ``(N, pixels)``; in [0, 1], 1 = neighbourhoods kept."""
+    from sklearn.manifold import trustworthiness
+
+    return float(trustworthiness(images.flatten(1).double().numpy(), _means(model, images).numpy(),
+                                 n_neighbors=n_neighbors))
+
+
+def aggregate_posterior_ks(model, images: torch.Tensor, seed: int = 0) -> float:
+    """Mean over latent dimensions of the Kolmogorov-Smirnov statistic between one draw
+    z ~ q(z|x) per example and the prior's marginal N(mu_j, sigma_j) (a diagonal Gaussian prior)."""
+    from scipy import stats
+
+    generator = torch.Generator().manual_seed(seed)
+    q = [model.posterior(x) for x in images.split(1000)]
+    z = torch.cat([d.mean + d.stddev * torch.randn(d.mean.shape, generator=generator) for d in q]).double()
+    prior = model.prior_distribution()
+    loc = prior.mean.detach().reshape(-1).double().expand(z.shape[1])
+    scale = prior.stddev.detach().reshape(-1).double().expand(z.shape[1])
+    return float(sum(stats.kstest(z[:, j].numpy(), "norm", args=(loc[j].item(), scale[j].item())).statistic
+                     for j in range(z.shape[1])) / z.shape[1])
+
+
+def sample_sharpness(model, images: torch.Tensor, n: int = 1000, seed: int = 0) -> float:
+    """Mean over ``n`` prior samples of the variance of the Laplacian of the decoder mean image
+    ``(C, H, W)`` in [0, 1] (per channel, then averaged)."""
+    import numpy as np
+    from scipy import ndimage
+
+    prior = model.prior_distribution()
+    generator = torch.Generator().manual_seed(seed)
+    eps = torch.randn((n, model.latent_dim), generator=generator)
+    z = prior.mean.detach().cpu() + prior.stddev.detach().cpu() * eps
+    x = model.decode_mean(z).double().numpy()  # (n, C, H, W)
+    lap = np.stack([ndimage.laplace(img) for img in x.reshape(-1, *x.shape[-2:])])
+    return float(lap.reshape(len(lap), -1).var(axis=1).mean())
+
+
 PROBES: dict[str, Callable] = {
     "toy_edge_fraction": toy_edge_fraction,
     "toy_curve_length": toy_curve_length,
     "latent_kurtosis": latent_kurtosis,
     "pca_components_98.5": pca_components,
     "pca_top14_share": pca_top_share,
+    "pca_top1_share": pca_top1_share,
+    "latent_trustworthiness": latent_trustworthiness,
+    "aggregate_posterior_ks": aggregate_posterior_ks,
+    "sample_sharpness": sample_sharpness,
 }
 
 

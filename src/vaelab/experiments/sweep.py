@@ -9,6 +9,8 @@ A sweep file (YAML)::
     variants:                         # and/or explicit variants (each a dict of dotted keys)
       - {name: cnn, model.network: conv3}
     seeds: [1, 2, 3]
+    seed_keys: [data.subset_seed]     # config keys that also get the run's seed (here: the
+                                      # training subset varies with the seed, not only the init)
     budgets:                          # overrides per --budget (quick is the default)
       quick: {training.epochs: 3, data.train_examples: 10000}
       full: {}
@@ -116,7 +118,8 @@ def load_sweep(spec: dict[str, Any] | str | Path, budget: str = "quick", output_
             raise ConfigError(f"sweep file {source} is not valid YAML; fix its syntax") from None
     if not isinstance(spec, dict):
         raise ConfigError("a sweep must be a mapping with base, grid and/or variants, seeds")
-    allowed = {"name", "base", "grid", "variants", "seeds", "budgets", "output_dir", "description", "claims"}
+    allowed = {"name", "base", "grid", "variants", "seeds", "seed_keys", "budgets", "output_dir", "description",
+               "claims", "figures", "evaluate"}  # claims, figures, evaluate: read by experiments.studies
     unknown = sorted(set(spec) - allowed)
     if unknown:
         raise ConfigError(f"unknown sweep keys {', '.join(unknown)} (valid: {', '.join(sorted(allowed))})")
@@ -131,6 +134,9 @@ def load_sweep(spec: dict[str, Any] | str | Path, budget: str = "quick", output_
     grid = spec.get("grid") or {}
     variants = spec.get("variants") or ([{}] if grid or not spec.get("variants") else [])
     seeds = spec.get("seeds") or [base["seed"]]
+    seed_keys = spec.get("seed_keys") or []
+    if not isinstance(seed_keys, list) or not all(isinstance(k, str) for k in seed_keys):
+        raise ConfigError("sweep seed_keys must be a list of dotted config keys, e.g. [data.subset_seed]")
     if not isinstance(grid, dict) or any(not isinstance(v, list) or not v for v in grid.values()):
         raise ConfigError("sweep grid must map dotted config keys to non-empty lists of values")
     name = str(spec.get("name") or (source.stem if source else "sweep"))
@@ -142,6 +148,7 @@ def load_sweep(spec: dict[str, Any] | str | Path, budget: str = "quick", output_
         for seed in seeds:
             overrides = {k: v for k, v in values.items() if k != "name"}
             overrides.update(budgets.get(budget) or {})
+            overrides.update({key: seed for key in seed_keys})
             config = dict(base)
             config = json.loads(json.dumps(config))  # deep copy
             set_dotted(config, overrides)

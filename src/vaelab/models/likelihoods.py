@@ -4,8 +4,10 @@ A likelihood reads the decoder's raw outputs ``params: (..., C, H, W)`` (one val
 and gives ``log_prob(x, params) -> (...)``: the log-density (or log-probability) of each image
 in nats, summed over its pixels, so that ``-log_prob`` is a true negative log-likelihood. Each
 is built on a ``torch.distributions`` object. A learned scale (sigma of a Gaussian, b of a
-Laplace) is a parameter of the likelihood itself, one scalar or one per pixel, kept above
-``scale_floor`` by ``floor + softplus(raw)``.
+Laplace) is a parameter of the likelihood itself, one scalar or one per pixel, or (``learn_scale:
+decoder``) a second output of the decoder for every pixel of every image, so that the variance
+depends on z (Kingma & Welling 2014, Appendix C.2: the Gaussian MLP decoder outputs mu and
+log sigma^2); either way it is kept above ``scale_floor`` by ``floor + softplus(raw)``.
 
 Adding a likelihood: write one class here with ``distribution(params)`` and ``mean(params)``,
 and add it to :data:`LIKELIHOODS` (and to ``config.LIKELIHOOD_NAMES``).
@@ -88,22 +90,39 @@ class ContinuousBernoulliLikelihood(Likelihood):
 
 
 class _ScaledLikelihood(Likelihood):
-    """A location-scale likelihood with a fixed or learned scale (scalar or per pixel)."""
+    """A location-scale likelihood with a fixed or learned scale (scalar or per pixel), or with
+    the scale as a second decoder output per pixel (``learn_scale: decoder``; then ``params``
+    holds ``2C`` channels: the C location outputs, then the C raw scales)."""
 
     def __init__(self, config: ModelConfig | None = None, image_shape: tuple[int, int, int] = (1, 1, 1)):
         super().__init__(config, image_shape)
         config = config or ModelConfig()
         self.floor = config.scale_floor
+        self.from_decoder = config.learn_scale == "decoder"
+        self.params_per_pixel = 2 if self.from_decoder else 1
         raw = _inverse_softplus(max(config.likelihood_scale - config.scale_floor, 1e-6))
-        shape = {"none": None, "scalar": (1, 1, 1), "pixel": tuple(image_shape)}[config.learn_scale]
+        shape = {"none": None, "decoder": None, "scalar": (1, 1, 1), "pixel": tuple(image_shape)}[config.learn_scale]
         if shape is None:
+            # with learn_scale: decoder, the initial scale is an offset of the decoder's raw output
             self.register_buffer("raw_scale", torch.tensor(raw), persistent=False)
         else:
             self.raw_scale = nn.Parameter(torch.full(shape, raw))
 
-    def scale(self) -> torch.Tensor:
-        """sigma or b: scalar, or ``(C, H, W)`` when learned per pixel."""
+    def scale(self, params: torch.Tensor | None = None) -> torch.Tensor:
+        """sigma or b: scalar, ``(C, H, W)`` when learned per pixel, or ``(..., C, H, W)`` from
+        the decoder outputs ``params: (..., 2C, H, W)`` under ``learn_scale: decoder``."""
+        if self.from_decoder:
+            if params is None:
+                raise ValueError("learn_scale=decoder: the scale depends on the decoder outputs; pass params")
+            return self.floor + F.softplus(params[..., params.shape[-3] // 2:, :, :] + self.raw_scale)
         return self.floor + F.softplus(self.raw_scale)
+
+    def location(self, params: torch.Tensor) -> torch.Tensor:
+        """The location outputs ``(..., C, H, W)`` (the first C channels under learn_scale decoder)."""
+        return params[..., : params.shape[-3] // 2, :, :] if self.from_decoder else params
+
+    def log_prob(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        return self.distribution(params).log_prob(x.expand_as(self.location(params)))
 
 
 class _SquashedLocationScale(_ScaledLikelihood):
@@ -112,11 +131,11 @@ class _SquashedLocationScale(_ScaledLikelihood):
     family: type = Normal
 
     def distribution(self, params):
-        base = self.family(torch.sigmoid(params), self.scale(), validate_args=False)
+        base = self.family(torch.sigmoid(self.location(params)), self.scale(params), validate_args=False)
         return Independent(base, 3, validate_args=False)
 
     def mean(self, params):
-        return torch.sigmoid(params)
+        return torch.sigmoid(self.location(params))
 
 
 class GaussianLikelihood(_SquashedLocationScale):
@@ -144,7 +163,7 @@ class LogitNormalLikelihood(_ScaledLikelihood):
         self.eps = (config or ModelConfig()).logit_eps
 
     def distribution(self, params):
-        base = Normal(params, self.scale(), validate_args=False)
+        base = Normal(self.location(params), self.scale(params), validate_args=False)
         return Independent(TransformedDistribution(base, [SigmoidTransform()], validate_args=False), 3,
                            validate_args=False)
 
@@ -152,7 +171,7 @@ class LogitNormalLikelihood(_ScaledLikelihood):
         return super().log_prob(x.clamp(self.eps, 1 - self.eps), params)
 
     def mean(self, params):
-        return torch.sigmoid(params)
+        return torch.sigmoid(self.location(params))
 
 
 LIKELIHOODS: dict[str, type[Likelihood]] = {

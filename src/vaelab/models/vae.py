@@ -80,8 +80,12 @@ def build_model(config: ModelConfig, image_shape: tuple[int, int, int]) -> VAE:
     else:
         spec = conv_spec(config, image_shape)
         encoder = ConvEncoder(image_shape, spec, config.hidden, config.latent_dim, config.activation, config.dropout)
-        decoder = ConvDecoder(image_shape, spec, decoder_hidden, config.latent_dim, config.activation, k,
-                              config.dropout)
+        if config.decoder_network == "mlp":
+            decoder = MLPDecoder(image_shape, decoder_hidden, config.latent_dim, config.activation, k,
+                                 config.batch_norm, config.dropout)
+        else:
+            decoder = ConvDecoder(image_shape, spec, decoder_hidden, config.latent_dim, config.activation, k,
+                                  config.dropout)
     initialise(encoder, config.init, config.activation)
     initialise(decoder, config.init, config.activation)
     prior = PRIORS[config.prior].from_config(config)

@@ -248,27 +248,57 @@ def plot_loss_curves(history: list[dict[str, float]], eval_name: str = "test", l
 
 @torch.no_grad()
 def plot_reconstructions(model: VAE, images: torch.Tensor, labels: torch.Tensor | None = None,
-                         class_names: Sequence[str] | None = None, n_cols: int = 10) -> Figure:
-    """Test images (rows "input") above their reconstructions (rows "recon."), ``n_cols`` per row.
+                         class_names: Sequence[str] | None = None, n_cols: int = 10,
+                         layout: str = "interleaved", n_draws: int = 7, seed: int = 0) -> Figure:
+    """Test images and their reconstructions, ``images: (N, C, H, W)`` in [0, 1].
 
-    A reconstruction is the decoder mean at the posterior mean, E[x | z = E_q[z|x]] (for a
-    Bernoulli decoder: the pixel probabilities, not a binary draw). ``images: (N, C, H, W)`` in
-    [0, 1]. When ``labels`` are given and the first row holds ``n_cols`` different classes (as
-    :func:`fixed_indices` arranges), columns are labelled with ``class_names``.
+    ``layout``: ``interleaved`` puts each row of ``n_cols`` inputs above the row of their
+    reconstructions; ``block`` puts all input rows above all reconstruction rows (as in the
+    SJTU report: 4 rows of inputs, then 4 rows of outputs); ``columns`` gives each image a row,
+    the original in the first column and then decoder means at ``n_draws`` draws z ~ q(z|x)
+    (seeded by ``seed``; as in Albu's report, Fig. 1b). Otherwise a reconstruction is the
+    decoder mean at the posterior mean, E[x | z = E_q[z|x]] (for a Bernoulli decoder: the pixel
+    probabilities, not a binary draw). When ``labels`` are given and the first row holds
+    ``n_cols`` different classes (as :func:`fixed_indices` arranges), columns are labelled with
+    ``class_names``.
+
+    Raises:
+        ValueError: an unknown ``layout``.
     """
     n = images.shape[0]
     _, _, h, w = images.shape
+    if layout == "columns":
+        device = model_device(model)
+        generator = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            q = model.posterior(images.to(device))
+            eps = torch.randn((n_draws, *q.mean.shape), generator=generator).to(device)
+            z = q.mean + q.stddev * eps                                    # (n_draws, N, D)
+        decoded = decode_means(model, z.reshape(-1, z.shape[-1]).cpu()).reshape(n_draws, n, *images.shape[1:])
+        tiles = torch.cat([images.float().cpu()[:, None], decoded.transpose(0, 1)], dim=1).reshape(-1, *images.shape[1:])
+        grid = image_grid(tiles, n_draws + 1)
+        xticks = list(zip(tile_centres(n_draws + 1, w, 1), ["input"] + [f"z{i + 1}" for i in range(n_draws)]))
+        return grid_figure(grid, f"test images (first column) and decoder means E[x|z] at {n_draws} draws "
+                           "z ~ q(z|x)", xticks=xticks)
+    if layout not in ("interleaved", "block"):
+        raise ValueError(f"layout must be interleaved, block or columns, got {layout!r}")
     recon = decode_means(model, encode_means(model, images))
-    rows, ylabels = [], []
+    inputs, outputs, ylabels = [], [], []
     for start in range(0, n, n_cols):
         part = images[start:start + n_cols].float().cpu()
         blank = torch.ones((n_cols - part.shape[0], *part.shape[1:]))
-        rows += [torch.cat([part, blank]), torch.cat([recon[start:start + n_cols], blank])]
-        ylabels += ["input", "recon."]
+        inputs.append(torch.cat([part, blank]))
+        outputs.append(torch.cat([recon[start:start + n_cols], blank]))
+    if layout == "block":
+        rows = inputs + outputs
+        ylabels = ["input"] * len(inputs) + ["recon."] * len(outputs)
+    else:
+        rows = [r for pair in zip(inputs, outputs) for r in pair]
+        ylabels = ["input", "recon."] * len(inputs)
     grid = image_grid(torch.cat(rows), n_cols)
     yticks = list(zip(tile_centres(len(ylabels), h, 1), ylabels))
     xticks: list[tuple[float, str]] = []
-    if labels is not None:
+    if labels is not None and layout == "interleaved":
         first = [int(v) for v in labels[:n_cols]]
         if len(set(first)) == len(first) == n_cols:
             names = [class_names[v] if class_names and v < len(class_names) else str(v) for v in first]

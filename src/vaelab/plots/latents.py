@@ -480,6 +480,75 @@ def plot_toy2d(model: VAE, images: torch.Tensor, labels: torch.Tensor | np.ndarr
 
 
 @torch.no_grad()
+def plot_toy2d_grid(cells: Sequence[tuple[int, int, VAE]], images: torch.Tensor, labels: torch.Tensor | np.ndarray,
+                    row_names: Sequence[str], col_names: Sequence[str], class_names: Sequence[str] | None = None,
+                    title: str = "", seed: int = 0) -> Figure:
+    """A whole grid of toy 2-D runs in one figure (Idler 2022, Figs. 2-3): for each cell
+    ``(row, col, model)`` two panels, the latent codes E_q[z|x] of the test points (a strip with
+    uniform jitter on the y axis for a 1-D latent) and their reconstructions E[x|z = E_q[z|x]],
+    coloured by label (quadrant). Latent panels share one set of axis limits, reconstruction
+    panels another (the data's square, widened to hold every reconstruction), so cells compare
+    at a glance. ``images: (N, 1, 1, 2)``; ``row_names``/``col_names`` label the grid.
+    """
+    labels = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels).reshape(-1)
+    groups = _label_groups(labels, class_names)
+    x = points_of(images)
+    n_rows, n_cols = len(row_names), len(col_names)
+    codes, recons = {}, {}
+    rng = np.random.default_rng(seed)
+    jitter = rng.uniform(-1, 1, len(x))
+    for r, c, model in cells:
+        means = encode_means(model, images)
+        if means.shape[1] > 2:
+            from sklearn.decomposition import PCA
+
+            means = PCA(n_components=2).fit_transform(means)
+        codes[r, c] = means if means.shape[1] == 2 else np.stack([means[:, 0], jitter], axis=1)
+        recons[r, c] = points_of(decode_means(model, encode_means(model, images)))
+    one_d = all(np.array_equal(v[:, 1], jitter) for v in codes.values())
+
+    def limits(arrays, lo=None, hi=None):
+        stacked = np.concatenate(list(arrays))
+        a, b = float(np.nanmin(stacked)), float(np.nanmax(stacked))
+        a, b = (min(a, lo), max(b, hi)) if lo is not None else (a, b)
+        pad = 0.04 * (b - a or 1.0)
+        return a - pad, b + pad
+
+    z_lim = limits([v[:, 0] for v in codes.values()] + ([] if one_d else [v[:, 1] for v in codes.values()]))
+    x_lim = limits([v.reshape(-1) for v in recons.values()] + [x.reshape(-1)], 0.0, 1.0)
+    with styled():
+        fig = Figure(figsize=(2.3 * 2 * n_cols + 1.2, 2.4 * n_rows + 1.0), layout="constrained")
+        axes = fig.subplots(n_rows, 2 * n_cols, squeeze=False)
+        for ax in axes.flat:
+            ax.set_visible(False)
+        for r, c, _ in cells:
+            ax_z, ax_x = axes[r, 2 * c], axes[r, 2 * c + 1]
+            for ax in (ax_z, ax_x):
+                ax.set_visible(True)
+                ax.tick_params(labelsize=7)
+            for name, mask, colour in groups:
+                ax_z.scatter(codes[r, c][mask, 0], codes[r, c][mask, 1], s=1, color=colour, label=name, rasterized=True)
+                ax_x.scatter(recons[r, c][mask, 0], recons[r, c][mask, 1], s=1, color=colour, rasterized=True)
+            ax_z.set_xlim(*z_lim)
+            if one_d:
+                ax_z.set_ylim(-1.1, 1.1)
+                ax_z.set_yticks([])
+            else:
+                ax_z.set_ylim(*z_lim)
+                ax_z.set_aspect("equal")
+            ax_x.set_xlim(*x_lim)
+            ax_x.set_ylim(*x_lim)
+            ax_x.set_aspect("equal")
+            ax_z.set_title(f"{row_names[r]}, {col_names[c]}\nlatent E_q[z|x]", fontsize=8)
+            ax_x.set_title("reconstruction", fontsize=8)
+        handles, names = next(axes[r, 2 * c] for r, c, _ in cells).get_legend_handles_labels()
+        fig.legend(handles, names, title="quadrant", markerscale=6, loc="outside right upper", frameon=False)
+        fig.suptitle(title or ("toy 2-D test points: latent codes (1-D: jittered strip) and reconstructions, "
+                               "coloured by quadrant; shared axes within the figure"))
+    return fig
+
+
+@torch.no_grad()
 def plot_points_samples(model: VAE, data: np.ndarray, n: int = 2000, seed: int = 0) -> Figure:
     """For point data: decoder means of ``n`` latents z ~ p(z), over the data in gray."""
     decoded = points_of(decode_means(model, prior_samples(model, n, seed)))
@@ -500,5 +569,5 @@ __all__ = [
     "EXPLAINED_THRESHOLDS", "LatentSpectrum", "class_colours", "interpolation_pairs", "latent_spectrum",
     "lerp", "manifold_latents", "most_active_dims", "plot_interpolations", "plot_latent_manifold",
     "plot_latent_scatter", "plot_points_manifold", "plot_points_samples", "plot_singular_values",
-    "plot_toy2d", "points_of", "prior_bounds", "slerp", "UNITS",
+    "plot_toy2d", "plot_toy2d_grid", "points_of", "prior_bounds", "slerp", "UNITS",
 ]

@@ -263,8 +263,11 @@ def _loss_curves(ctx: _Context, out: Path) -> list[Path]:
 def _reconstructions(ctx: _Context, out: Path) -> list[Path]:
     from .figures import plot_reconstructions, save_figure
 
-    idx = ctx.fixed(N_RECONSTRUCTIONS)
-    fig = plot_reconstructions(ctx.model, ctx.test.images[idx], ctx.test.labels[idx], ctx.class_names)
+    layout = ctx.figures.reconstruction_layout
+    n, cols = {"interleaved": (N_RECONSTRUCTIONS, 10), "block": (32, 8), "columns": (8, 10)}[layout]
+    idx = ctx.fixed(n)
+    fig = plot_reconstructions(ctx.model, ctx.test.images[idx], ctx.test.labels[idx], ctx.class_names,
+                               n_cols=cols, layout=layout, seed=ctx.record.config.seed)
     return [save_figure(fig, out / "reconstructions.png")]
 
 
