@@ -118,9 +118,11 @@ def claim_block(claim: dict, results: dict[str, ClaimResult], sweep_dirs: dict[s
     floor = ("effect-size floor " + (f"{claim['min_effect']:g} (metric units)" if "min_effect" in claim else
                                      f"{100 * float(claim['min_effect_rel']):g}% of the means")
              if ("min_effect" in claim or "min_effect_rel" in claim) and claim["kind"] != "rank" else "")
-    metric = claim.get("metric", "a figure")
-    detail = f"Metric: `{metric}`" + (f"; {floor}" if floor else "") + (
-        f"; margin {100 * float(claim.get('tolerance', 0.01)):g}%" if claim["kind"] == "similar" else "") + "."
+    if claim["kind"] == "figure":
+        detail = "No numeric test: a look at the figures, recorded with who looked and when."
+    else:
+        detail = f"Metric: `{claim['metric']}`" + (f"; {floor}" if floor else "") + (
+            f"; margin {100 * float(claim.get('tolerance', 0.01)):g}%" if claim["kind"] == "similar" else "") + "."
     lines += [detail, "", "| budget | verdict | why |", "| --- | --- | --- |"]
     for budget, result in results.items():
         lines.append(f"| {BUDGET_NAMES[budget]} | **{result.verdict}** | {result.reason} |")

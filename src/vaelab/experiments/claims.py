@@ -186,7 +186,8 @@ def run_metric(record: RunRecord, metric: str, probe: Callable[[RunRecord, str],
         return float(node)
     if metric.startswith("probe:"):
         if metric[len("probe:"):] in record.probes:
-            return float(record.probes[metric[len("probe:"):]])
+            value = record.probes[metric[len("probe:"):]]
+            return math.nan if value is None else float(value)
         if probe is None:
             from .probes import compute_probe as probe
         return float(probe(record, metric[len("probe:"):]))
@@ -266,7 +267,7 @@ class Difference:
 
     def text(self) -> str:
         return (f"{self.b.setting} - {self.a.setting} = {format_number(self.diff)} "
-                f"(Welch p = {format_p(self.p)}, floor {format_number(self.floor)})")
+                f"(Welch {format_p(self.p)}, floor {format_number(self.floor)})")
 
 
 def welch_p(a: list[float], b: list[float], alternative: str = "two-sided") -> float:
@@ -287,7 +288,8 @@ def welch_p(a: list[float], b: list[float], alternative: str = "two-sided") -> f
 
 
 def format_p(p: float) -> str:
-    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+    """``p < 0.001`` or ``p = 0.280``."""
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
 def effect_floor(claim: dict[str, Any], stats: list[SettingStats]) -> float:
@@ -478,13 +480,13 @@ def _similar(claim, first: SettingStats, second: SettingStats, result: ClaimResu
     test = f"margin ± {format_number(margin)} ({format_number(100 * tolerance, 2)}%)"
     if p_tost < ALPHA:
         result.verdict = HOLDS
-        result.reason = f"the means differ by {share}; equivalent within {test}: TOST p = {format_p(p_tost)}"
+        result.reason = f"the means differ by {share}; equivalent within {test}: TOST {format_p(p_tost)}"
     elif p_out < ALPHA:
         result.verdict = FAILS
-        result.reason = f"the means differ by {share}, outside {test}: one-sided Welch p = {format_p(p_out)}"
+        result.reason = f"the means differ by {share}, outside {test}: one-sided Welch {format_p(p_out)}"
     else:
-        result.reason = (f"the means differ by {share}; neither equivalence within {test} (TOST p = "
-                         f"{format_p(p_tost)}) nor a difference beyond it (p = {format_p(p_out)}) is shown")
+        result.reason = (f"the means differ by {share}; neither equivalence within {test} (TOST "
+                         f"{format_p(p_tost)}) nor a difference beyond it ({format_p(p_out)}) is shown")
     return result
 
 
@@ -577,7 +579,7 @@ def _rank(claim, records, stats: list[SettingStats], result: ClaimResult) -> Cla
         result.verdict = HOLDS
     elif p_neg < ALPHA:
         result.verdict = FAILS
-    result.reason = (f"Spearman rho = {rho:.2f} over {len(names)} settings (one-sided p = {format_p(p_pos)}, "
+    result.reason = (f"Spearman rho = {rho:.2f} over {len(names)} settings (one-sided {format_p(p_pos)}, "
                      f"floor rho >= {floor:g})" + (f"; no reference for {', '.join(missing)}" if missing else ""))
     result.rows = [s for s in stats if s.setting in reference]
     result.reference = {n: reference[n] for n in names}

@@ -12,7 +12,8 @@ Each probe takes the model and the evaluation images and returns one number:
 - ``latent_kurtosis``: Mardia's multivariate kurtosis of the posterior means of the evaluation
   points, E[((m - mean)^T S^-1 (m - mean))^2]: D(D+2) = 8 for a 2-D Gaussian, 5.6 for a uniform
   square (any rotation), so it falls as a latent cloud turns from Gaussian-like to square- or
-  diamond-like.
+  diamond-like. NaN when the codes are degenerate (a singular covariance: fewer dimensions used
+  than the latent has).
 - ``pca_components_98.5``: how many principal components of the posterior means of the
   evaluation images hold 98.5% of their variance (squared singular values of the centred
   matrix Z, one row per image).
@@ -69,7 +70,10 @@ def latent_kurtosis(model, images: torch.Tensor, batch_size: int = 1000) -> floa
     means = torch.cat([model.posterior(x).base_dist.loc for x in images.split(batch_size)]).double()
     centred = means - means.mean(0, keepdim=True)
     cov = centred.T @ centred / len(centred)
-    distances = (centred @ torch.linalg.inv(cov) * centred).sum(1)  # (N,) squared Mahalanobis
+    inverse, info = torch.linalg.inv_ex(cov)
+    if info.item() != 0 or torch.linalg.matrix_rank(cov).item() < cov.shape[0]:
+        return float("nan")  # the codes span fewer dimensions than the latent has: undefined
+    distances = (centred @ inverse * centred).sum(1)  # (N,) squared Mahalanobis
     return distances.pow(2).mean().item()
 
 

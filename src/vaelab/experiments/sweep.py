@@ -377,16 +377,23 @@ def summarize_sweep(directory: str | Path, figures: bool = True) -> dict[str, An
             "not_plotted": not_plotted}
 
 
+FIGURE_METRICS = ("neg_elbo", "recon", "kl", "train_kl")
+"""The panels of a sweep figure: the evaluation split's negative ELBO, reconstruction NLL and KL,
+and the training KL (claims about the KL during training use it)."""
+
+
 def sweep_figures(directory: str | Path, meta: dict[str, Any] | None = None,
-                  metrics: tuple[str, ...] = METRICS) -> tuple[list[Path], dict[str, str]]:
+                  metrics: tuple[str, ...] = FIGURE_METRICS) -> tuple[list[Path], dict[str, str]]:
     """Draw the ``vaelab compare`` figure of a sweep's finished runs once per swept key.
 
     A swept key is a grid key that takes two or more values among the finished runs, or
     ``variant`` when two or more of the sweep's variants finished. Each gets
     ``figures/compare_<key>.png``: one panel per metric (evaluation-split negative ELBO,
-    reconstruction NLL and KL per epoch, nats per example), one colour per value of the key
-    shared by the seeds of a setting, and with several swept keys one row of panels per value
-    of the other keys. A sweep with a single setting gets ``compare_seed.png`` (its seeds).
+    reconstruction NLL and KL, training KL per epoch, nats per example), one colour per value of
+    the key shared by the seeds of a setting (ordered by value when the values are numbers or
+    lists of numbers), and with several swept keys one row of panels per value of the other keys.
+    Runs of different likelihoods never share an axis: each likelihood gets its own row, since
+    their NLLs are densities of different families and not comparable. A sweep with a single setting gets ``compare_seed.png`` (its seeds).
     Older ``compare_*.png`` files that this call does not write are removed.
 
     Returns:
@@ -462,6 +469,11 @@ def _draw_sweep_figures(records: list, meta: dict[str, Any], figures_dir: Path, 
         order = sorted(range(len(records)), key=lambda i: sort_key(records[i], keys))  # stable: sweep order
         others = [f for f in factors if f != factor]
         rows = [", ".join(factors[f][0][i] for f in others) for i in order] if others else None
+        likelihoods = [r.config.model.likelihood for r in records]
+        if len(set(likelihoods)) > 1:  # NLLs of different likelihoods: one row (own axes) each
+            rows = [f"likelihood={likelihoods[i]}" + (f", {rows[j]}" if rows else "") for j, i in enumerate(order)]
+            others = others + ["likelihood"]
+            named.setdefault("likelihood", "likelihood")
         notes = [f"one row per {', '.join(named[f] for f in others)}"] if others else []
         if factor != "seed":
             notes.append("the seeds of a setting share a colour")

@@ -121,10 +121,20 @@ def run_labels(records: Sequence[RunRecord], keys: Sequence[str] | None = None,
 def sort_key(record: RunRecord, keys: Sequence[str]):
     """Order runs by their values of ``keys``: numerically when all are numbers, else as text."""
     flat = flat_config(record)
-    values = [flat.get(k) for k in keys]
-    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+    values = [_numeric(flat.get(k)) for k in keys]
+    if all(v is not None for v in values):  # numbers, or lists of numbers (widths 100 < 400 < 1000)
         return (0, tuple(values), "")
-    return (1, (), " ".join(map(str, values)))
+    return (1, (), " ".join(str(flat.get(k)) for k in keys))
+
+
+def _numeric(value: Any):
+    """A number as itself, a list of numbers as a tuple (compared element-wise), else None."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                          for v in value):
+        return tuple(value)
+    return None
 
 
 # --- metrics ----------------------------------------------------------------------------------
@@ -190,8 +200,7 @@ def _colours(records: Sequence[RunRecord], keys: Sequence[str]) -> list:
     import matplotlib
 
     flats = [flat_config(r) for r in records]
-    if len(keys) == 1 and all(isinstance(f.get(keys[0]), (int, float)) and not isinstance(f.get(keys[0]), bool)
-                              for f in flats) and len(records) > 2:
+    if len(keys) == 1 and all(_numeric(f.get(keys[0])) is not None for f in flats) and len(records) > 2:
         cmap = matplotlib.colormaps["viridis"]
         return [cmap(0.9 * i / (len(records) - 1)) for i in range(len(records))]  # ordered by value
     cmap = matplotlib.colormaps["tab10"]

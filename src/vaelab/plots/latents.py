@@ -543,8 +543,11 @@ def plot_toy2d_grid(cells: Sequence[tuple[int, int, VAE]], images: torch.Tensor,
             ax_x.set_title("reconstruction", fontsize=8)
         handles, names = next(axes[r, 2 * c] for r, c, _ in cells).get_legend_handles_labels()
         fig.legend(handles, names, title="quadrant", markerscale=6, loc="outside right upper", frameon=False)
-        fig.suptitle(title or ("toy 2-D test points: latent codes (1-D: jittered strip) and reconstructions, "
-                               "coloured by quadrant; shared axes within the figure"))
+        import textwrap
+
+        title = title or ("toy 2-D test points: latent codes (1-D: jittered strip) and reconstructions, "
+                          "coloured by quadrant; shared axes within the figure")
+        fig.suptitle("\n".join(textwrap.wrap(title, width=int(11 * (2.3 * 2 * n_cols + 1.2) - 20))))
     return fig
 
 
