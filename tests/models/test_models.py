@@ -42,3 +42,17 @@ def test_reparameterized_samples_have_the_posterior_moments_and_gradients():
     torch.testing.assert_close(z.std((0, 1)), std[0].detach(), atol=0.03, rtol=0)
     z.sum().backward()
     assert mean.grad is not None and std.grad is not None
+
+
+def test_a_convolutional_encoder_can_have_an_mlp_decoder():
+    # the SJTU report's CNN: only the encoder is convolutional
+    from vaelab.models.networks import ConvEncoder, MLPDecoder
+
+    config = ModelConfig(latent_dim=3, network="conv", conv_channels=[4, 8], conv_kernels=[5], hidden=[16],
+                         decoder_network="mlp", decoder_hidden=[12])
+    model = build_model(config, (1, 28, 28))
+    assert isinstance(model.encoder, ConvEncoder) and isinstance(model.decoder, MLPDecoder)
+    x = torch.rand(5, 1, 28, 28)
+    params = model.decode(model.posterior(x).rsample())
+    assert params.shape == (5, 1, 28, 28)
+    assert [m.out_features for m in model.decoder.modules() if isinstance(m, torch.nn.Linear)] == [12, 784]

@@ -39,7 +39,7 @@ import yaml
 
 from ..errors import ConfigError
 from ..io import atomic_write_text
-from .claims import RunRecord, collect_runs, group_stats, matches
+from .claims import Pending, RunRecord, collect_runs, group_stats, matches
 from .sweep import summarize_sweep
 
 RUN_FILES = ("config.yaml", "summary.json", "metrics.csv", "evaluation.json")
@@ -204,7 +204,11 @@ def _draw(entry: dict[str, Any], spec: dict[str, Any], records: list[RunRecord],
                               f"got claim {entry.get('claim')!r}")
         pooled = records + [r for other in claim.get("sweeps") or []
                             for r in collect_runs(records[0].run_dir.parents[1].parent / other, prefix=f"{other}/")]
-        stats = {s.setting: s for s in group_stats(pooled, claim["metric"], claim.get("where"))}
+        try:
+            stats = {s.setting: s for s in group_stats(pooled, claim["metric"], claim.get("where"))}
+        except Pending as exc:  # a pooled sweep not evaluated yet: drawn on a later export
+            print(f"{fid}: not drawn ({exc}: {', '.join(claim.get('sweeps') or [])})")
+            return
         names = [n for n in claim["reference"] if n in stats] + sorted(set(stats) - set(claim["reference"]))
         fig = plot_reference_bars(names, [stats[n].mean for n in names], [stats[n].std for n in names],
                                   [claim["reference"].get(n) for n in names], entry.get("ours", claim["metric"]),
