@@ -203,7 +203,7 @@ def test_summary_draws_the_compare_figures_of_each_swept_key(tmp_path, monkeypat
     assert "![compare_latent_dim](figures/compare_latent_dim.png)" in md
     assert "![compare_beta](figures/compare_beta.png)" in md
     assert "Not finished (1): latent_dim=2-beta=1-seed3" in md
-    assert "Not in the figures (2): latent_dim=1-beta=0.5-seed3 (no neg_elbo, recon, kl in metrics.csv); " \
+    assert "Not in the figures (2): latent_dim=1-beta=0.5-seed3 (no neg_elbo, recon, kl, train_kl in metrics.csv); " \
            "latent_dim=2-beta=0.5-seed3 (" in md
     assert set(summary["not_plotted"]) == {"latent_dim=1-beta=0.5-seed3", "latent_dim=2-beta=0.5-seed3",
                                            "latent_dim=2-beta=1-seed3"}
@@ -215,12 +215,12 @@ def test_summary_draws_the_compare_figures_of_each_swept_key(tmp_path, monkeypat
     assert legend.get_title().get_text() == "model.latent_dim"
     assert [t.get_text() for t in legend.get_texts()] == ["1", "2"]  # seeds share an entry
     axes = fig.axes
-    assert len(axes) == 2 * 3  # 2 values of beta x (negative ELBO, recon, KL)
-    assert axes[0].get_ylabel() == "beta=0.5\nnats per example" and axes[3].get_ylabel().startswith("beta=1\n")
+    assert len(axes) == 2 * 4  # 2 values of beta x (negative ELBO, recon, KL, train KL)
+    assert axes[0].get_ylabel() == "beta=0.5\nnats per example" and axes[4].get_ylabel().startswith("beta=1\n")
     assert axes[0].get_title() == "test negative ELBO (lower is better)"
-    assert len(axes[0].lines) == 2 + 2 and len(axes[3].lines) == 3 + 2  # the runs of each beta
+    assert len(axes[0].lines) == 2 + 2 and len(axes[4].lines) == 3 + 2  # the runs of each beta
     colours = {}
-    for line, run in zip(axes[3].lines, ["latent_dim=1-beta=1-seed1", "latent_dim=1-beta=1-seed2",
+    for line, run in zip(axes[4].lines, ["latent_dim=1-beta=1-seed1", "latent_dim=1-beta=1-seed2",
                                          "latent_dim=1-beta=1-seed3", "latent_dim=2-beta=1-seed1",
                                          "latent_dim=2-beta=1-seed2"]):
         colours.setdefault(run.split("-")[0], set()).add(line.get_color())

@@ -294,7 +294,7 @@ def format_p(p: float) -> str:
 
 def effect_floor(claim: dict[str, Any], stats: list[SettingStats]) -> float:
     """The smallest difference a claim counts, in the metric's units: ``min_effect`` (absolute)
-    or ``min_effect_rel`` (a share of the largest |mean| among ``stats``).
+    or ``min_effect_rel`` (a share of the larger |mean| of the compared settings ``stats``).
 
     Raises:
         ValueError: the claim states neither.
@@ -428,7 +428,7 @@ def _trend(claim, stats: list[SettingStats], result: ClaimResult) -> ClaimResult
     if len(stats) < 2:
         result.reason = f"needs at least two settings, found {len(stats)}"
         return result
-    floor = effect_floor(claim, stats)
+    floor = effect_floor(claim, [stats[0], stats[-1]])
     steps = [Difference(a, b, floor) for a, b in zip(stats[:-1], stats[1:])]
     ends = Difference(stats[0], stats[-1], floor)
     agree = [sign * d.diff > 0 for d in steps]
@@ -503,14 +503,15 @@ def _best(claim, records, stats: list[SettingStats], result: ClaimResult) -> Cla
     if not outside:
         result.reason = "every finished setting is an expected one; nothing to compare with"
         return result
-    floor = effect_floor(claim, stats)
     best_out = pick(outside, key=lambda s: s.mean)
+    floor = effect_floor(claim, [best_in, best_out])
     better_in = (best_in.mean < best_out.mean) if goal == "min" else (best_in.mean > best_out.mean)
     d = Difference(best_out, best_in, floor)
     if d.decided:
         result.verdict = HOLDS if better_in else FAILS
     winner, runner = (best_in, best_out) if better_in else (best_out, best_in)
-    result.reason = (f"best is {winner.setting}, ahead of {runner.setting}: {d.text()}"
+    word = "lowest" if goal == "min" else "highest"
+    result.reason = (f"{word} is {winner.setting}, ahead of {runner.setting}: {d.text()}"
                      + ("" if d.decided else ", not decided"))
     return result
 

@@ -147,6 +147,18 @@ def export_sweep(spec_path: str | Path, runs_root: str | Path, budget: str, resu
     return out
 
 
+def short_setting(name: str) -> str:
+    """A setting's name without the values its variant sets (``n12-kaiming-mae-likelihood=laplace``
+    -> ``n12-kaiming-mae``) and with a pooled sweep's study prefix dropped (``02-perceptual/x`` ->
+    ``perceptual/x``); grid settings (``beta=0.1``) stay as they are."""
+    import re
+
+    prefix, _, rest = name.rpartition("/")
+    prefix = re.sub(r"^\d+-", "", prefix)
+    short = re.sub(r"-[A-Za-z_]+=.*$", "", rest) if not re.match(r"^[A-Za-z_]+=", rest) else rest
+    return f"{prefix}/{short}" if prefix else short
+
+
 def compact_png(path: Path, colors: int = 128) -> None:
     """Re-encode a figure as a palette PNG (Pillow's median-cut quantiser, no dithering): about a
     third of the bytes, with no visible change to line plots, scatters and digit grids."""
@@ -210,7 +222,7 @@ def _draw(entry: dict[str, Any], spec: dict[str, Any], records: list[RunRecord],
             print(f"{fid}: not drawn ({exc}: {', '.join(claim.get('sweeps') or [])})")
             return
         names = [n for n in claim["reference"] if n in stats] + sorted(set(stats) - set(claim["reference"]))
-        fig = plot_reference_bars(names, [stats[n].mean for n in names], [stats[n].std for n in names],
+        fig = plot_reference_bars([short_setting(n) for n in names], [stats[n].mean for n in names], [stats[n].std for n in names],
                                   [claim["reference"].get(n) for n in names], entry.get("ours", claim["metric"]),
                                   entry.get("reference_label", "the report's number"),
                                   entry.get("title", f"claim {claim['id']}: ours beside the report's"))

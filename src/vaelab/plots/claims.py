@@ -27,7 +27,7 @@ def plot_reference_bars(settings: Sequence[str], means: Sequence[float], stds: S
         raise ValueError("settings, means, stds and reference must have one entry per setting")
     rows = list(range(n))[::-1]
     with styled():
-        fig = Figure(figsize=(11, 0.45 * n + 1.6), layout="constrained")
+        fig = Figure(figsize=(11, 0.42 * n + 1.8), layout="constrained")
         ax_ours, ax_ref = fig.subplots(1, 2, sharey=True)
         ax_ours.barh(rows, means, xerr=stds, color="tab:blue", capsize=3)
         ax_ours.set_yticks(rows, list(settings), fontsize=9)
