@@ -1,0 +1,151 @@
+"""The Ray backend of sweeps on a local 2-CPU Ray instance: the same results as the local
+backend, a worker killed mid-run is retried and resumes from the run's checkpoint, and a
+missing Ray gives one line."""
+
+import csv
+import functools
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from vaelab.cli import main
+from vaelab.experiments import load_sweep, run_sweep
+from vaelab.training import train
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def toy_sweep(**extra) -> dict:
+    """4 tiny toy2d runs: 2 latent sizes x 2 seeds, 2 epochs of 10 steps, checkpoints every 3 steps."""
+    return {
+        "name": "toy",
+        "base": {"data": {"dataset": "toy2d", "toy2d_train_size": 200, "toy2d_test_size": 100},
+                 "model": {"hidden": [8]},
+                 "training": {"epochs": 2, "batch_size": 20, "checkpoint_every_steps": 3, "progress": False},
+                 "figures": {"tensorboard_images_every": 0}},
+        "grid": {"model.latent_dim": [1, 2]},
+        "seeds": [1, 2],
+        **extra,
+    }
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    """A local Ray instance of 2 CPUs on 127.0.0.1, shared by this module's tests and shut down
+    after them. Its workers import this checkout (src and the repository root on PYTHONPATH)."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'vaelab[ray]')")
+    with pytest.MonkeyPatch.context() as patch:  # the workers inherit the environment of ray.init
+        patch.setenv("PYTHONPATH", os.pathsep.join([str(REPO / "src"), str(REPO)]))
+        patch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+        ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
+                 logging_level="WARNING", log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def final_metrics(run_dir: Path) -> dict:
+    summary = json.loads((run_dir / "summary.json").read_text())
+    return {k: summary[k] for k in ("epochs", "best_epoch", "best", "final", "final_train")}
+
+
+def results_without_timing(sweep_dir: Path) -> list[dict]:
+    """results.csv without its seconds_per_epoch columns (wall-clock time differs between runs)."""
+    with open(sweep_dir / "results.csv", newline="") as f:
+        return [{k: v for k, v in row.items() if not k.startswith("seconds_per_epoch")} for row in csv.DictReader(f)]
+
+
+def test_ray_backend_gives_the_results_of_the_local_backend(ray_instance, tmp_path):
+    import torch
+
+    local = run_sweep(load_sweep(toy_sweep(), "quick", tmp_path / "local"), 2, verbose=False,
+                      worker_init=functools.partial(torch.set_num_threads, 1))
+    on_ray = run_sweep(load_sweep(toy_sweep(), "quick", tmp_path / "ray"), verbose=False, backend="ray",
+                       cpus_per_run=1)
+    assert set(on_ray["statuses"].values()) == {"done"} and len(on_ray["statuses"]) == 4
+    assert on_ray["statuses"] == local["statuses"]
+    assert results_without_timing(tmp_path / "ray" / "toy") == results_without_timing(tmp_path / "local" / "toy")
+    for run_dir in sorted((tmp_path / "local" / "toy" / "runs").iterdir()):
+        assert final_metrics(tmp_path / "ray" / "toy" / "runs" / run_dir.name) == final_metrics(run_dir)
+        environment = json.loads((tmp_path / "ray" / "toy" / "runs" / run_dir.name / "environment.json").read_text())
+        assert environment["device"] == "cpu" and environment["torch_threads"] == 1
+
+    # a re-launch skips every finished run
+    again = run_sweep(load_sweep(toy_sweep(), "quick", tmp_path / "ray"), verbose=False, backend="ray")
+    assert set(again["statuses"].values()) == {"skipped"}
+
+
+KILLED = "latent_dim=2-seed1"
+
+
+def kill_after_first_checkpoint(log: str) -> None:
+    """worker_init of the kill test, run in every Ray task: the first time run KILLED writes a
+    checkpoint, its worker process gets SIGKILL right after; reading a checkpoint back is logged."""
+    import vaelab.training.trainer as trainer
+
+    if getattr(trainer, "_test_patched", False):  # a Ray worker process runs task after task
+        return
+    trainer._test_patched = True
+    write, read = trainer.write_checkpoint, trainer.read_checkpoint
+
+    def write_then_die(paths, payload):
+        write(paths, payload)
+        if KILLED in str(paths[0]) and not os.path.exists(log):
+            with open(log, "a") as f:
+                f.write(f"killed {os.getpid()} after writing {paths[0]}\n")
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def logged_read(path):
+        if KILLED in str(path) and os.path.exists(log):
+            with open(log, "a") as f:
+                f.write(f"read {path}\n")
+        return read(path)
+
+    trainer.write_checkpoint, trainer.read_checkpoint = write_then_die, logged_read
+
+
+def test_a_killed_worker_is_retried_and_resumes_to_the_uninterrupted_metrics(ray_instance, tmp_path):
+    log = tmp_path / "kill.log"
+    sweep = load_sweep(toy_sweep(grid={"model.latent_dim": [2]}), "quick", tmp_path / "ray")
+    summary = run_sweep(sweep, verbose=False, backend="ray",
+                        worker_init=functools.partial(kill_after_first_checkpoint, str(log)))
+    assert summary["statuses"] == {KILLED: "done", "latent_dim=2-seed2": "done"}
+    lines = log.read_text().splitlines()
+    run_dir = tmp_path / "ray" / "toy" / "runs" / KILLED
+    last = run_dir / "checkpoints" / "last.safetensors"
+    assert lines[0].startswith("killed ") and lines[0].endswith(f"after writing {last}")
+    assert lines[1] == f"read {last}"  # the retry resumed from the checkpoint the killed worker wrote
+
+    config = next(r.config for r in sweep.runs if r.name == KILLED)
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        reference = train({**config, "output_dir": str(tmp_path / "reference")}, verbose=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert final_metrics(run_dir) == final_metrics(reference.run_dir)
+    assert [row.split(",")[0] for row in (run_dir / "metrics.csv").read_text().splitlines()[1:]] == ["1", "2"]
+
+
+def test_backend_ray_without_ray_says_how_to_install_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    sweep_file = tmp_path / "toy.yaml"
+    sweep_file.write_text(json.dumps(toy_sweep()))
+    assert main(["sweep", str(sweep_file), "--backend", "ray", "--output-dir", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err == "vaelab: error: --backend ray needs Ray: pip install 'vaelab[ray]'\n"
+    assert not (tmp_path / "out").exists()
+
+
+def test_ray_options_need_the_ray_backend(tmp_path, capsys):
+    sweep_file = tmp_path / "toy.yaml"
+    sweep_file.write_text(json.dumps(toy_sweep()))
+    assert main(["sweep", str(sweep_file), "--cpus-per-run", "2"]) == 2
+    assert capsys.readouterr().err == ("vaelab: error: --cpus-per-run apply to --backend ray only; add "
+                                       "--backend ray or leave them out\n")
+    assert main(["sweep", str(sweep_file), "--backend", "ray", "--jobs", "2"]) == 2
+    assert "--jobs applies to --backend local" in capsys.readouterr().err
