@@ -149,3 +149,48 @@ def test_ray_options_need_the_ray_backend(tmp_path, capsys):
                                        "--backend ray or leave them out\n")
     assert main(["sweep", str(sweep_file), "--backend", "ray", "--jobs", "2"]) == 2
     assert "--jobs applies to --backend local" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_ctrl_c_cancels_the_tasks_and_a_relaunch_resumes(ray_instance, tmp_path):
+    # `vaelab sweep --backend ray`, in a session of its own, starts its own local Ray instance;
+    # Ctrl-C (SIGINT to the process group, as a terminal sends it) while the first two runs
+    # train cancels the tasks: the queued runs never start, the running ones checkpoint and stop
+    import subprocess
+    import time
+
+    sweep = toy_sweep()
+    sweep["base"]["training"]["epochs"] = 20
+    sweep_file = tmp_path / "toy.yaml"
+    sweep_file.write_text(json.dumps(sweep))
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)]), "RAY_USAGE_STATS_ENABLED": "0"}
+    proc = subprocess.Popen([sys.executable, "-m", "vaelab", "sweep", str(sweep_file), "--backend", "ray",
+                             "--output-dir", str(out)], cwd=tmp_path, env=env, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    runs = out / "toy" / "runs"
+    deadline = time.monotonic() + 180
+    while not list(runs.glob("*/metrics.csv")):  # a run has finished its first epoch
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    stdout, err = proc.communicate(timeout=180)
+    assert proc.returncode == 130 and "sweep stopped by SIGINT" in err, err
+    assert "runs, Ray tasks of 1 CPU each on 1 node(s) with" in stdout
+    finished = {p.parent.name: p.stat().st_mtime_ns for p in runs.glob("*/summary.json")}
+    interrupted = sorted(p.parent.name for p in runs.glob("*/error.txt"))
+    assert interrupted and len(finished) < 3
+    for name in interrupted:
+        assert "stopped by SIGINT" in (runs / name / "error.txt").read_text()
+        assert (runs / name / "checkpoints" / "last.safetensors").is_file()
+    assert sorted(p.name for p in runs.iterdir()) == sorted([*finished, *interrupted])  # the others never started
+
+    assert main(["sweep", str(sweep_file), "--backend", "ray", "--output-dir", str(out), "--quiet"]) == 0
+    assert {p.parent.name for p in runs.glob("*/summary.json")} == {r.name for r in load_sweep(sweep).runs}
+    assert not list(runs.glob("*/error.txt"))  # the interrupted runs resumed and finished
+    for name, mtime in finished.items():
+        assert (runs / name / "summary.json").stat().st_mtime_ns == mtime  # not trained again
+    for name in interrupted:
+        epochs = [row.split(",")[0] for row in (runs / name / "metrics.csv").read_text().splitlines()[1:]]
+        assert epochs == [str(e) for e in range(1, 21)]
