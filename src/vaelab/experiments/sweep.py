@@ -19,6 +19,10 @@ Each run trains in ``<output_dir>/<name>/runs/<differing values>-seed<k>/``. A r
 ``summary.json`` exists is finished and skipped on re-launch; one with a checkpoint but no
 summary is resumed. A failing run writes ``error.txt`` and the sweep goes on.
 
+Runs train in worker processes of this machine (the default), or as Ray core tasks on a Ray
+cluster (``run_sweep(..., backend="ray")``, ``vaelab sweep --backend ray``); the two differ only
+in how a run is submitted, waited for and cancelled (:class:`_ProcessPool`, :class:`_RayTasks`).
+
 The summary (:func:`summarize_sweep`, ``vaelab sweep-summary DIR``) writes ``results.csv`` and
 ``results.md`` (mean ± std over seeds of the final metrics) and ``figures/compare_<key>.png``,
 the ``vaelab compare`` curves of each swept key (:func:`sweep_figures`).
