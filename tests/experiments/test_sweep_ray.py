@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from vaelab.cli import main
+from vaelab.errors import ConfigError, VaelabError
 from vaelab.experiments import load_sweep, run_sweep
 from vaelab.training import train
 
@@ -139,6 +140,28 @@ def test_backend_ray_without_ray_says_how_to_install_it(tmp_path, monkeypatch, c
     assert main(["sweep", str(sweep_file), "--backend", "ray", "--output-dir", str(tmp_path / "out")]) == 2
     assert capsys.readouterr().err == "vaelab: error: --backend ray needs Ray: pip install 'vaelab[ray]'\n"
     assert not (tmp_path / "out").exists()
+
+
+def test_runs_that_ask_for_more_than_the_machine_has_are_refused(ray_instance, tmp_path):
+    sweep = load_sweep(toy_sweep(), "quick", tmp_path / "out")
+    with pytest.raises(ConfigError, match=r"each run asks for 3 CPUs \(--cpus-per-run\) but the largest node "
+                                          r"of the Ray cluster has 2; ask for at most 2"):
+        run_sweep(sweep, verbose=False, backend="ray", cpus_per_run=3)
+    with pytest.raises(ConfigError, match=r"each run asks for 1 GPUs \(--gpus-per-run\) but the largest node "
+                                          r"of the Ray cluster has 0; ask for at most 0"):
+        run_sweep(sweep, verbose=False, backend="ray", gpus_per_run=1)
+    assert not (tmp_path / "out").exists()
+    assert ray_instance.is_initialized()  # an instance this process was connected to stays up
+
+
+def test_an_unreachable_ray_address_is_one_line():
+    from vaelab.experiments.sweep import _check_reachable
+
+    with pytest.raises(VaelabError, match=r"^cannot reach the Ray cluster at 127.0.0.1:1 \(Connection refused\); "
+                                          r"check the address"):
+        _check_reachable("127.0.0.1:1")
+    with pytest.raises(VaelabError, match=r"--ray-address 'head' is not auto or HOST:PORT"):
+        _check_reachable("head")
 
 
 def test_ray_options_need_the_ray_backend(tmp_path, capsys):

@@ -306,6 +306,21 @@ def _ray_run(config: dict[str, Any], threads: int, worker_init: Callable[[], Non
         signal.signal(signal.SIGINT, previous)
 
 
+def _check_reachable(address: str, timeout: float = 10.0) -> None:
+    """Raise VaelabError unless a TCP connection to ``HOST:PORT`` opens within ``timeout`` s."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise VaelabError(f"--ray-address {address!r} is not auto or HOST:PORT, e.g. 10.0.0.5:6379")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise VaelabError(
+            f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}); check the address (the head "
+            "node's GCS port, 6379 by default) and that `ray start --head` runs there") from None
+
+
 class _RayTasks:
     """The Ray backend's submission: each run is a Ray core task asking for ``cpus_per_run``
     CPUs and ``gpus_per_run`` GPUs, on the cluster at ``address`` (``auto``, ``HOST:PORT``), on
@@ -328,16 +343,19 @@ class _RayTasks:
             raise ConfigError(f"gpus_per_run (--gpus-per-run) must be >= 0, got {gpus_per_run}")
         self.connected = not ray.is_initialized()  # connected (or started) here: disconnect in close()
         if self.connected:
+            if address and address != "auto" and "://" not in address:
+                _check_reachable(address)  # ray.init would retry an unreachable address for minutes
             try:
                 if address:
                     ray.init(address=address, logging_level=logging.WARNING)
                 else:  # a new single-machine instance, reachable from this machine only
                     ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1",
                              logging_level=logging.WARNING)
-            except ConnectionError as exc:
+            except (ConnectionError, RuntimeError) as exc:  # RuntimeError: e.g. a Ray version mismatch
+                reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(".")
                 raise VaelabError(
-                    f"cannot connect to the Ray cluster at {address}: {str(exc).splitlines()[0]}; start one "
-                    "with `ray start --head` or pass its address as HOST:PORT") from None
+                    f"cannot connect to the Ray cluster at {address} ({reason}); start one with "
+                    "`ray start --head`, or pass the head node's HOST:PORT") from None
         try:
             nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
             most = {kind: max((node.get(kind, 0.0) for node in nodes), default=0.0) for kind in ("CPU", "GPU")}
@@ -426,14 +444,8 @@ def run_sweep(sweep: Sweep | dict | str | Path, jobs: int | None = None, budget:
     """
     if backend not in ("local", "ray"):
         raise ConfigError(f"unknown sweep backend {backend!r}; use local or ray")
-    if backend == "ray":
-        _import_ray()  # before anything is written
     if not isinstance(sweep, Sweep):
         sweep = load_sweep(sweep, budget)
-    sweep.directory.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(sweep.directory / "sweep.yaml", yaml.safe_dump(
-        {**sweep.spec, "resolved_runs": [r.name for r in sweep.runs], "keys": sweep.keys, "budget": budget},
-        sort_keys=False))
     say = print if verbose else (lambda *a, **k: None)
     originals = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}  # ray.init sets its own
     if backend == "ray":
@@ -443,6 +455,10 @@ def run_sweep(sweep: Sweep | dict | str | Path, jobs: int | None = None, budget:
         jobs = max(1, min(jobs or cpus, len(sweep.runs)))
         threads = max(1, cpus // jobs)
         runner = _ProcessPool(jobs, threads, worker_init)
+    sweep.directory.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(sweep.directory / "sweep.yaml", yaml.safe_dump(
+        {**sweep.spec, "resolved_runs": [r.name for r in sweep.runs], "keys": sweep.keys, "budget": budget},
+        sort_keys=False))
     say(f"sweep {sweep.name}: {len(sweep.runs)} runs, {runner.describe} -> {sweep.directory}")
     from tqdm.auto import tqdm
 
