@@ -378,7 +378,6 @@ class _RayTasks:
         self.task = ray.remote(_ray_run)
         self.options = {"num_cpus": cpus_per_run, "num_gpus": gpus_per_run, "max_retries": RAY_MAX_RETRIES,
                         "retry_exceptions": False}
-        self.cancelled: set = set()
 
     def submit(self, config: dict[str, Any]):
         # absolute paths: a task may run in another directory or on another node (which must
@@ -405,10 +404,11 @@ class _RayTasks:
             return {"status": "failed", "seconds": 0.0, "error": f"Ray task failed: {type(exc).__name__}: {message}"}
 
     def stop(self, not_done: set) -> None:
-        """Cancel the tasks: queued ones never start, running ones checkpoint and stop."""
-        for ref in not_done - self.cancelled:
+        """Cancel the tasks: queued ones never start, running ones checkpoint and stop. Called
+        again every half second while tasks run, like the local backend's SIGTERM: a run
+        interrupted before its training loop began would otherwise train to the end."""
+        for ref in not_done:
             self.ray.cancel(ref)
-            self.cancelled.add(ref)
 
     def close(self) -> None:
         if self.connected and self.ray.is_initialized():
