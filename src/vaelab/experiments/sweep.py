@@ -371,7 +371,8 @@ class _RayTasks:
             raise
         total = ray.cluster_resources()
         gpus = f", {gpus_per_run:g} GPU" if gpus_per_run else ""
-        self.describe = (f"Ray tasks of {cpus_per_run} CPU{gpus} each on {len(nodes)} node(s) with "
+        self.describe = (f"Ray tasks of {cpus_per_run} CPU{'s' if cpus_per_run > 1 else ''}{gpus} each on "
+                         f"{len(nodes)} node(s) with "
                          f"{total.get('CPU', 0):g} CPUs, {total.get('GPU', 0):g} GPUs")
         self.threads = cpus_per_run
         self.worker_init = worker_init
@@ -455,10 +456,14 @@ def run_sweep(sweep: Sweep | dict | str | Path, jobs: int | None = None, budget:
         jobs = max(1, min(jobs or cpus, len(sweep.runs)))
         threads = max(1, cpus // jobs)
         runner = _ProcessPool(jobs, threads, worker_init)
-    sweep.directory.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(sweep.directory / "sweep.yaml", yaml.safe_dump(
-        {**sweep.spec, "resolved_runs": [r.name for r in sweep.runs], "keys": sweep.keys, "budget": budget},
-        sort_keys=False))
+    try:
+        sweep.directory.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(sweep.directory / "sweep.yaml", yaml.safe_dump(
+            {**sweep.spec, "resolved_runs": [r.name for r in sweep.runs], "keys": sweep.keys, "budget": budget},
+            sort_keys=False))
+    except BaseException:
+        runner.close()  # e.g. stop the local Ray instance just started
+        raise
     say(f"sweep {sweep.name}: {len(sweep.runs)} runs, {runner.describe} -> {sweep.directory}")
     from tqdm.auto import tqdm
 
