@@ -133,6 +133,32 @@ def test_a_killed_worker_is_retried_and_resumes_to_the_uninterrupted_metrics(ray
     assert [row.split(",")[0] for row in (run_dir / "metrics.csv").read_text().splitlines()[1:]] == ["1", "2"]
 
 
+@pytest.mark.parametrize("gpu_ids, device", [([], "cpu"), ([0], "cuda"), (["1"], "cuda")])
+def test_a_ray_task_trains_on_its_gpu_if_it_has_one_with_its_cpus_as_threads(gpu_ids, device, monkeypatch):
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'vaelab[ray]')")
+    import torch
+
+    import vaelab.experiments.sweep as sweep_module
+
+    seen = {}
+
+    def fake_train_one(config, device=None):
+        seen.update(device=device, threads=torch.get_num_threads(), stopping=sweep_module._STOPPING,
+                    sigint=signal.getsignal(signal.SIGINT))
+        return {"status": "done", "seconds": 0.0}
+
+    monkeypatch.setattr(ray, "get_gpu_ids", lambda: gpu_ids)
+    monkeypatch.setattr(sweep_module, "_train_one", fake_train_one)
+    monkeypatch.setattr(sweep_module, "_STOPPING", True)  # left over from a task of an earlier sweep
+    threads, handler = torch.get_num_threads(), signal.getsignal(signal.SIGINT)
+    try:
+        assert sweep_module._ray_run({"name": "r"}, 3, None) == {"status": "done", "seconds": 0.0}
+        assert seen == {"device": device, "threads": 3, "stopping": False, "sigint": sweep_module._stop_worker}
+        assert signal.getsignal(signal.SIGINT) is handler  # the worker's own handler is back
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_backend_ray_without_ray_says_how_to_install_it(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     sweep_file = tmp_path / "toy.yaml"
