@@ -24,3 +24,14 @@ def test_quick_benchmarks_run_and_write_results(real_data_dir, tmp_path):
     assert memory["train_status"] == 0 and memory["evaluate_status"] == 0
     assert 0 < memory["import_torch_mib"] < memory["train_mib"]
     assert {"plain in-memory loop", "stripped eager loop"} <= set(result["results"][0]["seconds"])
+
+
+def test_gpu_check_without_cuda_says_so_and_exits_2():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: benchmarks/gpu_check.sh would run the whole check")
+    proc = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_check.sh")], cwd=REPO,
+                          env={**os.environ, "PYTHON": sys.executable}, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("gpu_check: no CUDA device here (torch ") and proc.stderr.count("\n") == 1

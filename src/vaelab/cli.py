@@ -128,6 +128,18 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--budget", default="quick", help="quick or full (the sweep's budgets) (default: quick)")
     sweep.add_argument("--output-dir", default=None, help="parent of the sweep directory (default: runs/sweeps)")
     sweep.add_argument("--quiet", action="store_true", help="print only the results table")
+    sweep.add_argument("--backend", choices=("local", "ray"), default="local",
+                       help="local: worker processes on this machine; ray: one Ray task per run, on a Ray "
+                            "cluster (needs `pip install 'vaelab[ray]'`; every node must see the sweep "
+                            "directory at the same path) (default: local)")
+    sweep.add_argument("--ray-address", metavar="auto|HOST:PORT", default=None,
+                       help="--backend ray: the cluster to run on (default: start a local Ray instance "
+                            "sized to this machine)")
+    sweep.add_argument("--cpus-per-run", type=int, default=None, metavar="N",
+                       help="--backend ray: CPUs each run asks for, and its torch threads (default: 1)")
+    sweep.add_argument("--gpus-per-run", type=float, default=None, metavar="F",
+                       help="--backend ray: GPUs each run asks for, e.g. 1 or 0.5 (a run trains on the GPU "
+                            "Ray gives it, else on the CPU) (default: 0)")
     sweep.set_defaults(handler=_cmd_sweep)
 
     sweep_summary = commands.add_parser(
@@ -268,8 +280,20 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
     if args.jobs is not None and args.jobs < 1:
         raise VaelabError(f"--jobs must be >= 1, got {args.jobs}")
+    ray_options = {"--ray-address": args.ray_address, "--cpus-per-run": args.cpus_per_run,
+                   "--gpus-per-run": args.gpus_per_run}
+    if args.backend == "local" and any(v is not None for v in ray_options.values()):
+        given = ", ".join(flag for flag, value in ray_options.items() if value is not None)
+        raise VaelabError(f"{given} apply to --backend ray only; add --backend ray or leave them out")
+    if args.backend == "ray" and args.jobs is not None:
+        raise VaelabError("--jobs applies to --backend local; with --backend ray the cluster's resources and "
+                          "--cpus-per-run/--gpus-per-run decide how many runs train at once")
     sweep = load_sweep(args.sweep_file, args.budget, args.output_dir)
-    summary = run_sweep(sweep, args.jobs, args.budget, verbose=not args.quiet)
+    ray_kwargs = {} if args.backend == "local" else {
+        "backend": "ray", "ray_address": args.ray_address,
+        "cpus_per_run": 1 if args.cpus_per_run is None else args.cpus_per_run,
+        "gpus_per_run": 0.0 if args.gpus_per_run is None else args.gpus_per_run}
+    summary = run_sweep(sweep, args.jobs, args.budget, verbose=not args.quiet, **ray_kwargs)
     if args.quiet:
         print((sweep.directory / "results.md").read_text())
     return 1 if summary["unfinished"] else 0
