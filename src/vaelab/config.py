@@ -55,7 +55,10 @@ def _positive_list(v):
 class DataConfig:
     """Which dataset, where to find it, and how to present it to the model."""
 
-    dataset: str = _field("mnist", "dataset name (see `vaelab datasets`)")
+    dataset: str = _field(
+        "mnist", "dataset name (see `vaelab datasets`), or your own data: a .npz/.pt/.safetensors file "
+        "with x_train, x_test (optional y_train, y_test) or an image folder with train/<class>/ and "
+        "test/<class>/ (see docs: your own data)")
     data_dir: str | None = _field(
         None, "directory holding the dataset files (default: $VAELAB_DATA_DIR, then the user cache)"
     )
@@ -76,6 +79,10 @@ class DataConfig:
     )
     eval_examples: int | None = _field(
         None, "use only the first N evaluation examples (quick runs; default all)", check=_at_least(1)
+    )
+    image_size: list[int] | None = _field(
+        None, "your own image folder only: resize every image to H W (bilinear; default: keep the size, "
+        "which must then be the same for all)", check=_positive_list,
     )
     toy2d_range: str = _field(
         "unit", "toy2d only: the square the points are uniform in, unit = [0, 1]^2 or "
@@ -639,8 +646,10 @@ def _cross_checks(config: Config) -> list[str]:
         not config.name or "/" in config.name or "\\" in config.name or config.name in (".", "..")
     ):
         problems.append(f"name must be a plain directory name without '/', got {config.name!r}")
-    if "/" in config.data.dataset or "\\" in config.data.dataset or config.data.dataset.startswith("."):
-        problems.append(f"data.dataset must be a dataset name, got {config.data.dataset!r}")
+    if not config.data.dataset:
+        problems.append("data.dataset must be a dataset name or the path of your data, got ''")
+    if config.data.image_size is not None and len(config.data.image_size) != 2:
+        problems.append(f"data.image_size needs two values H W, got {config.data.image_size}")
     dims = config.figures.manifold_dims
     if dims is not None and max(dims) >= config.model.latent_dim:
         problems.append(f"figures.manifold_dims {dims} must be below model.latent_dim={config.model.latent_dim}")

@@ -198,8 +198,10 @@ class _Context:
         loading the data."""
         if self._dataset is not None:
             return self._dataset.spec.kind == "points"
-        from ..data import get_spec
+        from ..data import get_spec, is_user_dataset
 
+        if is_user_dataset(self.record.config.data.dataset):
+            return False  # your own data are images
         return get_spec(self.record.config.data.dataset).kind == "points"
 
     @property

@@ -5,6 +5,8 @@ run::
 
     config.yaml            the fully resolved config (loadable with ``vaelab train --config``)
     environment.json       seed, versions of Python/torch/numpy/vaelab, device, threads, command
+    data.json              your own data only: its path, sha256, shapes (``--resume`` refuses changed data)
+    data.npz               data given to ``vaelab.train(config, data=...)`` from Python
     metrics.csv            one row per epoch: train and evaluation recon/KL/negative ELBO, seconds
     summary.json           best epoch, final metrics, seconds per epoch (written at the end)
     checkpoints/last.safetensors, checkpoints/best.safetensors
@@ -37,7 +39,7 @@ import torch
 
 from .. import __version__
 from ..config import Config, ObjectiveConfig, TrainingConfig, load_config
-from ..data import Dataset, InMemoryBatches, load_dataset
+from ..data import Dataset, InMemoryBatches, is_user_dataset, load_dataset, save_arrays
 from ..errors import CheckpointError, ConfigError, TrainingError, TrainingInterrupted
 from ..evaluation import evaluate_elbo
 from ..io import atomic_write_text
@@ -100,29 +102,43 @@ def load_model(run_dir: str | Path, which: str = "best") -> VAE:
     return model.eval()
 
 
-def train(config: Config | dict | str | Path, verbose: bool = True, argv: list[str] | None = None) -> Run:
+def train(config: Config | dict | str | Path, verbose: bool = True, argv: list[str] | None = None,
+          data=None) -> Run:
     """Train a VAE as described by ``config`` and return the finished :class:`Run`.
 
     Args:
         config: a :class:`Config`, a dict of its values, or the path of a YAML config.
         verbose: print one line per epoch, a progress bar (on a terminal) and a summary.
         argv: the command line, recorded in ``environment.json``.
+        data: your own data instead of ``config.data.dataset``: ``(x_train, x_test)`` or
+            ``(x_train, x_test, y_train, y_test)``, numpy arrays or tensors, images ``(N, H, W)``,
+            ``(N, H, W, C)`` or ``(N, C, H, W)``, uint8 0..255 or float in [0, 1], labels ``(N,)``
+            integers. They are checked and kept in the run directory as ``data.npz``, which
+            ``data.dataset`` then names (so evaluation, figures and resume read them back).
 
     Raises:
         ConfigError: invalid config, or the run directory already holds a run.
-        DataError: the dataset cannot be found or is corrupt.
+        DataError: the dataset cannot be found or is corrupt, or ``data`` is invalid (one line
+            saying what is wrong).
         TrainingError: the loss became non-finite.
     """
     if isinstance(config, (str, Path)):
         config = load_config(config)
     elif isinstance(config, dict):
         config = Config.from_dict(config)
+    if data is not None and config.name is None:
+        config = config.replace({"name": _default_name(config, "data")})
+    elif is_user_dataset(config.data.dataset):  # an absolute path, so the run works from any directory
+        config = config.replace({"data.dataset": str(Path(config.data.dataset).expanduser().resolve())})
     run_dir = Path(config.output_dir) / (config.name or _default_name(config))
     if (run_dir / "config.yaml").exists():
         raise ConfigError(
             f"run directory {run_dir} already holds a run; continue it with --resume {run_dir} "
             "or choose another --name"
         )
+    if data is not None:
+        path = save_arrays(run_dir / "data.npz", data)
+        config = config.replace({"data.dataset": str(path.resolve())})
     return _fit(config, run_dir, checkpoint=None, verbose=verbose, argv=argv)
 
 
@@ -153,8 +169,47 @@ def resume(run_dir: str | Path, overrides: dict[str, Any] | None = None, verbose
     return _fit(config, run_dir, checkpoint=checkpoint, verbose=verbose, argv=argv)
 
 
-def _default_name(config: Config) -> str:
-    return f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{config.data.dataset}"
+def _default_name(config: Config, dataset: str | None = None) -> str:
+    dataset = dataset or config.data.dataset
+    if is_user_dataset(dataset):
+        dataset = Path(dataset).stem or "data"
+    return f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{dataset}"
+
+
+DATA_SOURCE_FILE = "data.json"
+
+
+def check_data_source(run_dir: Path, dataset: Dataset, resuming: bool) -> None:
+    """For your own data, compare its sha256 with the one ``run_dir/data.json`` recorded when
+    the run started (only when ``resuming``).
+
+    Raises:
+        ConfigError: the data changed since the run started (naming both digests).
+    """
+    recorded = run_dir / DATA_SOURCE_FILE
+    if not resuming or dataset.spec.sha256 is None or not recorded.is_file():
+        return
+    try:
+        before = json.loads(recorded.read_text())
+    except (OSError, ValueError):
+        raise ConfigError(f"{recorded} is damaged; it records the run's data: restore it or start a new run") from None
+    if before.get("sha256") != dataset.spec.sha256:
+        raise ConfigError(
+            f"the data changed since the run started: {dataset.spec.source} has sha256 "
+            f"{dataset.spec.sha256[:16]}..., the run recorded {str(before.get('sha256'))[:16]}... "
+            f"({recorded}); restore the original data or start a new run"
+        )
+
+
+def write_data_source(run_dir: Path, dataset: Dataset) -> None:
+    """Record your own data's path, sha256 and shapes in ``run_dir/data.json`` (built-in
+    datasets are verified by their own checksums and need none)."""
+    if dataset.spec.sha256 is None or (run_dir / DATA_SOURCE_FILE).is_file():
+        return
+    info = {"path": dataset.spec.source, "sha256": dataset.spec.sha256, "image_shape": list(dataset.spec.image_shape),
+            "classes": list(dataset.spec.classes), "train_examples": len(dataset.train),
+            "test_examples": len(dataset.test)}
+    atomic_write_text(run_dir / DATA_SOURCE_FILE, json.dumps(info, indent=2))
 
 
 def environment(config: Config, device: torch.device, argv: list[str] | None) -> dict[str, Any]:
@@ -338,6 +393,7 @@ def _fit(config: Config, run_dir: Path, checkpoint, verbose: bool, argv) -> Run:
     device = resolve_device(config.training.device)
     data_generator = seed_everything(config.seed)
     dataset = load_dataset(config.data)
+    check_data_source(run_dir, dataset, resuming=(run_dir / "config.yaml").is_file())  # train() refuses a used one
     if config.training.batch_size > len(dataset.train):
         raise ConfigError(
             f"training.batch_size={config.training.batch_size} is larger than the training set "
@@ -373,6 +429,7 @@ def _fit_locked(config, run_dir, dataset, model, optimizer, scheduler, state, or
     objective = objective if objective is not None else build_objective(config.objective, config.data.dataset, device)
     atomic_write_text(run_dir / "config.yaml", config.to_yaml())
     atomic_write_text(run_dir / "environment.json", json.dumps(environment(config, device, argv), indent=2))
+    write_data_source(run_dir, dataset)
     write_metrics_csv(run_dir / "metrics.csv", state.history)
 
     eval_images = dataset.eval.images.to(device)
