@@ -181,7 +181,18 @@ class ModelConfig:
     )
     prior: str = _field(
         "normal", "prior p(z): normal, a diagonal Gaussian N(prior_loc, prior_std^2) "
-        "(standard_normal is N(0, I))", choices=("normal", "standard_normal"),
+        "(standard_normal is N(0, I)); mog, a learned mixture of mog_components diagonal Gaussians; "
+        "vamp, the VampPrior (Tomczak & Welling 2018): the encoder's posteriors at vamp_components "
+        "learned pseudo-inputs (with mog and vamp the KL is a Monte Carlo estimate)",
+        choices=("normal", "standard_normal", "mog", "vamp"),
+    )
+    vamp_components: int = _field(
+        500, "prior=vamp: number K of pseudo-inputs (Tomczak & Welling 2018 use 500 on MNIST)",
+        check=_at_least(1),
+    )
+    mog_components: int = _field(
+        500, "prior=mog: number K of mixture components (weights 1/K, means and scales learned)",
+        check=_at_least(1),
     )
     prior_loc: list[float] = _field(
         None, "prior mean: one value or one per latent dimension", factory=lambda: [0.0],
@@ -619,6 +630,13 @@ def _cross_checks(config: Config) -> list[str]:
             problems.append(f"model.{key} needs 1 or latent_dim={m.latent_dim} values, got {len(value)}")
     if m.prior == "standard_normal" and (m.prior_loc != [0.0] or m.prior_scale() != [1.0]):
         problems.append("model.prior standard_normal is N(0, I); use prior: normal with prior_loc/prior_std")
+    if m.prior in ("mog", "vamp"):
+        if m.prior_loc != [0.0] or m.prior_std is not None or m.prior_variance is not None:
+            problems.append(f"model.prior_loc/prior_std/prior_variance set a normal prior; prior {m.prior} learns "
+                            "its own (drop them, or use prior: normal)")
+        if config.objective.free_bits:
+            problems.append(f"objective.free_bits needs the KL per latent dimension, which prior {m.prior} (a "
+                            "mixture) does not have; use prior: normal or free_bits: 0")
     if m.likelihood == "logit_normal" and d.binarize != "none":
         problems.append(
             f"model.likelihood logit_normal is a density on (0, 1) and cannot model binarised data "

@@ -32,6 +32,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..models.classifier import Classifier
+from ..models.priors import sample_prior
 from ..models.vae import VAE
 from ..runtime import flush_denormals
 
@@ -145,8 +146,8 @@ def generate_samples(model: VAE, n: int, seed: int = 0, batch_size: int = 1000,
     try:
         with flush_denormals():
             for start in range(0, n, batch_size):
-                eps = torch.randn((min(batch_size, n - start), model.latent_dim), generator=generator).to(device)
-                out.append(model.decode_mean(p.mean + p.stddev * eps).float().cpu())
+                z = sample_prior(p, min(batch_size, n - start), generator).to(device)  # any prior, mixtures too
+                out.append(model.decode_mean(z).float().cpu())
     finally:
         model.train(was_training)
     return torch.cat(out)

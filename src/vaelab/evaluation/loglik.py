@@ -23,7 +23,10 @@ How it is computed (fast by design):
 * under ``torch.inference_mode`` and with subnormal floats flushed to zero on the CPU.
 
 The same pass gives the reconstruction term -(1/K) sum_k log p(x|z_k) of the ELBO (a K-sample
-estimate) and the closed-form KL, hence the negative ELBO of the same examples.
+estimate) and the KL (closed form for a diagonal Gaussian prior; for a mixture prior, MoG or
+VampPrior, the K-sample Monte Carlo estimate), hence the negative ELBO of the same examples.
+log p(z) is always the prior's exact log-density (a mixture's by log-sum-exp over its
+components, :class:`vaelab.models.priors.DiagonalGaussianMixture`).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import torch
 from torch.distributions import kl_divergence
 
 from ..errors import ConfigError
+from ..models.priors import factorises
 from ..models.vae import VAE
 from ..runtime import flush_denormals
 
@@ -88,7 +92,8 @@ class LogLikelihood(NamedTuple):
     recon: torch.Tensor
     """-(1/K) sum_k log p(x|z_k): the ELBO's reconstruction NLL from the same K samples."""
     kl: torch.Tensor
-    """KL(q(z|x) || p(z)), closed form."""
+    """KL(q(z|x) || p(z)): closed form for a diagonal Gaussian prior, else the Monte Carlo mean of
+    log q(z_k|x) - log p(z_k) over the same K samples."""
     k: int
 
     @property
@@ -151,7 +156,8 @@ def importance_log_likelihood(model: VAE, images: torch.Tensor, k: int = 1000, *
     log_px = torch.empty(n, dtype=torch.float64)
     recon = torch.empty(n, dtype=torch.float64)
     kl = torch.empty(n, dtype=torch.float64)
-    prior = model.prior_distribution()
+    prior = model.prior_distribution()  # once: the VampPrior encodes its pseudo-inputs
+    closed_form = factorises(prior)
     d = model.latent_dim
     starts = range(0, n, batch_size)
     bar = None
@@ -173,15 +179,21 @@ def importance_log_likelihood(model: VAE, images: torch.Tensor, k: int = 1000, *
                 log_qz = (-0.5 * eps.square().sum(-1) - std.log().sum(-1)) - 0.5 * d * LOG_2PI  # (K, B)
                 lme = LogMeanExp((b,), device)
                 log_px_z_sum = torch.zeros(b, dtype=torch.float64, device=device)
+                log_ratio_sum = torch.zeros(b, dtype=torch.float64, device=device)  # sum_k log q - log p
                 per_chunk = max(1, chunk_size // b)
                 for k0 in range(0, k, per_chunk):
                     z = torch.addcmul(mean, std, eps[k0:k0 + per_chunk])  # (c, B, D)
                     log_px_z = model.likelihood.log_prob(x, model.decode(z))  # (c, B)
-                    lme.update(log_px_z + prior.log_prob(z) - log_qz[k0:k0 + per_chunk])  # log w, (c, B)
+                    log_ratio = prior.log_prob(z) - log_qz[k0:k0 + per_chunk]  # exact log p(z) - log q(z|x)
+                    lme.update(log_px_z + log_ratio)  # log w, (c, B)
                     log_px_z_sum += log_px_z.sum(0, dtype=torch.float64)
+                    log_ratio_sum -= log_ratio.sum(0, dtype=torch.float64)
                 log_px[start:start + b] = lme.compute().cpu()
                 recon[start:start + b] = (-log_px_z_sum / k).cpu()
-                kl[start:start + b] = kl_divergence(q.base_dist, prior.base_dist).sum(-1).double().cpu()
+                if closed_form:
+                    kl[start:start + b] = kl_divergence(q.base_dist, prior.base_dist).sum(-1).double().cpu()
+                else:  # a mixture prior: the Monte Carlo KL of the same K samples
+                    kl[start:start + b] = (log_ratio_sum / k).cpu()
                 if bar is not None:
                     bar.update(b)
     finally:

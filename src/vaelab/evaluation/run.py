@@ -145,7 +145,8 @@ def evaluate(run_dir: str | Path, config: EvaluationConfig | dict[str, Any] | No
     count, variances = active_units(summary.means)
     results["latent"] = {
         "dim": model.latent_dim, "active_units": count, "active_threshold": ACTIVE_THRESHOLD,
-        "posterior_mean_variance": variances.tolist(), "kl_per_dim": summary.kl_per_dim.tolist(),
+        "posterior_mean_variance": variances.tolist(),
+        "kl_per_dim": summary.kl_per_dim.tolist() if summary.kl_per_dim is not None else None,
     }
     results["probe"] = None
     if config.probe and config.split != "train" and len(dataset.spec.classes) > 1:
@@ -237,9 +238,12 @@ def print_table(results: dict[str, Any]) -> None:
     ]
     latent = results["latent"]
     rows.append(("active units", f"{latent['active_units']} / {latent['dim']}", f"Cov_x E_q[z] > {latent['active_threshold']}"))
-    kl_dims = sorted(latent["kl_per_dim"], reverse=True)
-    shown = " ".join(f"{v:.2f}" for v in kl_dims[:8]) + (" ..." if len(kl_dims) > 8 else "")
-    rows.append(("KL per dim (largest)", shown, "nats"))
+    if latent["kl_per_dim"] is not None:
+        kl_dims = sorted(latent["kl_per_dim"], reverse=True)
+        shown = " ".join(f"{v:.2f}" for v in kl_dims[:8]) + (" ..." if len(kl_dims) > 8 else "")
+        rows.append(("KL per dim (largest)", shown, "nats"))
+    else:
+        rows.append(("KL per dim", "n/a", "the mixture prior does not factorise"))
     if results.get("probe"):
         probe = results["probe"]
         rows.append(("probe accuracy, logistic", f"{probe['logistic_accuracy']:.4f}", f"fit on {probe['train_examples']} train"))

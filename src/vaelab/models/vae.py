@@ -9,7 +9,7 @@ from torch.distributions import Distribution, Independent, Normal
 from ..config import ModelConfig
 from .likelihoods import LIKELIHOODS
 from .networks import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, conv_spec, initialise
-from .priors import PRIORS
+from .priors import PRIORS, sample_prior
 
 
 class VAE(nn.Module):
@@ -41,14 +41,18 @@ class VAE(nn.Module):
         return self.likelihood.mean(self.decode(z))
 
     def prior_distribution(self) -> Distribution:
-        return self.prior.distribution()
+        """p(z), event shape (D,): a diagonal Gaussian or a mixture (:mod:`vaelab.models.priors`;
+        the VampPrior encodes its pseudo-inputs with this model's encoder)."""
+        return self.prior.distribution(self.posterior)
+
+    def sample_latents(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` latents z ~ p(z): ``(n, D)`` (:func:`~vaelab.models.priors.sample_prior`)."""
+        return sample_prior(self.prior_distribution(), n, generator)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Decoder means of ``n`` latents drawn from the prior: ``(n, C, H, W)``."""
-        p = self.prior_distribution()
-        eps = torch.randn((n, self.latent_dim), generator=generator, device=p.mean.device)
-        return self.decode_mean(p.mean + p.stddev * eps)
+        return self.decode_mean(self.sample_latents(n, generator))
 
 
 def reparameterize(q: Independent, n_samples: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -84,5 +88,5 @@ def build_model(config: ModelConfig, image_shape: tuple[int, int, int]) -> VAE:
                               config.dropout)
     initialise(encoder, config.init, config.activation)
     initialise(decoder, config.init, config.activation)
-    prior = PRIORS[config.prior].from_config(config)
+    prior = PRIORS[config.prior].from_config(config, image_shape)
     return VAE(encoder, decoder, prior, likelihood, image_shape, config.latent_dim)

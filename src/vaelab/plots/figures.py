@@ -27,6 +27,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from ..io import atomic_write_bytes
+from ..models.priors import sample_prior
 from ..models.vae import VAE
 
 DPI = 100
@@ -281,10 +282,8 @@ def plot_reconstructions(model: VAE, images: torch.Tensor, labels: torch.Tensor 
 def prior_samples(model: VAE, n: int, seed: int = 0) -> torch.Tensor:
     """``n`` latents drawn from the model's prior with a generator seeded by ``seed``: ``(n, D)``
     on the CPU (the same draws in every run with the same seed and latent size)."""
-    p = model.prior_distribution()
     generator = torch.Generator().manual_seed(seed)
-    eps = torch.randn((n, model.latent_dim), generator=generator)
-    return p.mean.detach().cpu() + p.stddev.detach().cpu() * eps
+    return sample_prior(model.prior_distribution(), n, generator).detach().cpu()  # mixtures too
 
 
 @torch.no_grad()
