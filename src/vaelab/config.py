@@ -409,6 +409,12 @@ class EvaluationConfig:
         "auto", "sample quality: auto (classifier FID when a classifier is cached), classifier, "
         "inception (needs torch-fidelity and local weights), none", choices=("auto", "classifier", "inception", "none"))
     fid_samples: int = _field(10000, "generated samples for the FID and the class histogram", check=_at_least(2))
+    sampler: str = _field(
+        "prior", "latent sampler of the generated samples: prior (z ~ p(z)), or gmm, which also scores "
+        "samples from a Gaussian mixture fitted to the training set's posterior means (Ghosh et al. 2020), "
+        "beside the prior's", choices=("prior", "gmm"))
+    gmm_components: int = _field(10, "sampler=gmm: mixture components (full covariance; Ghosh et al. 2020 use 10)",
+                                 check=_at_least(1))
     inception_weights: str | None = _field(
         None, "path of the FID Inception weights (default: $VAELAB_INCEPTION_WEIGHTS, then the "
         "torch-fidelity cache in the torch hub directory)")

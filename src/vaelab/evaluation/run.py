@@ -8,7 +8,9 @@ For one split of the run's dataset (with the run's binarisation) and one checkpo
   over examples, and bits per dimension;
 * active units and KL per latent dimension; posterior-mean probes for labelled data;
 * sample quality: classifier-feature FID (``fid_classifier``), optionally Inception FID, and the
-  class histogram and entropy of generated samples.
+  class histogram and entropy of generated samples, z ~ p(z); with ``sampler='gmm'`` the same for
+  samples from a Gaussian mixture fitted to the training posterior means (``samples.gmm``,
+  Ghosh et al. 2020).
 
 The result is written atomically to ``RUN_DIR/evaluation.json`` (or ``evaluation-<split>.json``
 for the val and train splits) and printed as a table.
@@ -38,6 +40,7 @@ from .classifier import class_histogram, predict
 from .fid import fid_classifier, fid_inception, find_inception_weights, generate_samples
 from .latents import ACTIVE_THRESHOLD, active_units, posterior_summary, probe_accuracy
 from .loglik import bits_per_dim, importance_log_likelihood, mean_and_stderr
+from .samplers import decode_latents, draw_latents, training_view
 
 UNITS = ("nats per example (summed over pixels and latent dimensions, averaged over examples) "
          "unless the key says bits_per_dim, accuracy or fid")
@@ -175,6 +178,8 @@ def evaluate(run_dir: str | Path, config: EvaluationConfig | dict[str, Any] | No
             })
         if config.fid == "inception":
             block["fid_inception"] = fid_inception(real, samples, config.inception_weights, device=device)
+        if config.sampler == "gmm":
+            block["gmm"] = _gmm_samples(model, dataset, run_config, config, real, classifier, device)
         results["samples"] = block
         seconds["samples"] = time.perf_counter() - start
 
@@ -186,6 +191,23 @@ def evaluate(run_dir: str | Path, config: EvaluationConfig | dict[str, Any] | No
         print_table(results)
         print(f"written to {path}")
     return Evaluation(run_dir, results, path)
+
+
+def _gmm_samples(model, dataset, run_config, config, real, classifier, device) -> dict[str, Any]:
+    """The FIDs (and class histogram) of samples from the ex-post GMM sampler (Ghosh et al. 2020)
+    fitted to the posterior means of the whole training split."""
+    train = training_view(dataset.train, run_config.data.binarize, run_config.data.binarize_seed)
+    z = draw_latents(model, "gmm", config.fid_samples, config.seed, train.images, config.gmm_components, device)
+    samples = decode_latents(model, z, device=device)
+    block: dict[str, Any] = {"components": config.gmm_components, "covariance": "full",
+                             "fit_on": f"posterior means of {len(train)} training images"}
+    if classifier is not None:
+        block["fid_classifier"] = fid_classifier(real, samples, classifier)
+        counts, entropy = class_histogram(predict(classifier, samples))
+        block.update({"class_histogram": counts, "class_entropy_nats": entropy})
+    if config.fid == "inception":
+        block["fid_inception"] = fid_inception(real, samples, config.inception_weights, device=device)
+    return block
 
 
 def _pick_split(dataset, name: str, run_config):
@@ -256,6 +278,14 @@ def print_table(results: dict[str, Any]) -> None:
             rows.append(("sample class histogram", " ".join(map(str, samples["class_histogram"])), ""))
         if "fid_inception" in samples:
             rows.append(("fid_inception", f"{samples['fid_inception']:.3f}", f"{samples['n']} samples"))
+        gmm = samples.get("gmm")
+        if gmm:
+            for key in ("fid_classifier", "fid_inception"):
+                if key in gmm:
+                    rows.append((f"{key}, gmm sampler", f"{gmm[key]:.3f}", f"{gmm['components']}-component GMM on "
+                                 "train posterior means"))
+            if "class_entropy_nats" in gmm:
+                rows.append(("sample class entropy, gmm", f"{gmm['class_entropy_nats']:.3f}", "nats"))
     width = max(len(r[0]) for r in rows)
     value_width = max(len(value) for _, value, _ in rows if len(value) <= 20)
     print(f"\n{results['dataset']} {results['split']}, {results['examples']} examples, {results['checkpoint']} checkpoint")
