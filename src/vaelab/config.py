@@ -190,6 +190,10 @@ class ModelConfig:
         500, "prior=vamp: number K of pseudo-inputs (Tomczak & Welling 2018 use 500 on MNIST)",
         check=_at_least(1),
     )
+    conditional: bool = _field(
+        False, "conditional VAE (Sohn et al. 2015): the one-hot label is concatenated to the encoder's "
+        "input and to z at the decoder's, so q(z|x,y) and p(x|z,y) with p(z) unchanged; needs labelled data",
+    )
     mog_components: int = _field(
         500, "prior=mog: number K of mixture components (weights 1/K, means and scales learned)",
         check=_at_least(1),
@@ -643,6 +647,9 @@ def _cross_checks(config: Config) -> list[str]:
         if config.objective.free_bits:
             problems.append(f"objective.free_bits needs the KL per latent dimension, which prior {m.prior} (a "
                             "mixture) does not have; use prior: normal or free_bits: 0")
+    if m.conditional and m.prior == "vamp":
+        problems.append("model.conditional with prior vamp: the VampPrior's pseudo-inputs have no labels; "
+                        "use prior normal or mog")
     if m.likelihood == "logit_normal" and d.binarize != "none":
         problems.append(
             f"model.likelihood logit_normal is a density on (0, 1) and cannot model binarised data "

@@ -39,8 +39,9 @@ class LatentSummary(NamedTuple):
 
 @torch.inference_mode()
 def posterior_summary(model: VAE, images: torch.Tensor, batch_size: int = 1000,
-                      device: torch.device | str | None = None) -> LatentSummary:
-    """Posterior means and the mean KL per latent dimension over ``images: (N, C, H, W)``."""
+                      device: torch.device | str | None = None, labels: torch.Tensor | None = None) -> LatentSummary:
+    """Posterior means and the mean KL per latent dimension over ``images: (N, C, H, W)``
+    (``labels: (N,)`` for a conditional VAE: of q(z|x,y))."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -49,8 +50,10 @@ def posterior_summary(model: VAE, images: torch.Tensor, batch_size: int = 1000,
     means, kl_sum = [], torch.zeros(model.latent_dim, dtype=torch.float64, device=device)
     try:
         with flush_denormals():
-            for x in images.split(batch_size):
-                q = model.posterior(x.to(device, non_blocking=True)).base_dist
+            label_batches = labels.split(batch_size) if labels is not None else [None] * len(images.split(batch_size))
+            for x, y in zip(images.split(batch_size), label_batches):
+                y = y.to(device) if y is not None else None
+                q = model.posterior(x.to(device, non_blocking=True), y).base_dist
                 means.append(q.loc.float().cpu())
                 if prior is not None:
                     kl_sum += kl_divergence(q, prior).sum(0, dtype=torch.float64)

@@ -116,7 +116,7 @@ def default_batch_size(k: int, chunk_size: int) -> int:
 def importance_log_likelihood(model: VAE, images: torch.Tensor, k: int = 1000, *, seed: int = 0,
                               batch_size: int | None = None, chunk_size: int = 4096,
                               device: torch.device | str | None = None, first_index: int = 0,
-                              progress: bool = False) -> LogLikelihood:
+                              progress: bool = False, labels: torch.Tensor | None = None) -> LogLikelihood:
     """The K-sample importance-sampled log-likelihood of every image.
 
     Args:
@@ -134,6 +134,8 @@ def importance_log_likelihood(model: VAE, images: torch.Tensor, k: int = 1000, *
         device: where to compute (default: the model's device).
         first_index: the index of ``images[0]`` in its split (so slices reproduce the whole).
         progress: show a progress bar on a terminal.
+        labels: ``(N,)`` the labels of a conditional VAE, whose estimate is then of log p(x|y)
+            (its encoder and decoder take y; Sohn et al. 2015).
 
     Returns:
         :class:`LogLikelihood` with per-example ``log_px``, ``recon``, ``kl`` (float64, nats).
@@ -170,7 +172,8 @@ def importance_log_likelihood(model: VAE, images: torch.Tensor, k: int = 1000, *
             for start in starts:
                 x = images[start:start + batch_size].to(device, non_blocking=True)  # (B, C, H, W)
                 b = x.shape[0]
-                q = model.posterior(x)  # batch (B,), event (D,)
+                y = labels[start:start + batch_size].to(device) if labels is not None else None
+                q = model.posterior(x, y)  # batch (B,), event (D,)
                 mean, std = q.base_dist.loc, q.base_dist.scale  # (B, D)
                 eps = torch.stack([example_noise(seed, first_index + start + j, k, d) for j in range(b)],
                                   1).to(device)  # (K, B, D)
@@ -183,7 +186,7 @@ def importance_log_likelihood(model: VAE, images: torch.Tensor, k: int = 1000, *
                 per_chunk = max(1, chunk_size // b)
                 for k0 in range(0, k, per_chunk):
                     z = torch.addcmul(mean, std, eps[k0:k0 + per_chunk])  # (c, B, D)
-                    log_px_z = model.likelihood.log_prob(x, model.decode(z))  # (c, B)
+                    log_px_z = model.likelihood.log_prob(x, model.decode(z, y))  # (c, B)
                     log_ratio = prior.log_prob(z) - log_qz[k0:k0 + per_chunk]  # exact log p(z) - log q(z|x)
                     lme.update(log_px_z + log_ratio)  # log w, (c, B)
                     log_px_z_sum += log_px_z.sum(0, dtype=torch.float64)

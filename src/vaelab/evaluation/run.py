@@ -125,8 +125,9 @@ def evaluate(run_dir: str | Path, config: EvaluationConfig | dict[str, Any] | No
         f"K={config.k} importance samples, on {device}")
 
     start = time.perf_counter()
+    cond = labels if model.conditional else None  # a conditional VAE: log p(x|y), q(z|x,y)
     ll = importance_log_likelihood(model, images, config.k, seed=config.seed, batch_size=config.batch_size,
-                                   chunk_size=config.chunk_size, device=device, progress=verbose)
+                                   chunk_size=config.chunk_size, device=device, progress=verbose, labels=cond)
     seconds["log_likelihood"] = time.perf_counter() - start
     nll, nll_se = mean_and_stderr(ll.nll)
     neg_elbo, neg_elbo_se = mean_and_stderr(ll.neg_elbo)
@@ -144,7 +145,7 @@ def evaluate(run_dir: str | Path, config: EvaluationConfig | dict[str, Any] | No
     }
 
     start = time.perf_counter()
-    summary = posterior_summary(model, images, device=device)
+    summary = posterior_summary(model, images, device=device, labels=cond)
     count, variances = active_units(summary.means)
     results["latent"] = {
         "dim": model.latent_dim, "active_units": count, "active_threshold": ACTIVE_THRESHOLD,
@@ -154,7 +155,8 @@ def evaluate(run_dir: str | Path, config: EvaluationConfig | dict[str, Any] | No
     results["probe"] = None
     if config.probe and config.split != "train" and len(dataset.spec.classes) > 1:
         train = _evaluation_view(dataset.train, run_config).head(config.probe_train_examples)
-        train_means = posterior_summary(model, train.images, device=device).means
+        train_means = posterior_summary(model, train.images, device=device,
+                                        labels=train.labels if model.conditional else None).means
         results["probe"] = {
             "train_examples": len(train),
             "logistic_accuracy": probe_accuracy(train_means, train.labels, summary.means, labels, "logistic"),
@@ -197,7 +199,8 @@ def _gmm_samples(model, dataset, run_config, config, real, classifier, device) -
     """The FIDs (and class histogram) of samples from the ex-post GMM sampler (Ghosh et al. 2020)
     fitted to the posterior means of the whole training split."""
     train = training_view(dataset.train, run_config.data.binarize, run_config.data.binarize_seed)
-    z = draw_latents(model, "gmm", config.fid_samples, config.seed, train.images, config.gmm_components, device)
+    z = draw_latents(model, "gmm", config.fid_samples, config.seed, train.images, config.gmm_components, device,
+                     train_labels=train.labels if model.conditional else None)
     samples = decode_latents(model, z, device=device)
     block: dict[str, Any] = {"components": config.gmm_components, "covariance": "full",
                              "fit_on": f"posterior means of {len(train)} training images"}
@@ -242,6 +245,9 @@ def _notes(run_config) -> list[str]:
     if run_config.model.likelihood != "bernoulli":
         notes.append("a density on continuous pixels: bits_per_dim is -log density / (pixels ln 2), not the "
                      "discrete 8-bit bits/dim of image-model tables")
+    if run_config.model.conditional:
+        notes.append("a conditional VAE (Sohn et al. 2015): nll_iwae and neg_elbo are of log p(x|y) given the true "
+                     "label, not comparable with an unconditional log p(x); samples are drawn for every class in turn")
     if run_config.objective.reconstruction != "likelihood":
         notes.append(f"trained with reconstruction={run_config.objective.reconstruction}, which is not a likelihood; "
                      f"every nats value here uses the plain {run_config.model.likelihood} likelihood")

@@ -81,10 +81,11 @@ def training_view(split: Split, binarize: str, binarize_seed: int) -> Split:
 
 
 def draw_latents(model: VAE, sampler: str, n: int, seed: int = 0, train_images: torch.Tensor | None = None,
-                 components: int = 10, device: torch.device | str | None = None) -> torch.Tensor:
+                 components: int = 10, device: torch.device | str | None = None,
+                 train_labels: torch.Tensor | None = None) -> torch.Tensor:
     """``n`` latents ``(n, D)`` float32 on the CPU from ``sampler``: ``prior`` (a CPU generator
     seeded with ``seed``) or ``gmm`` (fitted to the posterior means of ``train_images``
-    ``(N, C, H, W)``; :class:`GMMSampler`).
+    ``(N, C, H, W)``, encoded with ``train_labels`` for a conditional VAE; :class:`GMMSampler`).
 
     Raises:
         ConfigError: an unknown sampler, or ``gmm`` without training images.
@@ -95,20 +96,25 @@ def draw_latents(model: VAE, sampler: str, n: int, seed: int = 0, train_images: 
     if sampler == "gmm":
         if train_images is None:
             raise ConfigError("the gmm sampler needs the training images to fit its mixture")
-        means = posterior_summary(model, train_images, device=device).means
+        means = posterior_summary(model, train_images, device=device, labels=train_labels).means
         return GMMSampler(components, seed=seed).fit(means).sample(n)
     raise ConfigError(f"unknown sampler {sampler!r}; use one of {', '.join(SAMPLERS)}")
 
 
 @torch.no_grad()
 def decode_latents(model: VAE, z: torch.Tensor, batch_size: int = 1000,
-                   device: torch.device | str | None = None) -> torch.Tensor:
-    """Decoder means E[x|z] of ``z: (n, D)``: ``(n, C, H, W)`` float32 on the CPU."""
+                   device: torch.device | str | None = None, labels: torch.Tensor | None = None) -> torch.Tensor:
+    """Decoder means E[x|z] of ``z: (n, D)``: ``(n, C, H, W)`` float32 on the CPU (E[x|z,y] with
+    ``labels: (n,)`` for a conditional VAE; default: every class in turn)."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
+    if model.conditional and labels is None:
+        labels = torch.arange(z.shape[0]) % model.num_classes
+    label_parts = labels.split(batch_size) if labels is not None else [None] * len(z.split(batch_size))
     was_training = model.training
     model.eval()
     try:
         with flush_denormals():
-            return torch.cat([model.decode_mean(part.to(device)).float().cpu() for part in z.split(batch_size)])
+            return torch.cat([model.decode_mean(part.to(device), None if y is None else y.to(device)).float().cpu()
+                              for part, y in zip(z.split(batch_size), label_parts)])
     finally:
         model.train(was_training)

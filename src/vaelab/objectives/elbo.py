@@ -80,14 +80,15 @@ def kl_estimate(q: Independent, p: Distribution, z: torch.Tensor) -> tuple[torch
 
 
 def elbo_terms(model: VAE, x: torch.Tensor, n_samples: int = 1,
-               generator: torch.Generator | None = None) -> ELBOTerms:
-    """The ELBO's terms for a batch ``x: (B, C, H, W)``, with ``n_samples`` (S) draws of z.
+               generator: torch.Generator | None = None, y: torch.Tensor | None = None) -> ELBOTerms:
+    """The ELBO's terms for a batch ``x: (B, C, H, W)``, with ``n_samples`` (S) draws of z; for a
+    conditional VAE with the labels ``y: (B,)``, the ELBO of log p(x|y) (Sohn et al. 2015, eq. 4).
 
     Returns:
         :class:`ELBOTerms` with ``recon`` and ``kl`` of shape ``(B,)``, nats per example.
     """
-    q = model.posterior(x)
+    q = model.posterior(x, y)
     z = reparameterize(q, n_samples, generator)  # (S, B, D)
-    log_px_z = model.likelihood.log_prob(x, model.decode(z))  # (S, B)
+    log_px_z = model.likelihood.log_prob(x, model.decode(z, y))  # (S, B)
     kl, kl_per_dim = kl_estimate(q, model.prior_distribution(), z)  # closed form for a Gaussian prior
     return ELBOTerms(recon=-log_px_z.mean(0), kl=kl, kl_per_dim=kl_per_dim)

@@ -42,16 +42,17 @@ class LogWeights(NamedTuple):
 
 
 def log_weights(model: VAE, x: torch.Tensor, z: torch.Tensor, q: Distribution | None = None,
-                p: Distribution | None = None) -> LogWeights:
+                p: Distribution | None = None, y: torch.Tensor | None = None) -> LogWeights:
     """The log importance weights of latents ``z: (K, B, D)`` for images ``x: (B, C, H, W)``.
 
     ``q`` is q(z|x) and ``p`` the prior when already computed (q: batch shape (B,), event (D,));
-    log p(z) is the prior's exact log-density, a mixture's included.
+    log p(z) is the prior's exact log-density, a mixture's included. ``y: (B,)`` are the labels of
+    a conditional VAE (the weights are then those of p(x|y)).
     """
-    q = model.posterior(x) if q is None else q
+    q = model.posterior(x, y) if q is None else q
     p = model.prior_distribution() if p is None else p
     return LogWeights(
-        log_px_z=model.likelihood.log_prob(x, model.decode(z)),  # (K, B)
+        log_px_z=model.likelihood.log_prob(x, model.decode(z, y)),  # (K, B)
         log_pz=p.log_prob(z),  # (K, B)
         log_qz=q.log_prob(z),  # (K, B)
     )
@@ -83,7 +84,7 @@ class IWAETerms(NamedTuple):
 
 
 def iwae_terms(model: VAE, x: torch.Tensor, k: int, beta: float = 1.0,
-               generator: torch.Generator | None = None) -> IWAETerms:
+               generator: torch.Generator | None = None, y: torch.Tensor | None = None) -> IWAETerms:
     """The K-sample IWAE bound for a batch ``x: (B, C, H, W)``, differentiable (reparameterised
     samples, Burda et al. 2016, Sec. 3).
 
@@ -95,10 +96,10 @@ def iwae_terms(model: VAE, x: torch.Tensor, k: int, beta: float = 1.0,
     """
     if k < 1:
         raise ValueError(f"the IWAE bound needs k >= 1 samples, got {k}")
-    q = model.posterior(x)
+    q = model.posterior(x, y)
     z = reparameterize(q, k, generator)  # (K, B, D)
     p = model.prior_distribution()  # once: the VampPrior encodes its pseudo-inputs
-    parts = log_weights(model, x, z, q, p)
+    parts = log_weights(model, x, z, q, p, y)
     if factorises(p):
         kl_per_dim = kl_divergence(q.base_dist, p.base_dist)  # (B, D)
         kl = kl_per_dim.sum(-1)

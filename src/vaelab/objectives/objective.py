@@ -62,14 +62,15 @@ class Objective:
         self.perceptual = perceptual
 
     def __call__(self, model: VAE, x: torch.Tensor, beta: float = 1.0,
-                 generator: torch.Generator | None = None) -> LossTerms:
+                 generator: torch.Generator | None = None, y: torch.Tensor | None = None) -> LossTerms:
+        """The loss of batch ``x: (B, C, H, W)``; ``y: (B,)`` the labels of a conditional VAE."""
         c = self.config
         if c.bound == "iwae":
-            terms = iwae_terms(model, x, c.iwae_k, beta, generator)
+            terms = iwae_terms(model, x, c.iwae_k, beta, generator, y)
             return LossTerms(terms.loss(), terms.recon, terms.kl, {"neg_iwae": terms.neg_bound})
-        q = model.posterior(x)
+        q = model.posterior(x, y)
         z = reparameterize(q, c.n_samples, generator)  # (S, B, D)
-        params = model.decode(z)
+        params = model.decode(z, y)
         recon = -model.likelihood.log_prob(x, params).mean(0)  # (B,)
         kl, kl_per_dim = kl_estimate(q, model.prior_distribution(), z)  # closed form, or MC for a mixture prior
         if c.reconstruction == "likelihood":

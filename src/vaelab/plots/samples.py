@@ -36,6 +36,8 @@ def sample_run(run_dir: str | Path, sampler: str = "prior", n: int = 64, *, seed
             et al. 2020).
         seed: seeds the prior's draws, or the GMM's fit and draws.
         which: the checkpoint, ``best`` or ``last``.
+
+    A conditional VAE's samples are decoded with every class in turn (0, 1, ..., 0, 1, ...).
         npy: also write the images as ``.npy`` beside the PNG.
         output: the PNG path (default ``RUN_DIR/samples-<sampler>.png``).
         data_dir: where to find the dataset (gmm only; default the run's).
@@ -63,12 +65,13 @@ def sample_run(run_dir: str | Path, sampler: str = "prior", n: int = 64, *, seed
     device = resolve_device(device)
     config = load_config(run_dir / "config.yaml")
     model = load_model(run_dir, which).to(device)
-    train_images = None
+    train_images = train_labels = None
     if sampler == "gmm":
         data = dataclasses.replace(config.data, train_examples=None, data_dir=data_dir or config.data.data_dir)
         dataset = load_dataset(data)
-        train_images = training_view(dataset.train, config.data.binarize, config.data.binarize_seed).images
-    z = draw_latents(model, sampler, n, seed, train_images, components, device)
+        train = training_view(dataset.train, config.data.binarize, config.data.binarize_seed)
+        train_images, train_labels = train.images, (train.labels if model.conditional else None)
+    z = draw_latents(model, sampler, n, seed, train_images, components, device, train_labels=train_labels)
     images = decode_latents(model, z, device=device)
     png = Path(output) if output is not None else run_dir / f"samples-{sampler}.png"
     what = "z ~ p(z)" if sampler == "prior" else f"z ~ {components}-component GMM of the training posterior means"

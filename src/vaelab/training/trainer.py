@@ -90,11 +90,12 @@ def load_model(run_dir: str | Path, which: str = "best") -> VAE:
     checkpoint = read_checkpoint(Path(run_dir) / "checkpoints" / f"{which}.safetensors")
     values = dict(checkpoint.config)
     image_shape = tuple(values.pop("_image_shape", ()))
+    num_classes = values.pop("_num_classes", None)
     try:
         config = Config.from_dict(values)
     except ConfigError as exc:
         raise CheckpointError(f"{checkpoint.path}: its config is invalid ({exc})") from None
-    model = build_model(config.model, image_shape)
+    model = build_model(config.model, image_shape, num_classes)
     try:
         model.load_state_dict(checkpoint.model_state)
     except RuntimeError as exc:
@@ -288,8 +289,9 @@ def _run_steps(model, optimizer, batches, objective, training, device, epoch, pr
     for index in range(position.step, steps):
         step = index + 1
         x = batches.batch(order, index).to(device, non_blocking=True)
+        y = batches.batch_labels(order, index)  # None unless the VAE is conditional
         beta = kl_weight(objective.config, (epoch - 1) * steps + index, steps, training.epochs)
-        terms = objective(model, x, beta)
+        terms = objective(model, x, beta) if y is None else objective(model, x, beta, y=y)
         recon_value, kl_value = terms.recon.detach().sum().item(), terms.kl.detach().sum().item()
         optimizer.zero_grad(set_to_none=True)
         bad = _nonfinite_term(recon_value, kl_value)
@@ -369,6 +371,23 @@ def check_model_fits_data(config: Config, dataset: Dataset) -> None:
         )
 
 
+def check_labels_for_conditional(config: Config, dataset: Dataset) -> None:
+    """A conditional VAE needs labelled data: at least two classes, every label a class index.
+
+    Raises:
+        ConfigError: the dataset has no labels (one class), or labels outside its classes.
+    """
+    if not config.model.conditional:
+        return
+    classes = dataset.spec.classes
+    if len(classes) < 2:
+        raise ConfigError(f"--conditional needs labelled data, but {dataset.spec.name} has no labels (one class "
+                          f"{classes[0]!r}); give labels (y_train, y_test) or drop --conditional")
+    top = int(max(dataset.train.labels.max(), dataset.test.labels.max()))
+    if top >= len(classes):
+        raise ConfigError(f"--conditional: label {top} is outside the {len(classes)} classes of {dataset.spec.name}")
+
+
 @contextlib.contextmanager
 def _stop_signals() -> Iterator[dict[str, Any]]:
     """While inside, SIGINT and SIGTERM only set ``flag['signal']``; the loop then finishes the
@@ -400,13 +419,17 @@ def _fit(config: Config, run_dir: Path, checkpoint, verbose: bool, argv) -> Run:
             f"({len(dataset.train)} examples); use a smaller batch size"
         )
     check_model_fits_data(config, dataset)
-    model = place_model(build_model(config.model, dataset.image_shape), device)
+    check_labels_for_conditional(config, dataset)
+    num_classes = len(dataset.spec.classes) if config.model.conditional else None
+    model = place_model(build_model(config.model, dataset.image_shape, num_classes), device)
     objective = build_objective(config.objective, config.data.dataset, device)
     optimizer = make_optimizer(model, config.training)
     scheduler = make_scheduler(optimizer, config.training)
     state = TrainingState()
     order = None
     stored_config = {**config.to_dict(), "_image_shape": list(dataset.image_shape)}
+    if num_classes is not None:
+        stored_config["_num_classes"] = num_classes
     if checkpoint is not None:
         try:
             model.load_state_dict(checkpoint.model_state)
@@ -433,8 +456,11 @@ def _fit_locked(config, run_dir, dataset, model, optimizer, scheduler, state, or
     write_metrics_csv(run_dir / "metrics.csv", state.history)
 
     eval_images = dataset.eval.images.to(device)
+    conditional = config.model.conditional
+    eval_labels = dataset.eval.labels.to(device) if conditional else None
     batches = InMemoryBatches(dataset.train.images.to(device), config.training.batch_size, shuffle=True,
-                              dynamic_binarize=dataset.binarize == "dynamic", generator=data_generator)
+                              dynamic_binarize=dataset.binarize == "dynamic", generator=data_generator,
+                              labels=dataset.train.labels.to(device) if conditional else None)
     from torch.utils.tensorboard import SummaryWriter  # slow import, only when training
 
     say = print if verbose else (lambda *a, **k: None)
@@ -484,7 +510,8 @@ def _fit_locked(config, run_dir, dataset, model, optimizer, scheduler, state, or
                         progress.close()
                 order, state.position = None, None  # the epoch is complete
                 eval_metrics = evaluate_elbo(model, eval_images, config.training.eval_batch_size,
-                                             config.objective.n_samples, seed=config.seed, device=device)
+                                             config.objective.n_samples, seed=config.seed, device=device,
+                                             labels=eval_labels)
                 row = {"epoch": epoch}
                 row.update({f"train_{k}": train_metrics[k] for k in TERMS})
                 row.update({f"train_{k}": train_metrics[k] for k in EXTRA_TERMS if k in train_metrics})
