@@ -103,7 +103,7 @@ def evaluate(run_dir: str | Path, config: EvaluationConfig | dict[str, Any] | No
     classifier = info = None
     if config.fid in ("auto", "classifier"):
         try:
-            classifier, info = load_classifier(dataset_name, device=device)
+            classifier, info = load_classifier(classifier_dataset(dataset_name), device=device)
         except CheckpointError as exc:
             if config.fid == "classifier":
                 raise
@@ -117,6 +117,8 @@ def evaluate(run_dir: str | Path, config: EvaluationConfig | dict[str, Any] | No
     data_config = dataclasses.replace(run_config.data, train_examples=None, eval_examples=None,
                                       data_dir=config.data_dir or run_config.data.data_dir)
     dataset = load_dataset(data_config)
+    if dataset.binarize != run_config.data.binarize:  # binarized-mnist implies dynamic with data.binarize none
+        run_config = run_config.replace({"data.binarize": dataset.binarize})
     split = _pick_split(dataset, config.split, run_config)
     images, labels = split.images[: config.examples], split.labels[: config.examples]
     n, pixels = images.shape[0], math.prod(images.shape[1:])
@@ -133,7 +135,7 @@ def evaluate(run_dir: str | Path, config: EvaluationConfig | dict[str, Any] | No
     neg_elbo, neg_elbo_se = mean_and_stderr(ll.neg_elbo)
     results: dict[str, Any] = {
         "run_dir": str(run_dir), "checkpoint": config.checkpoint, "dataset": dataset_name,
-        "binarize": run_config.data.binarize, "likelihood": run_config.model.likelihood,
+        "binarize": dataset.binarize, "likelihood": run_config.model.likelihood,
         "split": config.split, "examples": n, "pixels": pixels, "k": config.k, "seed": config.seed,
         "units": UNITS,
         "neg_elbo": neg_elbo, "neg_elbo_stderr": neg_elbo_se,
@@ -141,7 +143,7 @@ def evaluate(run_dir: str | Path, config: EvaluationConfig | dict[str, Any] | No
         "nll_iwae": nll, "nll_iwae_stderr": nll_se,
         "bits_per_dim": bits_per_dim(nll, pixels),
         "neg_elbo_bits_per_dim": bits_per_dim(neg_elbo, pixels),
-        "notes": _notes(run_config),
+        "notes": _notes(run_config, dataset.binarize),
     }
 
     start = time.perf_counter()
@@ -213,6 +215,18 @@ def _gmm_samples(model, dataset, run_config, config, real, classifier, device) -
     return block
 
 
+def classifier_dataset(name: str) -> str:
+    """The dataset whose classifier scores samples of ``name``: a dataset that only implies a
+    binarisation of another's files (``binarized-mnist`` reads ``mnist``'s) shares that one's, as
+    the FID reference images are the same gray levels; any other dataset has its own."""
+    from ..data import get_spec, is_user_dataset
+
+    if is_user_dataset(name):
+        return name
+    spec = get_spec(name)
+    return spec.dirnames[0] if spec.binarize is not None and spec.dirnames[0] != spec.name else name
+
+
 def _pick_split(dataset, name: str, run_config):
     if name == "test":
         return dataset.test
@@ -234,12 +248,17 @@ def _evaluation_view(split, run_config):
 def _gray_test_images(run_config, data_config, dataset) -> torch.Tensor:
     if run_config.data.binarize == "none":
         return dataset.test.images
-    return load_dataset(dataclasses.replace(data_config, binarize="none", validation_size=0)).test.images
+    gray = dataclasses.replace(data_config, dataset=classifier_dataset(data_config.dataset), binarize="none",
+                               validation_size=0)  # binarized-mnist's gray levels are mnist's
+    return load_dataset(gray).test.images
 
 
-def _notes(run_config) -> list[str]:
+def _notes(run_config, binarize: str | None = None) -> list[str]:
+    """Caveats of the numbers; ``binarize`` is the binarisation in effect (``binarized-mnist``
+    implies dynamic while its ``data.binarize`` stays ``none``)."""
     notes = []
-    if run_config.model.likelihood == "bernoulli" and run_config.data.binarize == "none":
+    binarize = run_config.data.binarize if binarize is None else binarize
+    if run_config.model.likelihood == "bernoulli" and binarize == "none":
         notes.append("gray-level data under a Bernoulli likelihood: the 'NLL' is a binary cross-entropy, "
                      "not a log-likelihood; compare with tables only for binarised data")
     if run_config.model.likelihood != "bernoulli":

@@ -69,7 +69,7 @@ def sample_run(run_dir: str | Path, sampler: str = "prior", n: int = 64, *, seed
     if sampler == "gmm":
         data = dataclasses.replace(config.data, train_examples=None, data_dir=data_dir or config.data.data_dir)
         dataset = load_dataset(data)
-        train = training_view(dataset.train, config.data.binarize, config.data.binarize_seed)
+        train = training_view(dataset.train, dataset.binarize, config.data.binarize_seed)
         train_images, train_labels = train.images, (train.labels if model.conditional else None)
     z = draw_latents(model, sampler, n, seed, train_images, components, device, train_labels=train_labels)
     images = decode_latents(model, z, device=device)
