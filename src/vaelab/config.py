@@ -261,6 +261,19 @@ class ObjectiveConfig:
     )
 
 
+LOGGER_NAMES = ("tensorboard", "csv", "mlflow", "wandb")
+
+
+def _logger_list(v):
+    names = [part.strip().lower() for part in v.split(",") if part.strip()]
+    bad = [n for n in names if n not in LOGGER_NAMES]
+    if bad:
+        close = difflib.get_close_matches(bad[0], LOGGER_NAMES, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        return f"has unknown logger {bad[0]!r}{hint}; use a comma-separated list of {', '.join(LOGGER_NAMES)}"
+    return None
+
+
 @dataclass
 class TrainingConfig:
     """Optimisation and evaluation schedule."""
@@ -297,6 +310,17 @@ class TrainingConfig:
                                     check=_at_least(0))
     device: str = _field("auto", "device: auto (CUDA if present), cpu, cuda or cuda:N")
     progress: bool = _field(True, "show a progress bar on a terminal")
+    logger: str = _field(
+        "tensorboard,csv", "comma-separated trackers: tensorboard, csv (metrics.csv, always written), mlflow "
+        "(a local SQLite store unless --mlflow-uri), wandb (offline unless logged in)", check=_logger_list,
+    )
+    mlflow_uri: str | None = _field(
+        None, "logger mlflow: tracking URI (default sqlite:///<output_dir>/mlflow.db, a local SQLite store)")
+    mlflow_experiment: str = _field("vaelab", "logger mlflow: experiment name")
+    wandb_project: str = _field("vaelab", "logger wandb: project name")
+    tracker_group: str | None = _field(
+        None, "logger mlflow/wandb: group runs under one MLflow parent run / W&B group of this name (a sweep "
+        "sets its name)")
 
 
 def _manifold_range(v):

@@ -147,6 +147,8 @@ def load_sweep(spec: dict[str, Any] | str | Path, budget: str = "quick", output_
             set_dotted(config, overrides)
             rname = run_name(values, seed)
             config.update(seed=seed, name=rname, output_dir=str(directory / "runs"))
+            if config.get("training", {}).get("tracker_group") is None:  # MLflow parent run / W&B group
+                config.setdefault("training", {})["tracker_group"] = name
             try:
                 Config.from_dict(config)
             except ConfigError as exc:

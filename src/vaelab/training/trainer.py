@@ -4,13 +4,14 @@ A run directory (``<output_dir>/<name>/``) holds everything needed to rebuild an
 run::
 
     config.yaml            the fully resolved config (loadable with ``vaelab train --config``)
-    environment.json       seed, versions of Python/torch/numpy/vaelab, device, threads, command
+    environment.json       seed, versions of Python/torch/numpy/vaelab, device, threads, command, git commit
     data.json              your own data only: its path, sha256, shapes (``--resume`` refuses changed data)
     data.npz               data given to ``vaelab.train(config, data=...)`` from Python
     metrics.csv            one row per epoch: train and evaluation recon/KL/negative ELBO, seconds
     summary.json           best epoch, final metrics, seconds per epoch (written at the end)
     checkpoints/last.safetensors, checkpoints/best.safetensors
     tensorboard/           TensorBoard event files (scalars per epoch, image grids, config as hparams)
+    trackers.json          --logger mlflow/wandb: the tracker runs' ids (a resumed run continues them)
     figures/*.png          every figure of :func:`vaelab.plots.plot_run` (of the last model)
 """
 
@@ -50,6 +51,7 @@ from .optim import clip_gradients, make_optimizer, make_scheduler, step_schedule
 from .checkpoint import (EpochPosition, TrainingState, encode_checkpoint, read_checkpoint, restore_rng,
                          write_checkpoint)
 from .lock import run_lock
+from .trackers import Trackers, logger_names
 
 TERMS = ("recon", "kl", "neg_elbo")
 RESUME_OVERRIDABLE = {"training.epochs", "training.device", "training.progress", "data.data_dir"}
@@ -214,7 +216,8 @@ def write_data_source(run_dir: Path, dataset: Dataset) -> None:
 
 
 def environment(config: Config, device: torch.device, argv: list[str] | None) -> dict[str, Any]:
-    """What a run needs to be reproduced: seed, versions, device, threads, command line."""
+    """What a run needs to be reproduced: seed, versions, device, threads, command line, and the
+    git commit of the working tree it ran in (:func:`git_state`)."""
     return {
         "seed": config.seed,
         "vaelab": __version__,
@@ -227,7 +230,28 @@ def environment(config: Config, device: torch.device, argv: list[str] | None) ->
         "torch_threads": torch.get_num_threads(),
         "command": argv,
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "git": git_state(),
     }
+
+
+def git_state(directory: str | Path | None = None) -> dict[str, Any] | None:
+    """The git commit of the working tree holding ``directory`` (default: the current one) and
+    whether it has uncommitted changes: ``{"commit", "dirty", "root"}``, or None outside a
+    repository (or without git)."""
+    import subprocess
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=directory, capture_output=True, text=True, timeout=10)
+
+    try:
+        head = git("rev-parse", "HEAD")
+        if head.returncode != 0:
+            return None
+        status = git("status", "--porcelain", "--untracked-files=no")
+        root = git("rev-parse", "--show-toplevel")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip()), "root": root.stdout.strip()}
 
 
 def write_metrics_csv(path: Path, history: list[dict[str, float]]) -> None:
@@ -480,8 +504,13 @@ def _fit_locked(config, run_dir, dataset, model, optimizer, scheduler, state, or
 
     from ..plots.tensorboard import log_config, log_epoch_images
 
-    writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=state.epoch + 1)
-    log_config(writer, config, dataset.eval_name)
+    loggers = logger_names(config.training.logger)
+    writer = None
+    if "tensorboard" in loggers:
+        writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=state.epoch + 1)
+        log_config(writer, config, dataset.eval_name)
+    trackers = Trackers(config, run_dir)  # mlflow, wandb: callbacks (imported only when asked for)
+    trackers.on_train_start(config, run_dir, resumed=bool(state.epoch or state.position))
     try:
         with _stop_signals() as stop:
             def after_step(order, position):
@@ -528,11 +557,13 @@ def _fit_locked(config, run_dir, dataset, model, optimizer, scheduler, state, or
                     targets.append(run_dir / "checkpoints" / "best.safetensors")
                 save(targets)
                 write_metrics_csv(run_dir / "metrics.csv", state.history)
-                for key, value in row.items():
-                    if key != "epoch":
-                        writer.add_scalar(key.replace("_", "/", 1), value, epoch)
-                log_epoch_images(writer, model, dataset, config, epoch)
-                writer.flush()
+                if writer is not None:
+                    for key, value in row.items():
+                        if key != "epoch":
+                            writer.add_scalar(key.replace("_", "/", 1), value, epoch)
+                    log_epoch_images(writer, model, dataset, config, epoch)
+                    writer.flush()
+                trackers.on_epoch_end(epoch, row)
                 say(f"epoch {epoch:3d}/{config.training.epochs}  train -ELBO {train_metrics['neg_elbo']:8.3f}  "
                     f"{dataset.eval_name} -ELBO {eval_metrics['neg_elbo']:8.3f} (recon "
                     f"{eval_metrics['recon']:.3f}, KL {eval_metrics['kl']:.3f})  {train_metrics['seconds']:.1f} s")
@@ -541,14 +572,19 @@ def _fit_locked(config, run_dir, dataset, model, optimizer, scheduler, state, or
                         f"stopped by {stop['signal']} after epoch {epoch}; checkpoint written to {last}; "
                         f"continue with `vaelab train --resume {run_dir}`"
                     )
+    except BaseException as exc:
+        trackers.on_exception(exc)  # MLflow: FAILED or KILLED; W&B: finished with exit code 1
+        raise
     finally:
-        writer.close()
+        if writer is not None:
+            writer.close()
 
     summary = _summary(state, dataset.eval_name, run_dir)
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
     from ..plots import plot_run
 
     plot_run(run_dir, model=model, dataset=dataset)  # the same figures as `vaelab plot RUN_DIR`
+    trackers.on_train_end(run_dir, summary)  # figures, summary, config and last checkpoint as artifacts
     if verbose:
         print_summary(summary)
     return Run(run_dir=run_dir, config=config, history=state.history, summary=summary)
