@@ -166,3 +166,11 @@ def test_image_size_is_for_image_folders_only(tmp_path):
         load_dataset(DataConfig(dataset="mnist", image_size=[8, 8]))
     with pytest.raises(ConfigError, match="two values"):
         Config.from_dict({"data": {"image_size": [8]}})
+
+
+def test_a_builtin_name_stays_builtin_beside_a_folder_of_that_name(tmp_path, monkeypatch):
+    from vaelab.data import is_user_dataset
+
+    (tmp_path / "mnist").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert not is_user_dataset("mnist") and is_user_dataset("./mnist") and is_user_dataset("x.npz")

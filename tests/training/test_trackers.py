@@ -71,11 +71,28 @@ def test_grouped_runs_share_one_mlflow_parent_run(tiny_data, tmp_path):
     assert not (tmp_path / "runs" / "a" / "tensorboard").exists()  # --logger without tensorboard
 
 
-def test_sweeps_group_their_runs_by_name(tmp_path):
-    from vaelab.experiments import load_sweep
+def test_sweeps_group_their_runs_under_one_parent_made_before_the_workers(tiny_data, tmp_path):
+    pytest.importorskip("mlflow", reason="mlflow is not installed (pip install 'vaelab[mlflow]')")
+    from mlflow.tracking import MlflowClient
 
-    sweep = load_sweep({"name": "widths", "grid": {"model.hidden": [[8], [16]]}}, output_dir=str(tmp_path))
+    from vaelab.experiments import load_sweep
+    from vaelab.experiments.sweep import _create_tracker_groups
+
+    root, _ = tiny_data
+    base = tiny_config(root, tmp_path, None, logger="csv,mlflow")
+    del base["name"], base["output_dir"]
+    sweep = load_sweep({"name": "widths", "base": base, "grid": {"model.hidden": [[8], [16]]}},
+                       output_dir=str(tmp_path))
     assert {r.config["training"]["tracker_group"] for r in sweep.runs} == {"widths"}
+    _create_tracker_groups(sweep)  # what run_sweep does first
+    for run in sweep.runs:  # in this process instead of the workers
+        vaelab.train(run.config, verbose=False)
+    client = MlflowClient(tracking_uri=f"sqlite:///{sweep.directory / 'runs' / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("vaelab")
+    parents = client.search_runs([experiment.experiment_id], "tags.`vaelab.parent_of` = 'widths'")
+    children = client.search_runs([experiment.experiment_id], "tags.`vaelab.group` = 'widths'")
+    assert len(parents) == 1 and len(children) == 2
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
 
 
 def test_wandb_offline_writes_its_run_folder(tiny_data, tmp_path, monkeypatch):

@@ -40,7 +40,7 @@ import numpy as np
 
 from ..errors import DataError
 from .arrays import RawSplit, Splits
-from .registry import DatasetSpec
+from .registry import DatasetSpec, dataset_names
 
 ARRAY_SUFFIXES = (".npz", ".pt", ".safetensors")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -48,9 +48,12 @@ KEYS = ("x_train", "x_test", "y_train", "y_test")
 
 
 def is_user_dataset(name: str) -> bool:
-    """True when ``data.dataset`` names a file or folder rather than a built-in dataset: it ends
-    in one of :data:`ARRAY_SUFFIXES`, contains a path separator, starts with ``.`` or ``~``, or
-    is an existing directory."""
+    """True when ``data.dataset`` names a file or folder rather than a built-in dataset: it is
+    not a registered name (``mnist`` stays MNIST even beside a folder called ``mnist``) and it
+    ends in one of :data:`ARRAY_SUFFIXES`, contains a path separator, starts with ``.`` or ``~``,
+    or is an existing directory."""
+    if name in dataset_names():
+        return False
     return (name.lower().endswith(ARRAY_SUFFIXES) or "/" in name or "\\" in name
             or name.startswith((".", "~")) or Path(name).is_dir())
 

@@ -213,6 +213,21 @@ def _train_one(config: dict[str, Any]) -> dict[str, Any]:
         return {"status": status, "seconds": time.perf_counter() - start, "error": message}
 
 
+def _create_tracker_groups(sweep: Sweep) -> None:
+    """Create the MLflow parent run of the sweep's runs before the workers start, so that
+    parallel workers do not each create one (runs logging to MLflow only)."""
+    from ..training.trackers import logger_names, mlflow_parent_run
+
+    done = set()
+    for run in sweep.runs:
+        config = Config.from_dict(run.config)
+        t = config.training
+        key = (t.mlflow_uri, config.output_dir, t.mlflow_experiment, t.tracker_group)
+        if "mlflow" in logger_names(t.logger) and t.tracker_group and key not in done:
+            mlflow_parent_run(config)
+            done.add(key)
+
+
 def run_sweep(sweep: Sweep | dict | str | Path, jobs: int | None = None, budget: str = "quick",
               verbose: bool = True, worker_init: Callable[[], None] | None = None) -> dict[str, Any]:
     """Run every run of ``sweep`` in ``jobs`` worker processes and write its summary.
@@ -237,6 +252,7 @@ def run_sweep(sweep: Sweep | dict | str | Path, jobs: int | None = None, budget:
     say(f"sweep {sweep.name}: {len(sweep.runs)} runs, {jobs} workers x {threads} threads -> {sweep.directory}")
     from tqdm.auto import tqdm
 
+    _create_tracker_groups(sweep)
     statuses: dict[str, str] = {}
     context = multiprocessing.get_context("spawn")
     bar = tqdm(total=len(sweep.runs), desc="sweep", unit="run", disable=None if verbose else True)
