@@ -1,6 +1,7 @@
 """The conditional VAE (Sohn et al. 2015): one-hot labels at the encoder's and decoder's inputs,
 its log-likelihood is log p(x|y), its figures include a per-class sample grid."""
 
+import json
 import math
 
 import numpy as np
@@ -76,8 +77,14 @@ def test_cli_trains_evaluates_and_draws_per_class_samples(tiny_data, tmp_path, c
     model = load_model(runs / "c", "last")
     assert model.num_classes == 10
     assert main(["train", "--resume", str(runs / "c"), "--epochs", "2", "--quiet"]) == 0
-    assert main(["evaluate", str(runs / "c"), "--k", "5", "--fid", "none", "--no-probe", "--quiet"]) == 0
-    assert "log p(x|y)" in capsys.readouterr().out
+    assert main(["classifier", "train", "--dataset", "tiny-mnist", "--data-dir", str(root), "--epochs", "1",
+                 "--channels", "2", "2", "4", "4", "--hidden", "8"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(runs / "c"), "--k", "5", "--fid-samples", "20", "--no-probe", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "log p(x|y)" in out and "sample label accuracy" in out
+    samples = json.loads((runs / "c" / "evaluation.json").read_text())["samples"]
+    assert 0 <= samples["label_accuracy"] <= 1 and sum(samples["class_histogram"]) == 20
     assert main(["sample", str(runs / "c"), "--n", "10", "--npy"]) == 0
     assert np.load(runs / "c" / "samples-prior.npy").shape == (10, 1, 28, 28)
 

@@ -8,7 +8,8 @@ For one split of the run's dataset (with the run's binarisation) and one checkpo
   over examples, and bits per dimension;
 * active units and KL per latent dimension; posterior-mean probes for labelled data;
 * sample quality: classifier-feature FID (``fid_classifier``), optionally Inception FID, and the
-  class histogram and entropy of generated samples, z ~ p(z); with ``sampler='gmm'`` the same for
+  class histogram and entropy of generated samples, z ~ p(z) (a conditional VAE: every class in
+  turn, and ``label_accuracy``, how often the classifier names the class asked for); with ``sampler='gmm'`` the same for
   samples from a Gaussian mixture fitted to the training posterior means (``samples.gmm``,
   Ghosh et al. 2020).
 
@@ -36,8 +37,8 @@ from ..errors import CheckpointError, ConfigError
 from ..io import atomic_write_text
 from ..models.classifier import load_classifier
 from ..runtime import resolve_device
-from .classifier import class_histogram, predict
-from .fid import fid_classifier, fid_inception, find_inception_weights, generate_samples
+from .classifier import accuracy, class_histogram, predict
+from .fid import balanced_labels, fid_classifier, fid_inception, find_inception_weights, generate_samples
 from .latents import ACTIVE_THRESHOLD, active_units, posterior_summary, probe_accuracy
 from .loglik import bits_per_dim, importance_log_likelihood, mean_and_stderr
 from .samplers import decode_latents, draw_latents, training_view
@@ -180,6 +181,9 @@ def evaluate(run_dir: str | Path, config: EvaluationConfig | dict[str, Any] | No
                 "class_entropy_nats": entropy, "class_entropy_max_nats": math.log(len(counts)),
                 "classifier_sha256": info.sha256, "classifier_test_accuracy": info.test_accuracy,
             })
+            if model.conditional:  # how often a sample of class y is classified as y
+                asked = balanced_labels(config.fid_samples, model.num_classes)
+                block["label_accuracy"] = accuracy(classifier, samples, asked)
         if config.fid == "inception":
             block["fid_inception"] = fid_inception(real, samples, config.inception_weights, device=device)
         if config.sampler == "gmm":
@@ -301,6 +305,9 @@ def print_table(results: dict[str, Any]) -> None:
             rows.append(("fid_classifier", f"{samples['fid_classifier']:.3f}", f"{samples['n']} samples"))
             rows.append(("sample class entropy", f"{samples['class_entropy_nats']:.3f} / {samples['class_entropy_max_nats']:.3f}", "nats"))
             rows.append(("sample class histogram", " ".join(map(str, samples["class_histogram"])), ""))
+            if "label_accuracy" in samples:
+                rows.append(("sample label accuracy", f"{samples['label_accuracy']:.4f}",
+                             "classifier agrees with the asked label"))
         if "fid_inception" in samples:
             rows.append(("fid_inception", f"{samples['fid_inception']:.3f}", f"{samples['n']} samples"))
         gmm = samples.get("gmm")
