@@ -190,13 +190,13 @@ class ModelConfig:
         500, "prior=vamp: number K of pseudo-inputs (Tomczak & Welling 2018 use 500 on MNIST)",
         check=_at_least(1),
     )
-    conditional: bool = _field(
-        False, "conditional VAE (Sohn et al. 2015): the one-hot label is concatenated to the encoder's "
-        "input and to z at the decoder's, so q(z|x,y) and p(x|z,y) with p(z) unchanged; needs labelled data",
-    )
     mog_components: int = _field(
         500, "prior=mog: number K of mixture components (weights 1/K, means and scales learned)",
         check=_at_least(1),
+    )
+    conditional: bool = _field(
+        False, "conditional VAE (Sohn et al. 2015): the one-hot label is concatenated to the encoder's "
+        "input and to z at the decoder's, so q(z|x,y) and p(x|z,y) with p(z) unchanged; needs labelled data",
     )
     prior_loc: list[float] = _field(
         None, "prior mean: one value or one per latent dimension", factory=lambda: [0.0],
