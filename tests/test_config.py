@@ -52,8 +52,15 @@ def test_types_are_checked_and_scalars_promoted():
 def test_names_cannot_escape_their_folder():
     with pytest.raises(ConfigError, match="plain directory name"):
         Config.from_dict({"name": "../elsewhere"})
-    with pytest.raises(ConfigError, match="dataset name"):
-        Config.from_dict({"data": {"dataset": "../../etc"}})
+    # a dataset with a path names your own data: never a folder name of the cache or the run
+    from vaelab.data import dataset_spec
+    from vaelab.errors import DataError
+
+    config = Config.from_dict({"data": {"dataset": "../../no-such-data.npz"}})
+    with pytest.raises(DataError, match="does not exist"):
+        dataset_spec(config.data)
+    with pytest.raises(ConfigError, match="dataset name or the path"):
+        Config.from_dict({"data": {"dataset": ""}})
 
 
 def test_load_config_errors(tmp_path):

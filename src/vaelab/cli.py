@@ -211,6 +211,37 @@ def _add_figure_commands(commands) -> None:
     report.add_argument("--metric", action="append", metavar="NAME", help="as for vaelab compare")
     report.set_defaults(handler=_cmd_report)
 
+    sample = commands.add_parser(
+        "sample", help="write a grid of generated images from a trained run",
+        description="Draw N latents, decode them (decoder means E[x|z]) and write a PNG grid: with the "
+                    "prior p(z), or with gmm, a Gaussian mixture fitted to the training set's posterior "
+                    "means (ex-post density estimation, Ghosh et al. 2020).",
+    )
+    sample.add_argument("run_dir", metavar="RUN_DIR")
+    sample.add_argument("--sampler", choices=("prior", "gmm"), default="prior",
+                        help="prior: z ~ p(z); gmm: z from a full-covariance Gaussian mixture fitted to the "
+                             "posterior means of the training split (default: prior)")
+    sample.add_argument("--n", type=int, default=64, help="number of samples (default: 64)")
+    sample.add_argument("--gmm-components", type=int, default=10, metavar="K",
+                        help="sampler gmm: mixture components (default: 10, as Ghosh et al. 2020)")
+    sample.add_argument("--seed", type=int, default=0, help="seed of the draws and of the GMM fit (default: 0)")
+    sample.add_argument("--checkpoint", choices=("best", "last"), default="best", help="(default: best)")
+    sample.add_argument("--npy", action="store_true", help="also write the images (n, C, H, W) float32 as .npy")
+    sample.add_argument("-o", "--output", metavar="FILE.png", help="default: RUN_DIR/samples-<sampler>.png")
+    sample.add_argument("--data-dir", metavar="DIR", help="where to find the dataset (gmm; default: the run's)")
+    sample.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N")
+    sample.set_defaults(handler=_cmd_sample)
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    from .plots.samples import sample_run
+
+    result = sample_run(args.run_dir, args.sampler, args.n, seed=args.seed, which=args.checkpoint, npy=args.npy,
+                        output=args.output, components=args.gmm_components, data_dir=args.data_dir,
+                        device=args.device)
+    print(f"wrote {result.png}" + (f" and {result.npy}" if result.npy else ""))
+    return 0
+
 
 def _cmd_plot(args: argparse.Namespace) -> int:
     from .plots.run import plot_run

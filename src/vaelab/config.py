@@ -55,7 +55,10 @@ def _positive_list(v):
 class DataConfig:
     """Which dataset, where to find it, and how to present it to the model."""
 
-    dataset: str = _field("mnist", "dataset name (see `vaelab datasets`)")
+    dataset: str = _field(
+        "mnist", "dataset name (see `vaelab datasets`), or your own data: a .npz/.pt/.safetensors file "
+        "with x_train, x_test (optional y_train, y_test) or an image folder with train/<class>/ and "
+        "test/<class>/ (see docs: your own data)")
     data_dir: str | None = _field(
         None, "directory holding the dataset files (default: $VAELAB_DATA_DIR, then the user cache)"
     )
@@ -80,6 +83,10 @@ class DataConfig:
     subset_seed: int | None = _field(
         None, "with train_examples: draw the N training examples at random with this seed instead of "
         "taking the first N (sweeps set it to the run's seed so seeds vary the subset)", check=_at_least(0),
+    )
+    image_size: list[int] | None = _field(
+        None, "your own image folder only: resize every image to H W (bilinear; default: keep the size, "
+        "which must then be the same for all)", check=_positive_list,
     )
     toy2d_range: str = _field(
         "unit", "toy2d only: the square the points are uniform in, unit = [0, 1]^2 or "
@@ -183,7 +190,22 @@ class ModelConfig:
     )
     prior: str = _field(
         "normal", "prior p(z): normal, a diagonal Gaussian N(prior_loc, prior_std^2) "
-        "(standard_normal is N(0, I))", choices=("normal", "standard_normal"),
+        "(standard_normal is N(0, I)); mog, a learned mixture of mog_components diagonal Gaussians; "
+        "vamp, the VampPrior (Tomczak & Welling 2018): the encoder's posteriors at vamp_components "
+        "learned pseudo-inputs (with mog and vamp the KL is a Monte Carlo estimate)",
+        choices=("normal", "standard_normal", "mog", "vamp"),
+    )
+    vamp_components: int = _field(
+        500, "prior=vamp: number K of pseudo-inputs (Tomczak & Welling 2018 use 500 on MNIST)",
+        check=_at_least(1),
+    )
+    mog_components: int = _field(
+        500, "prior=mog: number K of mixture components (weights 1/K, means and scales learned)",
+        check=_at_least(1),
+    )
+    conditional: bool = _field(
+        False, "conditional VAE (Sohn et al. 2015): the one-hot label is concatenated to the encoder's "
+        "input and to z at the decoder's, so q(z|x,y) and p(x|z,y) with p(z) unchanged; needs labelled data",
     )
     prior_loc: list[float] = _field(
         None, "prior mean: one value or one per latent dimension", factory=lambda: [0.0],
@@ -248,6 +270,19 @@ class ObjectiveConfig:
     )
 
 
+LOGGER_NAMES = ("tensorboard", "csv", "mlflow", "wandb")
+
+
+def _logger_list(v):
+    names = [part.strip().lower() for part in v.split(",") if part.strip()]
+    bad = [n for n in names if n not in LOGGER_NAMES]
+    if bad:
+        close = difflib.get_close_matches(bad[0], LOGGER_NAMES, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        return f"has unknown logger {bad[0]!r}{hint}; use a comma-separated list of {', '.join(LOGGER_NAMES)}"
+    return None
+
+
 @dataclass
 class TrainingConfig:
     """Optimisation and evaluation schedule."""
@@ -284,6 +319,17 @@ class TrainingConfig:
                                     check=_at_least(0))
     device: str = _field("auto", "device: auto (CUDA if present), cpu, cuda or cuda:N")
     progress: bool = _field(True, "show a progress bar on a terminal")
+    logger: str = _field(
+        "tensorboard,csv", "comma-separated trackers: tensorboard, csv (metrics.csv, always written), mlflow "
+        "(a local SQLite store unless --mlflow-uri), wandb (offline unless logged in)", check=_logger_list,
+    )
+    mlflow_uri: str | None = _field(
+        None, "logger mlflow: tracking URI (default sqlite:///<output_dir>/mlflow.db, a local SQLite store)")
+    mlflow_experiment: str = _field("vaelab", "logger mlflow: experiment name")
+    wandb_project: str = _field("vaelab", "logger wandb: project name")
+    tracker_group: str | None = _field(
+        None, "logger mlflow/wandb: group runs under one MLflow parent run / W&B group of this name (a sweep "
+        "sets its name)")
 
 
 def _manifold_range(v):
@@ -406,6 +452,12 @@ class EvaluationConfig:
         "auto", "sample quality: auto (classifier FID when a classifier is cached), classifier, "
         "inception (needs torch-fidelity and local weights), none", choices=("auto", "classifier", "inception", "none"))
     fid_samples: int = _field(10000, "generated samples for the FID and the class histogram", check=_at_least(2))
+    sampler: str = _field(
+        "prior", "latent sampler of the generated samples: prior (z ~ p(z)), or gmm, which also scores "
+        "samples from a Gaussian mixture fitted to the training set's posterior means (Ghosh et al. 2020), "
+        "beside the prior's", choices=("prior", "gmm"))
+    gmm_components: int = _field(10, "sampler=gmm: mixture components (full covariance; Ghosh et al. 2020 use 10)",
+                                 check=_at_least(1))
     inception_weights: str | None = _field(
         None, "path of the FID Inception weights (default: $VAELAB_INCEPTION_WEIGHTS, then the "
         "torch-fidelity cache in the torch hub directory)")
@@ -627,6 +679,16 @@ def _cross_checks(config: Config) -> list[str]:
             problems.append(f"model.{key} needs 1 or latent_dim={m.latent_dim} values, got {len(value)}")
     if m.prior == "standard_normal" and (m.prior_loc != [0.0] or m.prior_scale() != [1.0]):
         problems.append("model.prior standard_normal is N(0, I); use prior: normal with prior_loc/prior_std")
+    if m.prior in ("mog", "vamp"):
+        if m.prior_loc != [0.0] or m.prior_std is not None or m.prior_variance is not None:
+            problems.append(f"model.prior_loc/prior_std/prior_variance set a normal prior; prior {m.prior} learns "
+                            "its own (drop them, or use prior: normal)")
+        if config.objective.free_bits:
+            problems.append(f"objective.free_bits needs the KL per latent dimension, which prior {m.prior} (a "
+                            "mixture) does not have; use prior: normal or free_bits: 0")
+    if m.conditional and m.prior == "vamp":
+        problems.append("model.conditional with prior vamp: the VampPrior's pseudo-inputs have no labels; "
+                        "use prior normal or mog")
     if m.likelihood == "logit_normal" and d.binarize != "none":
         problems.append(
             f"model.likelihood logit_normal is a density on (0, 1) and cannot model binarised data "
@@ -654,8 +716,10 @@ def _cross_checks(config: Config) -> list[str]:
         not config.name or "/" in config.name or "\\" in config.name or config.name in (".", "..")
     ):
         problems.append(f"name must be a plain directory name without '/', got {config.name!r}")
-    if "/" in config.data.dataset or "\\" in config.data.dataset or config.data.dataset.startswith("."):
-        problems.append(f"data.dataset must be a dataset name, got {config.data.dataset!r}")
+    if not config.data.dataset:
+        problems.append("data.dataset must be a dataset name or the path of your data, got ''")
+    if config.data.image_size is not None and len(config.data.image_size) != 2:
+        problems.append(f"data.image_size needs two values H W, got {config.data.image_size}")
     dims = config.figures.manifold_dims
     if dims is not None and max(dims) >= config.model.latent_dim:
         problems.append(f"figures.manifold_dims {dims} must be below model.latent_dim={config.model.latent_dim}")

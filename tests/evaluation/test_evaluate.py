@@ -78,3 +78,22 @@ def test_errors_are_one_clear_line(tiny_run, tmp_path, capsys):
     assert main(["evaluate", str(tiny_run)]) == 2
     assert "has no best checkpoint" in capsys.readouterr().err
     assert not (tiny_run / "evaluation.json").exists()
+
+
+def test_a_dataset_implying_binarisation_is_evaluated_binarised_with_its_parent_classifier(tiny_data, tmp_path):
+    from dataclasses import replace
+
+    from vaelab.data import register_dataset
+    from vaelab.evaluation.run import classifier_dataset
+
+    root, spec = tiny_data
+    register_dataset(replace(spec, name="tiny-binarized", folders=("tiny-mnist",), binarize="dynamic"))
+    assert classifier_dataset("tiny-binarized") == "tiny-mnist" and classifier_dataset("tiny-mnist") == "tiny-mnist"
+    runs = tmp_path / "runs"
+    assert main(["train", *TINY[2:], "--dataset", "tiny-binarized", "--data-dir", str(root), "--epochs", "1",
+                 "--output-dir", str(runs), "--name", "b"]) == 0
+    assert main(["classifier", "train", "--dataset", "tiny-mnist", "--data-dir", str(root), "--epochs", "1",
+                 "--channels", "2", "2", "4", "4", "--hidden", "8"]) == 0
+    results = vaelab.evaluate(runs / "b", k=5, fid_samples=32, probe=False, verbose=False).results
+    assert results["binarize"] == "dynamic" and not any("gray-level" in note for note in results["notes"])
+    assert results["samples"]["fid_classifier"] >= 0  # scored with tiny-mnist's classifier

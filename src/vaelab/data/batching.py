@@ -12,15 +12,18 @@ class InMemoryBatches:
 
     Each pass draws a fresh permutation from ``generator`` when ``shuffle`` is true, and with
     ``dynamic_binarize`` replaces every batch by a fresh Bernoulli draw of its gray levels
-    (dynamic binarisation, Burda et al. 2016). The last batch may be smaller. All randomness
+    (dynamic binarisation, Burda et al. 2016). The last batch may be smaller. ``labels`` (N,),
+    when given, are served by :meth:`batch_labels` in the same order. All randomness
     comes from ``generator``, whose state can be saved for an exact resume.
     """
 
     def __init__(self, images: torch.Tensor, batch_size: int, *, shuffle: bool = False,
-                 dynamic_binarize: bool = False, generator: torch.Generator | None = None):
+                 dynamic_binarize: bool = False, generator: torch.Generator | None = None,
+                 labels: torch.Tensor | None = None):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.images = images
+        self.labels = labels
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.dynamic_binarize = dynamic_binarize
@@ -43,6 +46,14 @@ class InMemoryBatches:
             # a CPU generator cannot drive a CUDA draw: CUDA batches use torch's CUDA RNG
             x = torch.bernoulli(x, generator=self.generator if x.device.type == "cpu" else None)
         return x
+
+    def batch_labels(self, order: torch.Tensor, index: int) -> torch.Tensor | None:
+        """The labels ``(b,)`` of :meth:`batch` ``index`` of the pass in ``order`` (None when the
+        batches were made without ``labels``; a conditional VAE needs them)."""
+        if self.labels is None:
+            return None
+        idx = order[index * self.batch_size: (index + 1) * self.batch_size].to(self.labels.device)
+        return torch.index_select(self.labels, 0, idx)
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         order = self.permutation()

@@ -8,6 +8,7 @@ drawn by indexing (see :mod:`vaelab.data.batching`), never by a per-sample DataL
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -15,6 +16,7 @@ import torch
 from ..config import DataConfig
 from ..errors import ConfigError, DataError
 from .arrays import Splits
+from .files import is_user_dataset, user_spec
 from .registry import DatasetSpec, fetch_files, get_spec
 
 
@@ -130,6 +132,30 @@ def binarize_split(split: Split, seed: int) -> Split:
     return Split(torch.bernoulli(split.images, generator=generator), split.labels)
 
 
+_USER_SPECS: dict[tuple, DatasetSpec] = {}
+
+
+def dataset_spec(config: DataConfig) -> DatasetSpec:
+    """The spec of ``config.dataset``: a registered dataset, or your own file or image folder
+    (:func:`vaelab.data.files.user_spec`, read once and cached while the file is unchanged).
+
+    Raises:
+        DataError: an unknown name, or a file or folder that is missing or invalid.
+    """
+    if not is_user_dataset(config.dataset):
+        if config.image_size is not None:
+            raise ConfigError(f"data.image_size resizes the images of your own image folder; "
+                              f"{config.dataset} is a built-in dataset: drop --image-size")
+        return get_spec(config.dataset)
+    path = Path(config.dataset).expanduser().resolve()
+    stat = path.stat() if path.exists() else None
+    key = (str(path), stat and stat.st_mtime_ns, stat and stat.st_size, tuple(config.image_size or ()))
+    if key not in _USER_SPECS or path.is_dir():  # a folder's mtime misses changes inside it
+        _USER_SPECS.clear()  # keep one: the arrays can be large
+        _USER_SPECS[key] = user_spec(path, config.image_size)
+    return _USER_SPECS[key]
+
+
 def load_dataset(config: DataConfig, data_dir=None) -> Dataset:
     """Load the dataset named by ``config`` with its splits and static binarisation applied.
 
@@ -138,12 +164,16 @@ def load_dataset(config: DataConfig, data_dir=None) -> Dataset:
     comparable across epochs) and leaves the training images gray, to be drawn afresh per batch.
     The mode comes from :func:`resolve_binarize` (``binarized-mnist`` implies ``dynamic``).
 
+    ``config.dataset`` may be your own ``.npz``/``.pt``/``.safetensors`` file or image folder
+    (:mod:`vaelab.data.files`).
+
     Raises:
-        DataError: the dataset is unknown, missing or corrupt.
+        DataError: the dataset is unknown, missing or corrupt (your own data: one line naming
+            the problem).
         ConfigError: ``validation_size`` leaves no training examples, or the binarisation
             conflicts with the dataset.
     """
-    spec = get_spec(config.dataset)
+    spec = dataset_spec(config)
     mode = resolve_binarize(spec, config)
     data_dir = data_dir if data_dir is not None else config.data_dir
     train, test = (_to_split(*split) for split in read_splits(spec, config, data_dir))

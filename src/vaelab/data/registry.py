@@ -95,7 +95,8 @@ class DatasetSpec:
     names its files may sit in (default: its name; the first one receives downloads), so that
     variants share files (``cifar10-8x8`` reads ``cifar10``'s). ``binarize`` is a binarisation
     the dataset's name implies (``binarized-mnist``: ``"dynamic"``; see
-    :func:`vaelab.data.datasets.resolve_binarize`).
+    :func:`vaelab.data.datasets.resolve_binarize`). ``source`` and ``sha256`` are set for your
+    own data (:mod:`vaelab.data.files`): its absolute path and the digest of its content.
     """
 
     name: str
@@ -109,6 +110,8 @@ class DatasetSpec:
     reader: Reader = read_idx
     folders: tuple[str, ...] = ()
     binarize: str | None = None
+    source: str | None = None
+    sha256: str | None = None
 
     def __post_init__(self):
         if self.kind not in ("image", "points"):

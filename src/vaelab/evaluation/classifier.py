@@ -105,7 +105,8 @@ def train_classifier(config: ClassifierConfig | dict[str, Any] | None = None, *,
         say(f"epoch {epoch}/{config.epochs}  train cross-entropy {total / len(images):.4f}  "
             f"test accuracy {test_accuracy:.4f}  ({time.perf_counter() - start:.0f} s)")
     extra = {
-        "data_sha256": {role: f.sha256 for role, f in dataset.spec.files.items()},
+        "data_sha256": ({role: f.sha256 for role, f in dataset.spec.files.items()} if dataset.spec.sha256 is None
+                        else {"data": dataset.spec.sha256}),
         "history": history,
         "train_seconds": time.perf_counter() - start,
         "vaelab": __version__, "torch": torch.__version__,

@@ -11,8 +11,10 @@ from ..runtime import flush_denormals
 
 @torch.inference_mode()
 def evaluate_elbo(model: VAE, images: torch.Tensor, batch_size: int = 1000, n_samples: int = 1,
-                  seed: int = 0, device: torch.device | str = "cpu") -> dict[str, float]:
-    """Mean reconstruction NLL, KL and negative ELBO over ``images: (N, C, H, W)``.
+                  seed: int = 0, device: torch.device | str = "cpu",
+                  labels: torch.Tensor | None = None) -> dict[str, float]:
+    """Mean reconstruction NLL, KL and negative ELBO over ``images: (N, C, H, W)`` (with
+    ``labels: (N,)`` for a conditional VAE: the bound on -log p(x|y)).
 
     The latent samples come from a generator seeded with ``seed``, so evaluating the same model
     twice gives the same numbers and does not disturb the training RNG.
@@ -26,8 +28,10 @@ def evaluate_elbo(model: VAE, images: torch.Tensor, batch_size: int = 1000, n_sa
     generator = torch.Generator(device=device).manual_seed(seed)
     totals = torch.zeros(2, dtype=torch.float64, device=device)
     with flush_denormals():
-        for x in images.split(batch_size):
-            terms = elbo_terms(model, x.to(device, non_blocking=True), n_samples, generator)
+        label_batches = labels.split(batch_size) if labels is not None else [None] * len(images.split(batch_size))
+        for x, y in zip(images.split(batch_size), label_batches):
+            y = y.to(device, non_blocking=True) if y is not None else None
+            terms = elbo_terms(model, x.to(device, non_blocking=True), n_samples, generator, y)
             totals += torch.stack([terms.recon.sum(), terms.kl.sum()]).double()
     model.train(was_training)
     recon, kl = (totals / images.shape[0]).tolist()

@@ -32,6 +32,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..models.classifier import Classifier
+from ..models.priors import sample_prior
 from ..models.vae import VAE
 from ..runtime import flush_denormals
 
@@ -133,9 +134,12 @@ def fid_inception(real: torch.Tensor, fake: torch.Tensor, weights: str | os.Path
 
 @torch.no_grad()
 def generate_samples(model: VAE, n: int, seed: int = 0, batch_size: int = 1000,
-                     device: torch.device | str | None = None) -> torch.Tensor:
+                     device: torch.device | str | None = None, labels: torch.Tensor | None = None) -> torch.Tensor:
     """``n`` decoder means E[x|z], z ~ p(z) drawn with a CPU generator seeded with ``seed``:
-    ``(n, C, H, W)`` on the CPU."""
+    ``(n, C, H, W)`` on the CPU. A conditional VAE decodes E[x|z,y] with ``labels: (n,)``
+    (default :func:`balanced_labels`)."""
+    if model.conditional and labels is None:
+        labels = balanced_labels(n, model.num_classes)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -145,11 +149,18 @@ def generate_samples(model: VAE, n: int, seed: int = 0, batch_size: int = 1000,
     try:
         with flush_denormals():
             for start in range(0, n, batch_size):
-                eps = torch.randn((min(batch_size, n - start), model.latent_dim), generator=generator).to(device)
-                out.append(model.decode_mean(p.mean + p.stddev * eps).float().cpu())
+                z = sample_prior(p, min(batch_size, n - start), generator).to(device)  # any prior, mixtures too
+                y = labels[start:start + batch_size].to(device) if labels is not None else None
+                out.append(model.decode_mean(z, y).float().cpu())
     finally:
         model.train(was_training)
     return torch.cat(out)
+
+
+def balanced_labels(n: int, num_classes: int) -> torch.Tensor:
+    """``(n,)`` int64 labels 0, 1, ..., num_classes-1, 0, 1, ...: every class equally often (to
+    one), the labels a conditional VAE's samples are drawn with."""
+    return torch.arange(n) % num_classes
 
 
 def _check_sets(real: torch.Tensor, fake: torch.Tensor, shape) -> None:

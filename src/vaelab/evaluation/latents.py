@@ -6,6 +6,7 @@
   collapse) and carries no information.
 * **KL per dimension**: ``E_x KL(q(z_u|x) || p(z_u))`` in nats, from the closed form (Kingma &
   Welling 2014, Appendix B); it sums to the KL term of the ELBO. Collapsed dimensions have ~0.
+  Only for a diagonal Gaussian prior: a mixture prior (MoG, VampPrior) does not factorise.
 * **Probes** on the posterior means (labelled data only): a multinomial logistic regression on
   standardised means and a 5-nearest-neighbour classifier (scikit-learn), fit on training
   examples and scored on the evaluated split. Accuracy says how much of the label the latent
@@ -19,6 +20,7 @@ from typing import NamedTuple
 import torch
 from torch.distributions import kl_divergence
 
+from ..models.priors import factorises
 from ..models.vae import VAE
 from ..runtime import flush_denormals
 
@@ -30,28 +32,34 @@ class LatentSummary(NamedTuple):
 
     means: torch.Tensor
     """``(N, D)`` float32 posterior means E_q[z|x]."""
-    kl_per_dim: torch.Tensor
-    """``(D,)`` float64: mean over the N examples of KL(q(z_u|x) || p(z_u)), nats."""
+    kl_per_dim: torch.Tensor | None
+    """``(D,)`` float64: mean over the N examples of KL(q(z_u|x) || p(z_u)), nats; None for a
+    mixture prior, which does not factorise over dimensions."""
 
 
 @torch.inference_mode()
 def posterior_summary(model: VAE, images: torch.Tensor, batch_size: int = 1000,
-                      device: torch.device | str | None = None) -> LatentSummary:
-    """Posterior means and the mean KL per latent dimension over ``images: (N, C, H, W)``."""
+                      device: torch.device | str | None = None, labels: torch.Tensor | None = None) -> LatentSummary:
+    """Posterior means and the mean KL per latent dimension over ``images: (N, C, H, W)``
+    (``labels: (N,)`` for a conditional VAE: of q(z|x,y))."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
-    prior = model.prior_distribution().base_dist
+    prior = model.prior_distribution()
+    prior = prior.base_dist if factorises(prior) else None
     means, kl_sum = [], torch.zeros(model.latent_dim, dtype=torch.float64, device=device)
     try:
         with flush_denormals():
-            for x in images.split(batch_size):
-                q = model.posterior(x.to(device, non_blocking=True)).base_dist
+            label_batches = labels.split(batch_size) if labels is not None else [None] * len(images.split(batch_size))
+            for x, y in zip(images.split(batch_size), label_batches):
+                y = y.to(device) if y is not None else None
+                q = model.posterior(x.to(device, non_blocking=True), y).base_dist
                 means.append(q.loc.float().cpu())
-                kl_sum += kl_divergence(q, prior).sum(0, dtype=torch.float64)
+                if prior is not None:
+                    kl_sum += kl_divergence(q, prior).sum(0, dtype=torch.float64)
     finally:
         model.train(was_training)
-    return LatentSummary(torch.cat(means), (kl_sum / images.shape[0]).cpu())
+    return LatentSummary(torch.cat(means), (kl_sum / images.shape[0]).cpu() if prior is not None else None)
 
 
 def active_units(means: torch.Tensor, threshold: float = ACTIVE_THRESHOLD) -> tuple[int, torch.Tensor]:

@@ -23,7 +23,10 @@ How it is computed (fast by design):
 * under ``torch.inference_mode`` and with subnormal floats flushed to zero on the CPU.
 
 The same pass gives the reconstruction term -(1/K) sum_k log p(x|z_k) of the ELBO (a K-sample
-estimate) and the closed-form KL, hence the negative ELBO of the same examples.
+estimate) and the KL (closed form for a diagonal Gaussian prior; for a mixture prior, MoG or
+VampPrior, the K-sample Monte Carlo estimate), hence the negative ELBO of the same examples.
+log p(z) is always the prior's exact log-density (a mixture's by log-sum-exp over its
+components, :class:`vaelab.models.priors.DiagonalGaussianMixture`).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import torch
 from torch.distributions import kl_divergence
 
 from ..errors import ConfigError
+from ..models.priors import factorises
 from ..models.vae import VAE
 from ..runtime import flush_denormals
 
@@ -88,7 +92,8 @@ class LogLikelihood(NamedTuple):
     recon: torch.Tensor
     """-(1/K) sum_k log p(x|z_k): the ELBO's reconstruction NLL from the same K samples."""
     kl: torch.Tensor
-    """KL(q(z|x) || p(z)), closed form."""
+    """KL(q(z|x) || p(z)): closed form for a diagonal Gaussian prior, else the Monte Carlo mean of
+    log q(z_k|x) - log p(z_k) over the same K samples."""
     k: int
 
     @property
@@ -111,7 +116,7 @@ def default_batch_size(k: int, chunk_size: int) -> int:
 def importance_log_likelihood(model: VAE, images: torch.Tensor, k: int = 1000, *, seed: int = 0,
                               batch_size: int | None = None, chunk_size: int = 4096,
                               device: torch.device | str | None = None, first_index: int = 0,
-                              progress: bool = False) -> LogLikelihood:
+                              progress: bool = False, labels: torch.Tensor | None = None) -> LogLikelihood:
     """The K-sample importance-sampled log-likelihood of every image.
 
     Args:
@@ -129,6 +134,8 @@ def importance_log_likelihood(model: VAE, images: torch.Tensor, k: int = 1000, *
         device: where to compute (default: the model's device).
         first_index: the index of ``images[0]`` in its split (so slices reproduce the whole).
         progress: show a progress bar on a terminal.
+        labels: ``(N,)`` the labels of a conditional VAE, whose estimate is then of log p(x|y)
+            (its encoder and decoder take y; Sohn et al. 2015).
 
     Returns:
         :class:`LogLikelihood` with per-example ``log_px``, ``recon``, ``kl`` (float64, nats).
@@ -151,7 +158,8 @@ def importance_log_likelihood(model: VAE, images: torch.Tensor, k: int = 1000, *
     log_px = torch.empty(n, dtype=torch.float64)
     recon = torch.empty(n, dtype=torch.float64)
     kl = torch.empty(n, dtype=torch.float64)
-    prior = model.prior_distribution()
+    prior = model.prior_distribution()  # once: the VampPrior encodes its pseudo-inputs
+    closed_form = factorises(prior)
     d = model.latent_dim
     starts = range(0, n, batch_size)
     bar = None
@@ -164,7 +172,8 @@ def importance_log_likelihood(model: VAE, images: torch.Tensor, k: int = 1000, *
             for start in starts:
                 x = images[start:start + batch_size].to(device, non_blocking=True)  # (B, C, H, W)
                 b = x.shape[0]
-                q = model.posterior(x)  # batch (B,), event (D,)
+                y = labels[start:start + batch_size].to(device) if labels is not None else None
+                q = model.posterior(x, y)  # batch (B,), event (D,)
                 mean, std = q.base_dist.loc, q.base_dist.scale  # (B, D)
                 eps = torch.stack([example_noise(seed, first_index + start + j, k, d) for j in range(b)],
                                   1).to(device)  # (K, B, D)
@@ -173,15 +182,21 @@ def importance_log_likelihood(model: VAE, images: torch.Tensor, k: int = 1000, *
                 log_qz = (-0.5 * eps.square().sum(-1) - std.log().sum(-1)) - 0.5 * d * LOG_2PI  # (K, B)
                 lme = LogMeanExp((b,), device)
                 log_px_z_sum = torch.zeros(b, dtype=torch.float64, device=device)
+                log_ratio_sum = torch.zeros(b, dtype=torch.float64, device=device)  # sum_k log q - log p
                 per_chunk = max(1, chunk_size // b)
                 for k0 in range(0, k, per_chunk):
                     z = torch.addcmul(mean, std, eps[k0:k0 + per_chunk])  # (c, B, D)
-                    log_px_z = model.likelihood.log_prob(x, model.decode(z))  # (c, B)
-                    lme.update(log_px_z + prior.log_prob(z) - log_qz[k0:k0 + per_chunk])  # log w, (c, B)
+                    log_px_z = model.likelihood.log_prob(x, model.decode(z, y))  # (c, B)
+                    log_ratio = prior.log_prob(z) - log_qz[k0:k0 + per_chunk]  # exact log p(z) - log q(z|x)
+                    lme.update(log_px_z + log_ratio)  # log w, (c, B)
                     log_px_z_sum += log_px_z.sum(0, dtype=torch.float64)
+                    log_ratio_sum -= log_ratio.sum(0, dtype=torch.float64)
                 log_px[start:start + b] = lme.compute().cpu()
                 recon[start:start + b] = (-log_px_z_sum / k).cpu()
-                kl[start:start + b] = kl_divergence(q.base_dist, prior.base_dist).sum(-1).double().cpu()
+                if closed_form:
+                    kl[start:start + b] = kl_divergence(q.base_dist, prior.base_dist).sum(-1).double().cpu()
+                else:  # a mixture prior: the Monte Carlo KL of the same K samples
+                    kl[start:start + b] = (log_ratio_sum / k).cpu()
                 if bar is not None:
                     bar.update(b)
     finally:

@@ -8,7 +8,10 @@ For one split of the run's dataset (with the run's binarisation) and one checkpo
   over examples, and bits per dimension;
 * active units and KL per latent dimension; posterior-mean probes for labelled data;
 * sample quality: classifier-feature FID (``fid_classifier``), optionally Inception FID, and the
-  class histogram and entropy of generated samples.
+  class histogram and entropy of generated samples, z ~ p(z) (a conditional VAE: every class in
+  turn, and ``label_accuracy``, how often the classifier names the class asked for); with ``sampler='gmm'`` the same for
+  samples from a Gaussian mixture fitted to the training posterior means (``samples.gmm``,
+  Ghosh et al. 2020).
 
 The result is written atomically to ``RUN_DIR/evaluation.json`` (or ``evaluation-<split>.json``
 for the val and train splits) and printed as a table.
@@ -34,10 +37,11 @@ from ..errors import CheckpointError, ConfigError
 from ..io import atomic_write_text
 from ..models.classifier import load_classifier
 from ..runtime import resolve_device
-from .classifier import class_histogram, predict
-from .fid import fid_classifier, fid_inception, find_inception_weights, generate_samples
+from .classifier import accuracy, class_histogram, predict
+from .fid import balanced_labels, fid_classifier, fid_inception, find_inception_weights, generate_samples
 from .latents import ACTIVE_THRESHOLD, active_units, posterior_summary, probe_accuracy
 from .loglik import bits_per_dim, importance_log_likelihood, mean_and_stderr
+from .samplers import decode_latents, draw_latents, training_view
 
 UNITS = ("nats per example (summed over pixels and latent dimensions, averaged over examples) "
          "unless the key says bits_per_dim, accuracy or fid")
@@ -100,7 +104,7 @@ def evaluate(run_dir: str | Path, config: EvaluationConfig | dict[str, Any] | No
     classifier = info = None
     if config.fid in ("auto", "classifier"):
         try:
-            classifier, info = load_classifier(dataset_name, device=device)
+            classifier, info = load_classifier(classifier_dataset(dataset_name), device=device)
         except CheckpointError as exc:
             if config.fid == "classifier":
                 raise
@@ -114,6 +118,8 @@ def evaluate(run_dir: str | Path, config: EvaluationConfig | dict[str, Any] | No
     data_config = dataclasses.replace(run_config.data, train_examples=None, eval_examples=None,
                                       data_dir=config.data_dir or run_config.data.data_dir)
     dataset = load_dataset(data_config)
+    if dataset.binarize != run_config.data.binarize:  # binarized-mnist implies dynamic with data.binarize none
+        run_config = run_config.replace({"data.binarize": dataset.binarize})
     split = _pick_split(dataset, config.split, run_config)
     images, labels = split.images[: config.examples], split.labels[: config.examples]
     n, pixels = images.shape[0], math.prod(images.shape[1:])
@@ -122,14 +128,15 @@ def evaluate(run_dir: str | Path, config: EvaluationConfig | dict[str, Any] | No
         f"K={config.k} importance samples, on {device}")
 
     start = time.perf_counter()
+    cond = labels if model.conditional else None  # a conditional VAE: log p(x|y), q(z|x,y)
     ll = importance_log_likelihood(model, images, config.k, seed=config.seed, batch_size=config.batch_size,
-                                   chunk_size=config.chunk_size, device=device, progress=verbose)
+                                   chunk_size=config.chunk_size, device=device, progress=verbose, labels=cond)
     seconds["log_likelihood"] = time.perf_counter() - start
     nll, nll_se = mean_and_stderr(ll.nll)
     neg_elbo, neg_elbo_se = mean_and_stderr(ll.neg_elbo)
     results: dict[str, Any] = {
         "run_dir": str(run_dir), "checkpoint": config.checkpoint, "dataset": dataset_name,
-        "binarize": run_config.data.binarize, "likelihood": run_config.model.likelihood,
+        "binarize": dataset.binarize, "likelihood": run_config.model.likelihood,
         "split": config.split, "examples": n, "pixels": pixels, "k": config.k, "seed": config.seed,
         "units": UNITS,
         "neg_elbo": neg_elbo, "neg_elbo_stderr": neg_elbo_se,
@@ -137,20 +144,22 @@ def evaluate(run_dir: str | Path, config: EvaluationConfig | dict[str, Any] | No
         "nll_iwae": nll, "nll_iwae_stderr": nll_se,
         "bits_per_dim": bits_per_dim(nll, pixels),
         "neg_elbo_bits_per_dim": bits_per_dim(neg_elbo, pixels),
-        "notes": _notes(run_config),
+        "notes": _notes(run_config, dataset.binarize),
     }
 
     start = time.perf_counter()
-    summary = posterior_summary(model, images, device=device)
+    summary = posterior_summary(model, images, device=device, labels=cond)
     count, variances = active_units(summary.means)
     results["latent"] = {
         "dim": model.latent_dim, "active_units": count, "active_threshold": ACTIVE_THRESHOLD,
-        "posterior_mean_variance": variances.tolist(), "kl_per_dim": summary.kl_per_dim.tolist(),
+        "posterior_mean_variance": variances.tolist(),
+        "kl_per_dim": summary.kl_per_dim.tolist() if summary.kl_per_dim is not None else None,
     }
     results["probe"] = None
     if config.probe and config.split != "train" and len(dataset.spec.classes) > 1:
         train = _evaluation_view(dataset.train, run_config).head(config.probe_train_examples)
-        train_means = posterior_summary(model, train.images, device=device).means
+        train_means = posterior_summary(model, train.images, device=device,
+                                        labels=train.labels if model.conditional else None).means
         results["probe"] = {
             "train_examples": len(train),
             "logistic_accuracy": probe_accuracy(train_means, train.labels, summary.means, labels, "logistic"),
@@ -172,8 +181,13 @@ def evaluate(run_dir: str | Path, config: EvaluationConfig | dict[str, Any] | No
                 "class_entropy_nats": entropy, "class_entropy_max_nats": math.log(len(counts)),
                 "classifier_sha256": info.sha256, "classifier_test_accuracy": info.test_accuracy,
             })
+            if model.conditional:  # how often a sample of class y is classified as y
+                asked = balanced_labels(config.fid_samples, model.num_classes)
+                block["label_accuracy"] = accuracy(classifier, samples, asked)
         if config.fid == "inception":
             block["fid_inception"] = fid_inception(real, samples, config.inception_weights, device=device)
+        if config.sampler == "gmm":
+            block["gmm"] = _gmm_samples(model, dataset, run_config, config, real, classifier, device)
         results["samples"] = block
         seconds["samples"] = time.perf_counter() - start
 
@@ -185,6 +199,36 @@ def evaluate(run_dir: str | Path, config: EvaluationConfig | dict[str, Any] | No
         print_table(results)
         print(f"written to {path}")
     return Evaluation(run_dir, results, path)
+
+
+def _gmm_samples(model, dataset, run_config, config, real, classifier, device) -> dict[str, Any]:
+    """The FIDs (and class histogram) of samples from the ex-post GMM sampler (Ghosh et al. 2020)
+    fitted to the posterior means of the whole training split."""
+    train = training_view(dataset.train, run_config.data.binarize, run_config.data.binarize_seed)
+    z = draw_latents(model, "gmm", config.fid_samples, config.seed, train.images, config.gmm_components, device,
+                     train_labels=train.labels if model.conditional else None)
+    samples = decode_latents(model, z, device=device)
+    block: dict[str, Any] = {"components": config.gmm_components, "covariance": "full",
+                             "fit_on": f"posterior means of {len(train)} training images"}
+    if classifier is not None:
+        block["fid_classifier"] = fid_classifier(real, samples, classifier)
+        counts, entropy = class_histogram(predict(classifier, samples))
+        block.update({"class_histogram": counts, "class_entropy_nats": entropy})
+    if config.fid == "inception":
+        block["fid_inception"] = fid_inception(real, samples, config.inception_weights, device=device)
+    return block
+
+
+def classifier_dataset(name: str) -> str:
+    """The dataset whose classifier scores samples of ``name``: a dataset that only implies a
+    binarisation of another's files (``binarized-mnist`` reads ``mnist``'s) shares that one's, as
+    the FID reference images are the same gray levels; any other dataset has its own."""
+    from ..data import get_spec, is_user_dataset
+
+    if is_user_dataset(name):
+        return name
+    spec = get_spec(name)
+    return spec.dirnames[0] if spec.binarize is not None and spec.dirnames[0] != spec.name else name
 
 
 def _pick_split(dataset, name: str, run_config):
@@ -208,17 +252,25 @@ def _evaluation_view(split, run_config):
 def _gray_test_images(run_config, data_config, dataset) -> torch.Tensor:
     if run_config.data.binarize == "none":
         return dataset.test.images
-    return load_dataset(dataclasses.replace(data_config, binarize="none", validation_size=0)).test.images
+    gray = dataclasses.replace(data_config, dataset=classifier_dataset(data_config.dataset), binarize="none",
+                               validation_size=0)  # binarized-mnist's gray levels are mnist's
+    return load_dataset(gray).test.images
 
 
-def _notes(run_config) -> list[str]:
+def _notes(run_config, binarize: str | None = None) -> list[str]:
+    """Caveats of the numbers; ``binarize`` is the binarisation in effect (``binarized-mnist``
+    implies dynamic while its ``data.binarize`` stays ``none``)."""
     notes = []
-    if run_config.model.likelihood == "bernoulli" and run_config.data.binarize == "none":
+    binarize = run_config.data.binarize if binarize is None else binarize
+    if run_config.model.likelihood == "bernoulli" and binarize == "none":
         notes.append("gray-level data under a Bernoulli likelihood: the 'NLL' is a binary cross-entropy, "
                      "not a log-likelihood; compare with tables only for binarised data")
     if run_config.model.likelihood != "bernoulli":
         notes.append("a density on continuous pixels: bits_per_dim is -log density / (pixels ln 2), not the "
                      "discrete 8-bit bits/dim of image-model tables")
+    if run_config.model.conditional:
+        notes.append("a conditional VAE (Sohn et al. 2015): nll_iwae and neg_elbo are of log p(x|y) given the true "
+                     "label, not comparable with an unconditional log p(x); samples are drawn for every class in turn")
     if run_config.objective.reconstruction != "likelihood":
         notes.append(f"trained with reconstruction={run_config.objective.reconstruction}, which is not a likelihood; "
                      f"every nats value here uses the plain {run_config.model.likelihood} likelihood")
@@ -237,9 +289,12 @@ def print_table(results: dict[str, Any]) -> None:
     ]
     latent = results["latent"]
     rows.append(("active units", f"{latent['active_units']} / {latent['dim']}", f"Cov_x E_q[z] > {latent['active_threshold']}"))
-    kl_dims = sorted(latent["kl_per_dim"], reverse=True)
-    shown = " ".join(f"{v:.2f}" for v in kl_dims[:8]) + (" ..." if len(kl_dims) > 8 else "")
-    rows.append(("KL per dim (largest)", shown, "nats"))
+    if latent["kl_per_dim"] is not None:
+        kl_dims = sorted(latent["kl_per_dim"], reverse=True)
+        shown = " ".join(f"{v:.2f}" for v in kl_dims[:8]) + (" ..." if len(kl_dims) > 8 else "")
+        rows.append(("KL per dim (largest)", shown, "nats"))
+    else:
+        rows.append(("KL per dim", "n/a", "the mixture prior does not factorise"))
     if results.get("probe"):
         probe = results["probe"]
         rows.append(("probe accuracy, logistic", f"{probe['logistic_accuracy']:.4f}", f"fit on {probe['train_examples']} train"))
@@ -250,8 +305,19 @@ def print_table(results: dict[str, Any]) -> None:
             rows.append(("fid_classifier", f"{samples['fid_classifier']:.3f}", f"{samples['n']} samples"))
             rows.append(("sample class entropy", f"{samples['class_entropy_nats']:.3f} / {samples['class_entropy_max_nats']:.3f}", "nats"))
             rows.append(("sample class histogram", " ".join(map(str, samples["class_histogram"])), ""))
+            if "label_accuracy" in samples:
+                rows.append(("sample label accuracy", f"{samples['label_accuracy']:.4f}",
+                             "classifier agrees with the asked label"))
         if "fid_inception" in samples:
             rows.append(("fid_inception", f"{samples['fid_inception']:.3f}", f"{samples['n']} samples"))
+        gmm = samples.get("gmm")
+        if gmm:
+            for key in ("fid_classifier", "fid_inception"):
+                if key in gmm:
+                    rows.append((f"{key}, gmm sampler", f"{gmm[key]:.3f}", f"{gmm['components']}-component GMM on "
+                                 "train posterior means"))
+            if "class_entropy_nats" in gmm:
+                rows.append(("sample class entropy, gmm", f"{gmm['class_entropy_nats']:.3f}", "nats"))
     width = max(len(r[0]) for r in rows)
     value_width = max(len(value) for _, value, _ in rows if len(value) <= 20)
     print(f"\n{results['dataset']} {results['split']}, {results['examples']} examples, {results['checkpoint']} checkpoint")

@@ -158,6 +158,8 @@ def load_sweep(spec: dict[str, Any] | str | Path, budget: str = "quick", output_
             set_dotted(config, overrides)
             rname = run_name(values, seed)
             config.update(seed=seed, name=rname, output_dir=str(directory / "runs"))
+            if config.get("training", {}).get("tracker_group") is None:  # MLflow parent run / W&B group
+                config.setdefault("training", {})["tracker_group"] = name
             try:
                 Config.from_dict(config)
             except ConfigError as exc:
@@ -416,6 +418,21 @@ class _RayTasks:
             self.ray.shutdown()  # stops a local instance started here; only disconnects from a cluster
 
 
+def _create_tracker_groups(sweep: Sweep) -> None:
+    """Create the MLflow parent run of the sweep's runs before the workers start, so that
+    parallel workers do not each create one (runs logging to MLflow only)."""
+    from ..training.trackers import logger_names, mlflow_parent_run
+
+    done = set()
+    for run in sweep.runs:
+        config = Config.from_dict(run.config)
+        t = config.training
+        key = (t.mlflow_uri, config.output_dir, t.mlflow_experiment, t.tracker_group)
+        if "mlflow" in logger_names(t.logger) and t.tracker_group and key not in done:
+            mlflow_parent_run(config)
+            done.add(key)
+
+
 def run_sweep(sweep: Sweep | dict | str | Path, jobs: int | None = None, budget: str = "quick",
               verbose: bool = True, worker_init: Callable[[], None] | None = None, backend: str = "local",
               ray_address: str | None = None, cpus_per_run: int = 1, gpus_per_run: float = 0.0) -> dict[str, Any]:
@@ -467,6 +484,7 @@ def run_sweep(sweep: Sweep | dict | str | Path, jobs: int | None = None, budget:
     say(f"sweep {sweep.name}: {len(sweep.runs)} runs, {runner.describe} -> {sweep.directory}")
     from tqdm.auto import tqdm
 
+    _create_tracker_groups(sweep)
     statuses: dict[str, str] = {}
     bar = tqdm(total=len(sweep.runs), desc="sweep", unit="run", disable=None if verbose else True)
     stop = {"signal": None}

@@ -2,10 +2,11 @@
 
 from .likelihoods import LIKELIHOODS, BernoulliLikelihood, Likelihood
 from .networks import ConvDecoder, ConvEncoder, EncoderOutput, MLPDecoder, MLPEncoder
-from .priors import PRIORS, NormalPrior
+from .priors import PRIORS, DiagonalGaussianMixture, MixturePrior, NormalPrior, VampPrior, sample_prior
 from .vae import VAE, build_model, reparameterize
 
 __all__ = [
     "LIKELIHOODS", "PRIORS", "VAE", "BernoulliLikelihood", "ConvDecoder", "ConvEncoder", "EncoderOutput",
-    "Likelihood", "MLPDecoder", "MLPEncoder", "NormalPrior", "build_model", "reparameterize",
+    "DiagonalGaussianMixture", "Likelihood", "MLPDecoder", "MLPEncoder", "MixturePrior", "NormalPrior", "VampPrior",
+    "build_model", "reparameterize", "sample_prior",
 ]

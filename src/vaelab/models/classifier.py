@@ -144,8 +144,16 @@ def classifier_dir() -> Path:
 
 
 def classifier_paths(dataset: str, directory: str | Path | None = None) -> tuple[Path, Path]:
-    """(weights, sidecar) paths of ``dataset``'s classifier in ``directory`` (default the cache)."""
+    """(weights, sidecar) paths of ``dataset``'s classifier in ``directory`` (default the cache).
+
+    Your own data (a path) is cached as ``<stem>-<first 12 hex of the sha256 of its absolute path>``.
+    """
     directory = Path(directory) if directory is not None else classifier_dir()
+    from ..data.files import is_user_dataset
+
+    if is_user_dataset(dataset):
+        path = Path(dataset).expanduser().resolve()
+        dataset = f"{path.stem}-{hashlib.sha256(str(path).encode()).hexdigest()[:12]}"
     return directory / f"{dataset}.safetensors", directory / f"{dataset}.json"
 
 

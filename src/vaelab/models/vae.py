@@ -7,9 +7,10 @@ from torch import nn
 from torch.distributions import Distribution, Independent, Normal
 
 from ..config import ModelConfig
+from ..errors import ConfigError
 from .likelihoods import LIKELIHOODS
 from .networks import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, conv_spec, initialise
-from .priors import PRIORS
+from .priors import PRIORS, sample_prior
 
 
 class VAE(nn.Module):
@@ -20,35 +21,74 @@ class VAE(nn.Module):
     """
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module, prior: nn.Module,
-                 likelihood: nn.Module, image_shape: tuple[int, int, int], latent_dim: int):
+                 likelihood: nn.Module, image_shape: tuple[int, int, int], latent_dim: int,
+                 num_classes: int | None = None, label_planes: bool = False):
         super().__init__()
         self.encoder, self.decoder, self.prior, self.likelihood = encoder, decoder, prior, likelihood
         self.image_shape = tuple(image_shape)
         self.latent_dim = latent_dim
+        self.num_classes = num_classes
+        self.label_planes = label_planes
 
-    def posterior(self, x: torch.Tensor) -> Independent:
-        """q(z|x) for ``x: (B, C, H, W)``: a diagonal Gaussian, batch shape (B,), event (D,)."""
+    @property
+    def conditional(self) -> bool:
+        """True for a conditional VAE (Sohn et al. 2015): encoder and decoder take the label."""
+        return self.num_classes is not None
+
+    def _one_hot(self, y: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
+        if y is None:
+            raise ValueError("a conditional VAE needs the labels y: (B,) int64 in 0..num_classes-1")
+        return nn.functional.one_hot(y.long(), self.num_classes).to(dtype)
+
+    def posterior(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Independent:
+        """q(z|x) for ``x: (B, C, H, W)`` (q(z|x,y) with labels ``y: (B,)`` for a conditional VAE,
+        whose one-hot is appended to the flattened image, or as constant planes for convolutional
+        encoders): a diagonal Gaussian, batch shape (B,), event (D,).
+
+        Raises:
+            ValueError: a conditional VAE called without ``y``.
+        """
+        if self.conditional:
+            one_hot = self._one_hot(y, x.dtype)  # (B, n)
+            if self.label_planes:
+                x = torch.cat([x, one_hot[:, :, None, None].expand(-1, -1, *x.shape[-2:])], 1)
+            else:
+                x = torch.cat([x.flatten(1), one_hot], 1)
         mean, log_var = self.encoder(x)
         std = torch.exp(0.5 * log_var)
         return Independent(Normal(mean, std, validate_args=False), 1, validate_args=False)
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Likelihood parameters for ``z: (..., D)`` -> ``(..., K*C, H, W)``."""
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Likelihood parameters for ``z: (..., D)`` -> ``(..., K*C, H, W)``; a conditional VAE
+        appends the one-hot of ``y`` (shape ``z.shape[:-1]`` or broadcastable to it) to z.
+
+        Raises:
+            ValueError: a conditional VAE called without ``y``.
+        """
+        if self.conditional:
+            one_hot = self._one_hot(y, z.dtype).expand(*z.shape[:-1], self.num_classes)
+            z = torch.cat([z, one_hot], -1)
         return self.decoder(z)
 
-    def decode_mean(self, z: torch.Tensor) -> torch.Tensor:
-        """E[x|z] for ``z: (..., D)`` -> ``(..., C, H, W)`` (what the figures show)."""
-        return self.likelihood.mean(self.decode(z))
+    def decode_mean(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """E[x|z] (E[x|z,y]) for ``z: (..., D)`` -> ``(..., C, H, W)`` (what the figures show)."""
+        return self.likelihood.mean(self.decode(z, y))
 
     def prior_distribution(self) -> Distribution:
-        return self.prior.distribution()
+        """p(z), event shape (D,): a diagonal Gaussian or a mixture (:mod:`vaelab.models.priors`;
+        the VampPrior encodes its pseudo-inputs with this model's encoder)."""
+        return self.prior.distribution(self.posterior)
+
+    def sample_latents(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` latents z ~ p(z): ``(n, D)`` (:func:`~vaelab.models.priors.sample_prior`)."""
+        return sample_prior(self.prior_distribution(), n, generator)
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Decoder means of ``n`` latents drawn from the prior: ``(n, C, H, W)``."""
-        p = self.prior_distribution()
-        eps = torch.randn((n, self.latent_dim), generator=generator, device=p.mean.device)
-        return self.decode_mean(p.mean + p.stddev * eps)
+    def sample(self, n: int, generator: torch.Generator | None = None,
+               y: torch.Tensor | None = None) -> torch.Tensor:
+        """Decoder means of ``n`` latents drawn from the prior: ``(n, C, H, W)`` (a conditional
+        VAE: of class ``y: (n,)``)."""
+        return self.decode_mean(self.sample_latents(n, generator), y)
 
 
 def reparameterize(q: Independent, n_samples: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -62,31 +102,44 @@ def reparameterize(q: Independent, n_samples: int, generator: torch.Generator | 
     return mean + std * eps
 
 
-def build_model(config: ModelConfig, image_shape: tuple[int, int, int]) -> VAE:
-    """The VAE described by ``config`` for data of shape ``(C, H, W)``.
+def build_model(config: ModelConfig, image_shape: tuple[int, int, int], num_classes: int | None = None) -> VAE:
+    """The VAE described by ``config`` for data of shape ``(C, H, W)``; a conditional one
+    (``config.conditional``) for labels in ``0..num_classes-1``: its encoder takes
+    ``C*H*W + num_classes`` inputs (MLP) or ``C + num_classes`` channels (convolutions, the label
+    as constant planes), its decoder ``D + num_classes``.
 
     Raises:
-        ConfigError: the network does not fit the data's shape (e.g. too many downsamplings).
+        ConfigError: the network does not fit the data's shape (e.g. too many downsamplings),
+            or a conditional VAE without at least two classes.
     """
     image_shape = tuple(image_shape)
     likelihood = LIKELIHOODS[config.likelihood](config, image_shape)
     k = likelihood.params_per_pixel
     decoder_hidden = config.decoder_hidden if config.decoder_hidden is not None else config.hidden[::-1]
+    n = 0
+    if config.conditional:
+        if num_classes is None or num_classes < 2:
+            raise ConfigError(f"model.conditional needs labelled data with at least 2 classes, got {num_classes}; "
+                              "use a labelled dataset or drop --conditional")
+        n = num_classes
+    c, h, w = image_shape
     if config.network == "mlp":
-        encoder = MLPEncoder(image_shape, config.hidden, config.latent_dim, config.activation,
+        encoder_shape = (1, 1, c * h * w + n) if n else image_shape  # the one-hot appended to the pixels
+        encoder = MLPEncoder(encoder_shape, config.hidden, config.latent_dim, config.activation,
                              config.batch_norm, config.dropout)
-        decoder = MLPDecoder(image_shape, decoder_hidden, config.latent_dim, config.activation, k,
+        decoder = MLPDecoder(image_shape, decoder_hidden, config.latent_dim + n, config.activation, k,
                              config.batch_norm, config.dropout)
     else:
         spec = conv_spec(config, image_shape)
-        encoder = ConvEncoder(image_shape, spec, config.hidden, config.latent_dim, config.activation, config.dropout)
-        if config.decoder_network == "mlp":
-            decoder = MLPDecoder(image_shape, decoder_hidden, config.latent_dim, config.activation, k,
+        encoder = ConvEncoder((c + n, h, w), spec, config.hidden, config.latent_dim, config.activation, config.dropout)
+        if config.decoder_network == "mlp":  # a convolutional encoder with an MLP decoder
+            decoder = MLPDecoder(image_shape, decoder_hidden, config.latent_dim + n, config.activation, k,
                                  config.batch_norm, config.dropout)
         else:
-            decoder = ConvDecoder(image_shape, spec, decoder_hidden, config.latent_dim, config.activation, k,
+            decoder = ConvDecoder(image_shape, spec, decoder_hidden, config.latent_dim + n, config.activation, k,
                                   config.dropout)
     initialise(encoder, config.init, config.activation)
     initialise(decoder, config.init, config.activation)
-    prior = PRIORS[config.prior].from_config(config)
-    return VAE(encoder, decoder, prior, likelihood, image_shape, config.latent_dim)
+    prior = PRIORS[config.prior].from_config(config, image_shape)
+    return VAE(encoder, decoder, prior, likelihood, image_shape, config.latent_dim,
+               num_classes=n or None, label_planes=bool(n) and config.network != "mlp")

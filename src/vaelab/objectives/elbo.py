@@ -6,7 +6,10 @@ For an image x, encoder q(z|x), decoder p(x|z) and prior p(z) (Kingma & Welling 
 
 vaelab reports the *negative* ELBO (an upper bound on -log p(x), lower is better) as
 ``recon + kl`` with ``recon = -E_q[log p(x|z)]`` estimated with S reparameterised samples and
-``kl`` in closed form. The β-VAE objective (Higgins et al. 2017) minimises ``recon + β·kl``.
+``kl`` in closed form for a diagonal Gaussian prior, or, for a mixture prior (MoG, VampPrior),
+estimated by Monte Carlo from the same S samples, ``(1/S) sum_s log q(z_s|x) - log p(z_s)``
+(Tomczak & Welling 2018, Sec. 3.1; see :func:`kl_estimate`). The β-VAE objective (Higgins et al.
+2017) minimises ``recon + β·kl``.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
-from torch.distributions import Distribution, kl_divergence
+from torch.distributions import Distribution, Independent, kl_divergence
 
+from ..models.priors import factorises
 from ..models.vae import VAE, reparameterize
 
 
@@ -28,7 +32,7 @@ class ELBOTerms(NamedTuple):
     """KL(q(z|x) || p(z))."""
     kl_per_dim: torch.Tensor | None = None
     """KL per latent dimension, ``(B, D)`` (sums to ``kl`` over D), when the posterior and prior
-    factorise over dimensions."""
+    factorise over dimensions (None for a mixture prior)."""
 
     @property
     def neg_elbo(self) -> torch.Tensor:
@@ -44,7 +48,7 @@ class ELBOTerms(NamedTuple):
         """
         if free_bits > 0:
             if self.kl_per_dim is None:
-                raise ValueError("free bits need the KL per latent dimension")
+                raise ValueError("free bits need the KL per latent dimension (a diagonal Gaussian prior)")
             kl_term = self.kl_per_dim.mean(0).clamp(min=free_bits).sum()
         else:
             kl_term = self.kl.mean()
@@ -60,16 +64,31 @@ def kl_term(q: Distribution, p: Distribution) -> torch.Tensor:
     return kl_divergence(q, p)
 
 
+def kl_estimate(q: Independent, p: Distribution, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """KL(q(z|x) || p(z)) for a diagonal-Gaussian posterior ``q`` (batch (B,), event (D,)).
+
+    A diagonal Gaussian ``p`` gives the closed form per dimension (Kingma & Welling 2014,
+    Appendix B): ``(kl (B,), kl_per_dim (B, D))``. Any other prior (a mixture) gives the
+    unbiased Monte Carlo estimate from the samples ``z: (S, B, D)`` drawn from q,
+    ``mean_s [log q(z_s|x) - log p(z_s)]`` (Tomczak & Welling 2018, Sec. 3.1), and no per-dimension
+    split (the prior does not factorise): ``(kl (B,), None)``. Both in nats.
+    """
+    if factorises(p):
+        kl_per_dim = kl_divergence(q.base_dist, p.base_dist)  # (B, D)
+        return kl_per_dim.sum(-1), kl_per_dim
+    return (q.log_prob(z) - p.log_prob(z)).mean(0), None
+
+
 def elbo_terms(model: VAE, x: torch.Tensor, n_samples: int = 1,
-               generator: torch.Generator | None = None) -> ELBOTerms:
-    """The ELBO's terms for a batch ``x: (B, C, H, W)``, with ``n_samples`` (S) draws of z.
+               generator: torch.Generator | None = None, y: torch.Tensor | None = None) -> ELBOTerms:
+    """The ELBO's terms for a batch ``x: (B, C, H, W)``, with ``n_samples`` (S) draws of z; for a
+    conditional VAE with the labels ``y: (B,)``, the ELBO of log p(x|y) (Sohn et al. 2015, eq. 4).
 
     Returns:
         :class:`ELBOTerms` with ``recon`` and ``kl`` of shape ``(B,)``, nats per example.
     """
-    q = model.posterior(x)
+    q = model.posterior(x, y)
     z = reparameterize(q, n_samples, generator)  # (S, B, D)
-    log_px_z = model.likelihood.log_prob(x, model.decode(z))  # (S, B)
-    p = model.prior_distribution()
-    kl_per_dim = kl_divergence(q.base_dist, p.base_dist)  # (B, D), closed form per dimension
-    return ELBOTerms(recon=-log_px_z.mean(0), kl=kl_per_dim.sum(-1), kl_per_dim=kl_per_dim)
+    log_px_z = model.likelihood.log_prob(x, model.decode(z, y))  # (S, B)
+    kl, kl_per_dim = kl_estimate(q, model.prior_distribution(), z)  # closed form for a Gaussian prior
+    return ELBOTerms(recon=-log_px_z.mean(0), kl=kl, kl_per_dim=kl_per_dim)

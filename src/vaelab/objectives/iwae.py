@@ -22,6 +22,7 @@ from typing import NamedTuple
 import torch
 from torch.distributions import Distribution, kl_divergence
 
+from ..models.priors import factorises
 from ..models.vae import VAE, reparameterize
 
 
@@ -40,15 +41,19 @@ class LogWeights(NamedTuple):
         return self.log_px_z + beta * (self.log_pz - self.log_qz)
 
 
-def log_weights(model: VAE, x: torch.Tensor, z: torch.Tensor, q: Distribution | None = None) -> LogWeights:
+def log_weights(model: VAE, x: torch.Tensor, z: torch.Tensor, q: Distribution | None = None,
+                p: Distribution | None = None, y: torch.Tensor | None = None) -> LogWeights:
     """The log importance weights of latents ``z: (K, B, D)`` for images ``x: (B, C, H, W)``.
 
-    ``q`` is q(z|x) when already computed (batch shape (B,), event (D,)).
+    ``q`` is q(z|x) and ``p`` the prior when already computed (q: batch shape (B,), event (D,));
+    log p(z) is the prior's exact log-density, a mixture's included. ``y: (B,)`` are the labels of
+    a conditional VAE (the weights are then those of p(x|y)).
     """
-    q = model.posterior(x) if q is None else q
+    q = model.posterior(x, y) if q is None else q
+    p = model.prior_distribution() if p is None else p
     return LogWeights(
-        log_px_z=model.likelihood.log_prob(x, model.decode(z)),  # (K, B)
-        log_pz=model.prior_distribution().log_prob(z),  # (K, B)
+        log_px_z=model.likelihood.log_prob(x, model.decode(z, y)),  # (K, B)
+        log_pz=p.log_prob(z),  # (K, B)
         log_qz=q.log_prob(z),  # (K, B)
     )
 
@@ -68,7 +73,8 @@ class IWAETerms(NamedTuple):
     recon: torch.Tensor
     """-(1/K) sum_k log p(x|z_k): the reconstruction NLL of the same samples."""
     kl: torch.Tensor
-    """KL(q(z|x) || p(z)) in closed form, for monitoring (the bound itself uses log p - log q)."""
+    """KL(q(z|x) || p(z)) for monitoring (the bound itself uses log p - log q): closed form for a
+    diagonal Gaussian prior, else the Monte Carlo mean of log q - log p over the K samples."""
     kl_per_dim: torch.Tensor | None = None
     """``(B, D)``."""
 
@@ -78,7 +84,7 @@ class IWAETerms(NamedTuple):
 
 
 def iwae_terms(model: VAE, x: torch.Tensor, k: int, beta: float = 1.0,
-               generator: torch.Generator | None = None) -> IWAETerms:
+               generator: torch.Generator | None = None, y: torch.Tensor | None = None) -> IWAETerms:
     """The K-sample IWAE bound for a batch ``x: (B, C, H, W)``, differentiable (reparameterised
     samples, Burda et al. 2016, Sec. 3).
 
@@ -90,10 +96,14 @@ def iwae_terms(model: VAE, x: torch.Tensor, k: int, beta: float = 1.0,
     """
     if k < 1:
         raise ValueError(f"the IWAE bound needs k >= 1 samples, got {k}")
-    q = model.posterior(x)
+    q = model.posterior(x, y)
     z = reparameterize(q, k, generator)  # (K, B, D)
-    parts = log_weights(model, x, z, q)
-    p = model.prior_distribution()
-    kl_per_dim = kl_divergence(q.base_dist, p.base_dist)  # (B, D)
+    p = model.prior_distribution()  # once: the VampPrior encodes its pseudo-inputs
+    parts = log_weights(model, x, z, q, p, y)
+    if factorises(p):
+        kl_per_dim = kl_divergence(q.base_dist, p.base_dist)  # (B, D)
+        kl = kl_per_dim.sum(-1)
+    else:  # a mixture prior: Monte Carlo from the same K samples
+        kl, kl_per_dim = (parts.log_qz - parts.log_pz).mean(0), None
     return IWAETerms(neg_bound=-log_mean_exp(parts.total(beta), 0), recon=-parts.log_px_z.mean(0),
-                     kl=kl_per_dim.sum(-1), kl_per_dim=kl_per_dim)
+                     kl=kl, kl_per_dim=kl_per_dim)

@@ -11,7 +11,8 @@ iwae, likelihood  -log (1/K) Σ_k p(x|z_k) (p(z_k)/q(z_k|x))^β  (Burda et al. 2
 ================  =====================================================================
 
 Whatever the loss, the returned ``recon`` is the plain likelihood's reconstruction NLL and
-``kl`` the closed-form KL, in nats per example, so that the metrics of every run are comparable
+``kl`` the KL (closed form for a diagonal Gaussian prior, a Monte Carlo estimate from the same
+samples for a mixture prior: :func:`~vaelab.objectives.elbo.kl_estimate`), in nats per example, so that the metrics of every run are comparable
 negative ELBOs; the perceptual term and the IWAE bound are reported beside them (``extra``).
 """
 
@@ -20,11 +21,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
-from torch.distributions import kl_divergence
-
 from ..config import ObjectiveConfig
 from ..models.vae import VAE, reparameterize
-from .elbo import ELBOTerms
+from .elbo import ELBOTerms, kl_estimate
 from .iwae import iwae_terms
 from .perceptual import PerceptualDistance
 
@@ -40,7 +39,7 @@ class LossTerms(NamedTuple):
     recon: torch.Tensor
     """``(B,)`` reconstruction NLL of the plain likelihood, -E_q[log p(x|z)], nats."""
     kl: torch.Tensor
-    """``(B,)`` KL(q(z|x) || p(z)), nats."""
+    """``(B,)`` KL(q(z|x) || p(z)), nats (closed form, or Monte Carlo for a mixture prior)."""
     extra: dict[str, torch.Tensor]
     """Per-example ``(B,)`` terms among :data:`EXTRA_TERMS`: ``neg_iwae`` (nats) or
     ``perceptual`` (unweighted, feature units, not nats)."""
@@ -63,17 +62,17 @@ class Objective:
         self.perceptual = perceptual
 
     def __call__(self, model: VAE, x: torch.Tensor, beta: float = 1.0,
-                 generator: torch.Generator | None = None) -> LossTerms:
+                 generator: torch.Generator | None = None, y: torch.Tensor | None = None) -> LossTerms:
+        """The loss of batch ``x: (B, C, H, W)``; ``y: (B,)`` the labels of a conditional VAE."""
         c = self.config
         if c.bound == "iwae":
-            terms = iwae_terms(model, x, c.iwae_k, beta, generator)
+            terms = iwae_terms(model, x, c.iwae_k, beta, generator, y)
             return LossTerms(terms.loss(), terms.recon, terms.kl, {"neg_iwae": terms.neg_bound})
-        q = model.posterior(x)
+        q = model.posterior(x, y)
         z = reparameterize(q, c.n_samples, generator)  # (S, B, D)
-        params = model.decode(z)
+        params = model.decode(z, y)
         recon = -model.likelihood.log_prob(x, params).mean(0)  # (B,)
-        kl_per_dim = kl_divergence(q.base_dist, model.prior_distribution().base_dist)  # (B, D)
-        kl = kl_per_dim.sum(-1)
+        kl, kl_per_dim = kl_estimate(q, model.prior_distribution(), z)  # closed form, or MC for a mixture prior
         if c.reconstruction == "likelihood":
             return LossTerms(ELBOTerms(recon, kl, kl_per_dim).loss(beta, c.free_bits), recon, kl, {})
         perceptual = self.perceptual(x, model.likelihood.mean(params)).mean(0)  # (B,)

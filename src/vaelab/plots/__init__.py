@@ -6,6 +6,7 @@
 * :func:`compare_runs` overlays several runs' curves with legends from their differing config
   values and tabulates their final metrics (``vaelab compare``).
 * :func:`write_report` gathers runs into one self-contained HTML file (``vaelab report``).
+* :func:`sample_run` writes a grid of samples from the prior or a GMM sampler (``vaelab sample``).
 * :mod:`vaelab.plots.tensorboard` writes image grids and hyper-parameters during training.
 
 The figure functions themselves (:mod:`vaelab.plots.figures`, :mod:`vaelab.plots.latents`)
@@ -21,7 +22,7 @@ _LAZY = {
     "save_figure": "figures",
     "latent_spectrum": "latents", "plot_interpolations": "latents", "plot_latent_manifold": "latents",
     "plot_latent_scatter": "latents", "plot_singular_values": "latents", "plot_toy2d": "latents",
-    "compare_runs": "compare", "write_report": "report",
+    "compare_runs": "compare", "write_report": "report", "sample_run": "samples", "Samples": "samples",
 }
 
 __all__ = sorted(_LAZY)

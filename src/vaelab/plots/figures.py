@@ -27,6 +27,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from ..io import atomic_write_bytes
+from ..models.priors import sample_prior
 from ..models.vae import VAE
 
 DPI = 100
@@ -178,21 +179,34 @@ def model_device(model: torch.nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def encode_means(model: VAE, images: torch.Tensor, batch_size: int = 1000) -> np.ndarray:
-    """Posterior means E_q[z|x] of ``images: (N, C, H, W)`` -> ``(N, D)`` float64 numpy."""
+def _label_parts(labels: torch.Tensor | None, n: int, batch_size: int, device) -> list:
+    if labels is None:
+        return [None] * len(range(0, n, batch_size))
+    return [y.to(device) for y in torch.as_tensor(labels).long().split(batch_size)]
+
+
+@torch.no_grad()
+def encode_means(model: VAE, images: torch.Tensor, batch_size: int = 1000,
+                 labels: torch.Tensor | None = None) -> np.ndarray:
+    """Posterior means E_q[z|x] of ``images: (N, C, H, W)`` -> ``(N, D)`` float64 numpy
+    (E_q[z|x,y] with ``labels: (N,)`` for a conditional VAE)."""
     model.eval()
     device = model_device(model)
-    means = [model.posterior(x.to(device)).mean.double().cpu() for x in images.split(batch_size)]
+    parts = _label_parts(labels, images.shape[0], batch_size, device)
+    means = [model.posterior(x.to(device), y).mean.double().cpu() for x, y in zip(images.split(batch_size), parts)]
     return torch.cat(means).numpy()
 
 
 @torch.no_grad()
-def decode_means(model: VAE, z: torch.Tensor | np.ndarray, batch_size: int = 1000) -> torch.Tensor:
-    """Decoder means E[x|z] of ``z: (N, D)`` -> ``(N, C, H, W)`` float32 on the CPU."""
+def decode_means(model: VAE, z: torch.Tensor | np.ndarray, batch_size: int = 1000,
+                 labels: torch.Tensor | None = None) -> torch.Tensor:
+    """Decoder means E[x|z] of ``z: (N, D)`` -> ``(N, C, H, W)`` float32 on the CPU (E[x|z,y] with
+    ``labels: (N,)`` for a conditional VAE)."""
     model.eval()
     device = model_device(model)
     z = torch.as_tensor(np.asarray(z), dtype=torch.float32) if not isinstance(z, torch.Tensor) else z.float()
-    return torch.cat([model.decode_mean(part.to(device)).float().cpu() for part in z.split(batch_size)])
+    parts = _label_parts(labels, z.shape[0], batch_size, device)
+    return torch.cat([model.decode_mean(part.to(device), y).float().cpu() for part, y in zip(z.split(batch_size), parts)])
 
 
 # --- loss curves --------------------------------------------------------------------------
@@ -267,14 +281,17 @@ def plot_reconstructions(model: VAE, images: torch.Tensor, labels: torch.Tensor 
     """
     n = images.shape[0]
     _, _, h, w = images.shape
+    cond = labels if model.conditional else None  # a conditional VAE encodes and decodes with the true label
     if layout == "columns":
         device = model_device(model)
         generator = torch.Generator().manual_seed(seed)
         with torch.no_grad():
-            q = model.posterior(images.to(device))
+            q = model.posterior(images.to(device), None if cond is None else cond.to(device))
             eps = torch.randn((n_draws, *q.mean.shape), generator=generator).to(device)
             z = q.mean + q.stddev * eps                                    # (n_draws, N, D)
-        decoded = decode_means(model, z.reshape(-1, z.shape[-1]).cpu()).reshape(n_draws, n, *images.shape[1:])
+        repeated = None if cond is None else cond.repeat(n_draws)
+        decoded = decode_means(model, z.reshape(-1, z.shape[-1]).cpu(), labels=repeated)
+        decoded = decoded.reshape(n_draws, n, *images.shape[1:])
         tiles = torch.cat([images.float().cpu()[:, None], decoded.transpose(0, 1)], dim=1).reshape(-1, *images.shape[1:])
         grid = image_grid(tiles, n_draws + 1)
         xticks = list(zip(tile_centres(n_draws + 1, w, 1), ["input"] + [f"z{i + 1}" for i in range(n_draws)]))
@@ -282,7 +299,7 @@ def plot_reconstructions(model: VAE, images: torch.Tensor, labels: torch.Tensor 
                            "z ~ q(z|x)", xticks=xticks)
     if layout not in ("interleaved", "block"):
         raise ValueError(f"layout must be interleaved, block or columns, got {layout!r}")
-    recon = decode_means(model, encode_means(model, images))
+    recon = decode_means(model, encode_means(model, images, labels=cond), labels=cond)
     inputs, outputs, ylabels = [], [], []
     for start in range(0, n, n_cols):
         part = images[start:start + n_cols].float().cpu()
@@ -311,15 +328,38 @@ def plot_reconstructions(model: VAE, images: torch.Tensor, labels: torch.Tensor 
 def prior_samples(model: VAE, n: int, seed: int = 0) -> torch.Tensor:
     """``n`` latents drawn from the model's prior with a generator seeded by ``seed``: ``(n, D)``
     on the CPU (the same draws in every run with the same seed and latent size)."""
-    p = model.prior_distribution()
     generator = torch.Generator().manual_seed(seed)
-    eps = torch.randn((n, model.latent_dim), generator=generator)
-    return p.mean.detach().cpu() + p.stddev.detach().cpu() * eps
+    return sample_prior(model.prior_distribution(), n, generator).detach().cpu()  # mixtures too
 
 
 @torch.no_grad()
 def plot_samples(model: VAE, n: int = 64, seed: int = 0) -> Figure:
-    """A square grid of decoder means E[x|z] for ``n`` latents z ~ p(z) (seeded by ``seed``)."""
-    samples = decode_means(model, prior_samples(model, n, seed))
+    """A square grid of decoder means E[x|z] for ``n`` latents z ~ p(z) (seeded by ``seed``); a
+    conditional VAE decodes them with every class in turn."""
+    labels = torch.arange(n) % model.num_classes if model.conditional else None
+    samples = decode_means(model, prior_samples(model, n, seed), labels=labels)
     n_cols = int(np.ceil(np.sqrt(n)))
     return grid_figure(image_grid(samples, n_cols), f"samples: decoder means E[x|z] of {n} draws z ~ p(z)")
+
+
+@torch.no_grad()
+def plot_class_samples(model: VAE, class_names: Sequence[str] | None = None, n_per_class: int = 10,
+                       seed: int = 0) -> Figure:
+    """A conditional VAE's samples per class: row c holds E[x | z_j, y = c] for the same
+    ``n_per_class`` latents z_j ~ p(z) in every row (seeded by ``seed``), so a column keeps the
+    "style" z and a row the class (Sohn et al. 2015; Kingma et al. 2014, Fig. 5).
+
+    Raises:
+        ValueError: ``model`` is not conditional.
+    """
+    if not model.conditional:
+        raise ValueError("a per-class sample grid needs a conditional VAE (--conditional)")
+    k = model.num_classes
+    z = prior_samples(model, n_per_class, seed).repeat(k, 1)  # (k * n, D): the same z in every row
+    labels = torch.arange(k).repeat_interleave(n_per_class)
+    samples = decode_means(model, z, labels=labels)
+    h = samples.shape[-2]
+    names = [class_names[c] if class_names and c < len(class_names) else str(c) for c in range(k)]
+    yticks = list(zip(tile_centres(k, h, 1), names))
+    return grid_figure(image_grid(samples, n_per_class), f"samples per class: E[x|z,y], the same {n_per_class} "
+                       "draws z ~ p(z) in every row, one class y per row", yticks=yticks)

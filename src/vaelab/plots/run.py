@@ -20,7 +20,7 @@ from ..config import Config, load_config
 from ..errors import CheckpointError, ConfigError
 
 KINDS = ("loss_curves", "reconstructions", "samples", "latent_manifold", "latent_scatter",
-         "singular_values", "interpolations", "toy2d")
+         "singular_values", "interpolations", "toy2d", "class_samples")
 """Every figure kind; each is written as ``<kind>.png`` (plus ``latent_spectrum.json`` for
 ``singular_values``)."""
 
@@ -198,8 +198,10 @@ class _Context:
         loading the data."""
         if self._dataset is not None:
             return self._dataset.spec.kind == "points"
-        from ..data import get_spec
+        from ..data import get_spec, is_user_dataset
 
+        if is_user_dataset(self.record.config.data.dataset):
+            return False  # your own data are images
         return get_spec(self.record.config.data.dataset).kind == "points"
 
     @property
@@ -216,7 +218,8 @@ class _Context:
         if self._means is None:
             from .figures import encode_means
 
-            self._means = encode_means(self.model, self.test.images)
+            labels = self.test.labels if self.record.config.model.conditional else None
+            self._means = encode_means(self.model, self.test.images, labels=labels)
         return self._means
 
     @property
@@ -340,15 +343,27 @@ def _toy2d(ctx: _Context, out: Path) -> list[Path]:
     return [save_figure(fig, out / "toy2d.png")]
 
 
+def _class_samples(ctx: _Context, out: Path) -> list[Path]:
+    from .figures import plot_class_samples, save_figure
+
+    fig = plot_class_samples(ctx.model, ctx.class_names, seed=ctx.record.config.seed)
+    return [save_figure(fig, out / "class_samples.png")]
+
+
 _DRAW: dict[str, Callable[[_Context, Path], list[Path]]] = {
     "loss_curves": _loss_curves, "reconstructions": _reconstructions, "samples": _samples,
     "latent_manifold": _latent_manifold, "latent_scatter": _latent_scatter,
     "singular_values": _singular_values, "interpolations": _interpolations, "toy2d": _toy2d,
+    "class_samples": _class_samples,
 }
 
 
-def _not_applicable(kind: str, points: bool, latent_dim: int) -> str | None:
+def _not_applicable(kind: str, points: bool, latent_dim: int, conditional: bool = False) -> str | None:
     """Why ``kind`` does not apply to this run (None when it does)."""
+    if kind == "class_samples" and not conditional:
+        return "class_samples is drawn for a conditional VAE (--conditional)"
+    if kind in ("latent_manifold", "interpolations") and conditional:
+        return f"{kind} decodes z without a label; a conditional VAE's samples per class are in class_samples"
     if kind in ("reconstructions", "interpolations") and points:
         return f"{kind} are drawn for image data; for point data see the toy2d figure"
     if kind == "toy2d" and not points:
@@ -420,7 +435,7 @@ def plot_run(run_dir: str | Path, kinds=None, *, which: str = "last", output_dir
         chosen = [kind for kind in chosen if not (out / f"{kind}.png").is_file()]
     if any(kind != "loss_curves" for kind in chosen):
         for kind in list(chosen):
-            reason = _not_applicable(kind, ctx.points, ctx.latent_dim)
+            reason = _not_applicable(kind, ctx.points, ctx.latent_dim, record.config.model.conditional)
             if reason and requested:
                 raise ConfigError(f"cannot draw {kind} for {record.run_dir}: {reason}")
             if reason:

@@ -83,11 +83,15 @@ def log_epoch_images(writer, model, dataset, config: Config, epoch: int) -> bool
         test = dataset.test
         idx = fixed_indices(test.labels, 20)
         images = test.images[idx].float().cpu()
-        recon = decode_means(model, encode_means(model, images))
+        cond = test.labels[idx] if model.conditional else None  # a conditional VAE takes the label
+        recon = decode_means(model, encode_means(model, images, labels=cond), labels=cond)
         pairs = torch.cat([images[:10], recon[:10], images[10:], recon[10:]])
         writer.add_image("images/reconstructions", image_grid(pairs, 10), epoch, dataformats="HWC")
-        samples = decode_means(model, prior_samples(model, 64, config.seed))
+        sample_labels = torch.arange(64) % model.num_classes if model.conditional else None
+        samples = decode_means(model, prior_samples(model, 64, config.seed), labels=sample_labels)
         writer.add_image("images/samples", image_grid(samples, 8), epoch, dataformats="HWC")
+        if model.conditional:
+            return True  # the latent manifold decodes z without a label
         f = config.figures
         dims = list(f.manifold_dims) if f.manifold_dims is not None else list(range(min(2, model.latent_dim)))
         lo, hi = prior_bounds(model, f.manifold_range, f.manifold_quantile)

@@ -4,11 +4,14 @@ A run directory (``<output_dir>/<name>/``) holds everything needed to rebuild an
 run::
 
     config.yaml            the fully resolved config (loadable with ``vaelab train --config``)
-    environment.json       seed, versions of Python/torch/numpy/vaelab, device, threads, command
+    environment.json       seed, versions of Python/torch/numpy/vaelab, device, threads, command, git commit
+    data.json              your own data only: its path, sha256, shapes (``--resume`` refuses changed data)
+    data.npz               data given to ``vaelab.train(config, data=...)`` from Python
     metrics.csv            one row per epoch: train and evaluation recon/KL/negative ELBO, seconds
     summary.json           best epoch, final metrics, seconds per epoch (written at the end)
     checkpoints/last.safetensors, checkpoints/best.safetensors
     tensorboard/           TensorBoard event files (scalars per epoch, image grids, config as hparams)
+    trackers.json          --logger mlflow/wandb: the tracker runs' ids (a resumed run continues them)
     figures/*.png          every figure of :func:`vaelab.plots.plot_run` (of the last model)
 """
 
@@ -37,7 +40,7 @@ import torch
 
 from .. import __version__
 from ..config import Config, ObjectiveConfig, TrainingConfig, load_config
-from ..data import Dataset, InMemoryBatches, load_dataset
+from ..data import Dataset, InMemoryBatches, is_user_dataset, load_dataset, save_arrays
 from ..errors import CheckpointError, ConfigError, TrainingError, TrainingInterrupted
 from ..evaluation import evaluate_elbo
 from ..io import atomic_write_text
@@ -48,6 +51,7 @@ from .optim import clip_gradients, make_optimizer, make_scheduler, step_schedule
 from .checkpoint import (EpochPosition, TrainingState, encode_checkpoint, read_checkpoint, restore_rng,
                          write_checkpoint)
 from .lock import run_lock
+from .trackers import Trackers, logger_names
 
 TERMS = ("recon", "kl", "neg_elbo")
 RESUME_OVERRIDABLE = {"training.epochs", "training.device", "training.progress", "data.data_dir"}
@@ -88,11 +92,12 @@ def load_model(run_dir: str | Path, which: str = "best") -> VAE:
     checkpoint = read_checkpoint(Path(run_dir) / "checkpoints" / f"{which}.safetensors")
     values = dict(checkpoint.config)
     image_shape = tuple(values.pop("_image_shape", ()))
+    num_classes = values.pop("_num_classes", None)
     try:
         config = Config.from_dict(values)
     except ConfigError as exc:
         raise CheckpointError(f"{checkpoint.path}: its config is invalid ({exc})") from None
-    model = build_model(config.model, image_shape)
+    model = build_model(config.model, image_shape, num_classes)
     try:
         model.load_state_dict(checkpoint.model_state)
     except RuntimeError as exc:
@@ -100,29 +105,43 @@ def load_model(run_dir: str | Path, which: str = "best") -> VAE:
     return model.eval()
 
 
-def train(config: Config | dict | str | Path, verbose: bool = True, argv: list[str] | None = None) -> Run:
+def train(config: Config | dict | str | Path, verbose: bool = True, argv: list[str] | None = None,
+          data=None) -> Run:
     """Train a VAE as described by ``config`` and return the finished :class:`Run`.
 
     Args:
         config: a :class:`Config`, a dict of its values, or the path of a YAML config.
         verbose: print one line per epoch, a progress bar (on a terminal) and a summary.
         argv: the command line, recorded in ``environment.json``.
+        data: your own data instead of ``config.data.dataset``: ``(x_train, x_test)`` or
+            ``(x_train, x_test, y_train, y_test)``, numpy arrays or tensors, images ``(N, H, W)``,
+            ``(N, H, W, C)`` or ``(N, C, H, W)``, uint8 0..255 or float in [0, 1], labels ``(N,)``
+            integers. They are checked and kept in the run directory as ``data.npz``, which
+            ``data.dataset`` then names (so evaluation, figures and resume read them back).
 
     Raises:
         ConfigError: invalid config, or the run directory already holds a run.
-        DataError: the dataset cannot be found or is corrupt.
+        DataError: the dataset cannot be found or is corrupt, or ``data`` is invalid (one line
+            saying what is wrong).
         TrainingError: the loss became non-finite.
     """
     if isinstance(config, (str, Path)):
         config = load_config(config)
     elif isinstance(config, dict):
         config = Config.from_dict(config)
+    if data is not None and config.name is None:
+        config = config.replace({"name": _default_name(config, "data")})
+    elif is_user_dataset(config.data.dataset):  # an absolute path, so the run works from any directory
+        config = config.replace({"data.dataset": str(Path(config.data.dataset).expanduser().resolve())})
     run_dir = Path(config.output_dir) / (config.name or _default_name(config))
     if (run_dir / "config.yaml").exists():
         raise ConfigError(
             f"run directory {run_dir} already holds a run; continue it with --resume {run_dir} "
             "or choose another --name"
         )
+    if data is not None:
+        path = save_arrays(run_dir / "data.npz", data)
+        config = config.replace({"data.dataset": str(path.resolve())})
     return _fit(config, run_dir, checkpoint=None, verbose=verbose, argv=argv)
 
 
@@ -153,12 +172,52 @@ def resume(run_dir: str | Path, overrides: dict[str, Any] | None = None, verbose
     return _fit(config, run_dir, checkpoint=checkpoint, verbose=verbose, argv=argv)
 
 
-def _default_name(config: Config) -> str:
-    return f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{config.data.dataset}"
+def _default_name(config: Config, dataset: str | None = None) -> str:
+    dataset = dataset or config.data.dataset
+    if is_user_dataset(dataset):
+        dataset = Path(dataset).stem or "data"
+    return f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{dataset}"
+
+
+DATA_SOURCE_FILE = "data.json"
+
+
+def check_data_source(run_dir: Path, dataset: Dataset, resuming: bool) -> None:
+    """For your own data, compare its sha256 with the one ``run_dir/data.json`` recorded when
+    the run started (only when ``resuming``).
+
+    Raises:
+        ConfigError: the data changed since the run started (naming both digests).
+    """
+    recorded = run_dir / DATA_SOURCE_FILE
+    if not resuming or dataset.spec.sha256 is None or not recorded.is_file():
+        return
+    try:
+        before = json.loads(recorded.read_text())
+    except (OSError, ValueError):
+        raise ConfigError(f"{recorded} is damaged; it records the run's data: restore it or start a new run") from None
+    if before.get("sha256") != dataset.spec.sha256:
+        raise ConfigError(
+            f"the data changed since the run started: {dataset.spec.source} has sha256 "
+            f"{dataset.spec.sha256[:16]}..., the run recorded {str(before.get('sha256'))[:16]}... "
+            f"({recorded}); restore the original data or start a new run"
+        )
+
+
+def write_data_source(run_dir: Path, dataset: Dataset) -> None:
+    """Record your own data's path, sha256 and shapes in ``run_dir/data.json`` (built-in
+    datasets are verified by their own checksums and need none)."""
+    if dataset.spec.sha256 is None or (run_dir / DATA_SOURCE_FILE).is_file():
+        return
+    info = {"path": dataset.spec.source, "sha256": dataset.spec.sha256, "image_shape": list(dataset.spec.image_shape),
+            "classes": list(dataset.spec.classes), "train_examples": len(dataset.train),
+            "test_examples": len(dataset.test)}
+    atomic_write_text(run_dir / DATA_SOURCE_FILE, json.dumps(info, indent=2))
 
 
 def environment(config: Config, device: torch.device, argv: list[str] | None) -> dict[str, Any]:
-    """What a run needs to be reproduced: seed, versions, device, threads, command line."""
+    """What a run needs to be reproduced: seed, versions, device, threads, command line, and the
+    git commit of the working tree it ran in (:func:`git_state`)."""
     return {
         "seed": config.seed,
         "vaelab": __version__,
@@ -171,7 +230,28 @@ def environment(config: Config, device: torch.device, argv: list[str] | None) ->
         "torch_threads": torch.get_num_threads(),
         "command": argv,
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "git": git_state(),
     }
+
+
+def git_state(directory: str | Path | None = None) -> dict[str, Any] | None:
+    """The git commit of the working tree holding ``directory`` (default: the current one) and
+    whether it has uncommitted changes: ``{"commit", "dirty", "root"}``, or None outside a
+    repository (or without git)."""
+    import subprocess
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=directory, capture_output=True, text=True, timeout=10)
+
+    try:
+        head = git("rev-parse", "HEAD")
+        if head.returncode != 0:
+            return None
+        status = git("status", "--porcelain", "--untracked-files=no")
+        root = git("rev-parse", "--show-toplevel")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip()), "root": root.stdout.strip()}
 
 
 def write_metrics_csv(path: Path, history: list[dict[str, float]]) -> None:
@@ -233,8 +313,9 @@ def _run_steps(model, optimizer, batches, objective, training, device, epoch, pr
     for index in range(position.step, steps):
         step = index + 1
         x = batches.batch(order, index).to(device, non_blocking=True)
+        y = batches.batch_labels(order, index)  # None unless the VAE is conditional
         beta = kl_weight(objective.config, (epoch - 1) * steps + index, steps, training.epochs)
-        terms = objective(model, x, beta)
+        terms = objective(model, x, beta) if y is None else objective(model, x, beta, y=y)
         recon_value, kl_value = terms.recon.detach().sum().item(), terms.kl.detach().sum().item()
         optimizer.zero_grad(set_to_none=True)
         bad = _nonfinite_term(recon_value, kl_value)
@@ -314,6 +395,23 @@ def check_model_fits_data(config: Config, dataset: Dataset) -> None:
         )
 
 
+def check_labels_for_conditional(config: Config, dataset: Dataset) -> None:
+    """A conditional VAE needs labelled data: at least two classes, every label a class index.
+
+    Raises:
+        ConfigError: the dataset has no labels (one class), or labels outside its classes.
+    """
+    if not config.model.conditional:
+        return
+    classes = dataset.spec.classes
+    if len(classes) < 2:
+        raise ConfigError(f"--conditional needs labelled data, but {dataset.spec.name} has no labels (one class "
+                          f"{classes[0]!r}); give labels (y_train, y_test) or drop --conditional")
+    top = int(max(dataset.train.labels.max(), dataset.test.labels.max()))
+    if top >= len(classes):
+        raise ConfigError(f"--conditional: label {top} is outside the {len(classes)} classes of {dataset.spec.name}")
+
+
 @contextlib.contextmanager
 def _stop_signals() -> Iterator[dict[str, Any]]:
     """While inside, SIGINT and SIGTERM only set ``flag['signal']``; the loop then finishes the
@@ -338,19 +436,24 @@ def _fit(config: Config, run_dir: Path, checkpoint, verbose: bool, argv) -> Run:
     device = resolve_device(config.training.device)
     data_generator = seed_everything(config.seed)
     dataset = load_dataset(config.data)
+    check_data_source(run_dir, dataset, resuming=(run_dir / "config.yaml").is_file())  # train() refuses a used one
     if config.training.batch_size > len(dataset.train):
         raise ConfigError(
             f"training.batch_size={config.training.batch_size} is larger than the training set "
             f"({len(dataset.train)} examples); use a smaller batch size"
         )
     check_model_fits_data(config, dataset)
-    model = place_model(build_model(config.model, dataset.image_shape), device)
+    check_labels_for_conditional(config, dataset)
+    num_classes = len(dataset.spec.classes) if config.model.conditional else None
+    model = place_model(build_model(config.model, dataset.image_shape, num_classes), device)
     objective = build_objective(config.objective, config.data.dataset, device)
     optimizer = make_optimizer(model, config.training)
     scheduler = make_scheduler(optimizer, config.training)
     state = TrainingState()
     order = None
     stored_config = {**config.to_dict(), "_image_shape": list(dataset.image_shape)}
+    if num_classes is not None:
+        stored_config["_num_classes"] = num_classes
     if checkpoint is not None:
         try:
             model.load_state_dict(checkpoint.model_state)
@@ -373,11 +476,15 @@ def _fit_locked(config, run_dir, dataset, model, optimizer, scheduler, state, or
     objective = objective if objective is not None else build_objective(config.objective, config.data.dataset, device)
     atomic_write_text(run_dir / "config.yaml", config.to_yaml())
     atomic_write_text(run_dir / "environment.json", json.dumps(environment(config, device, argv), indent=2))
+    write_data_source(run_dir, dataset)
     write_metrics_csv(run_dir / "metrics.csv", state.history)
 
     eval_images = dataset.eval.images.to(device)
+    conditional = config.model.conditional
+    eval_labels = dataset.eval.labels.to(device) if conditional else None
     batches = InMemoryBatches(dataset.train.images.to(device), config.training.batch_size, shuffle=True,
-                              dynamic_binarize=dataset.binarize == "dynamic", generator=data_generator)
+                              dynamic_binarize=dataset.binarize == "dynamic", generator=data_generator,
+                              labels=dataset.train.labels.to(device) if conditional else None)
     from torch.utils.tensorboard import SummaryWriter  # slow import, only when training
 
     say = print if verbose else (lambda *a, **k: None)
@@ -397,8 +504,13 @@ def _fit_locked(config, run_dir, dataset, model, optimizer, scheduler, state, or
 
     from ..plots.tensorboard import log_config, log_epoch_images
 
-    writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=state.epoch + 1)
-    log_config(writer, config, dataset.eval_name)
+    loggers = logger_names(config.training.logger)
+    writer = None
+    if "tensorboard" in loggers:
+        writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=state.epoch + 1)
+        log_config(writer, config, dataset.eval_name)
+    trackers = Trackers(config, run_dir)  # mlflow, wandb: callbacks (imported only when asked for)
+    trackers.on_train_start(config, run_dir, resumed=bool(state.epoch or state.position))
     try:
         with _stop_signals() as stop:
             def after_step(order, position):
@@ -427,7 +539,8 @@ def _fit_locked(config, run_dir, dataset, model, optimizer, scheduler, state, or
                         progress.close()
                 order, state.position = None, None  # the epoch is complete
                 eval_metrics = evaluate_elbo(model, eval_images, config.training.eval_batch_size,
-                                             config.objective.n_samples, seed=config.seed, device=device)
+                                             config.objective.n_samples, seed=config.seed, device=device,
+                                             labels=eval_labels)
                 row = {"epoch": epoch}
                 row.update({f"train_{k}": train_metrics[k] for k in TERMS})
                 row.update({f"train_{k}": train_metrics[k] for k in EXTRA_TERMS if k in train_metrics})
@@ -444,11 +557,13 @@ def _fit_locked(config, run_dir, dataset, model, optimizer, scheduler, state, or
                     targets.append(run_dir / "checkpoints" / "best.safetensors")
                 save(targets)
                 write_metrics_csv(run_dir / "metrics.csv", state.history)
-                for key, value in row.items():
-                    if key != "epoch":
-                        writer.add_scalar(key.replace("_", "/", 1), value, epoch)
-                log_epoch_images(writer, model, dataset, config, epoch)
-                writer.flush()
+                if writer is not None:
+                    for key, value in row.items():
+                        if key != "epoch":
+                            writer.add_scalar(key.replace("_", "/", 1), value, epoch)
+                    log_epoch_images(writer, model, dataset, config, epoch)
+                    writer.flush()
+                trackers.on_epoch_end(epoch, row)
                 say(f"epoch {epoch:3d}/{config.training.epochs}  train -ELBO {train_metrics['neg_elbo']:8.3f}  "
                     f"{dataset.eval_name} -ELBO {eval_metrics['neg_elbo']:8.3f} (recon "
                     f"{eval_metrics['recon']:.3f}, KL {eval_metrics['kl']:.3f})  {train_metrics['seconds']:.1f} s")
@@ -457,14 +572,19 @@ def _fit_locked(config, run_dir, dataset, model, optimizer, scheduler, state, or
                         f"stopped by {stop['signal']} after epoch {epoch}; checkpoint written to {last}; "
                         f"continue with `vaelab train --resume {run_dir}`"
                     )
+    except BaseException as exc:
+        trackers.on_exception(exc)  # MLflow: FAILED or KILLED; W&B: finished with exit code 1
+        raise
     finally:
-        writer.close()
+        if writer is not None:
+            writer.close()
 
     summary = _summary(state, dataset.eval_name, run_dir)
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
     from ..plots import plot_run
 
     plot_run(run_dir, model=model, dataset=dataset)  # the same figures as `vaelab plot RUN_DIR`
+    trackers.on_train_end(run_dir, summary)  # figures, summary, config and last checkpoint as artifacts
     if verbose:
         print_summary(summary)
     return Run(run_dir=run_dir, config=config, history=state.history, summary=summary)

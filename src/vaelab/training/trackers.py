@@ -1,0 +1,293 @@
+"""Experiment trackers: MLflow and Weights & Biases, as callbacks of the training loop.
+
+``training.logger`` (``--logger``) lists the trackers, comma-separated:
+
+* ``tensorboard``: event files in ``RUN_DIR/tensorboard`` (the trainer writes them itself);
+* ``csv``: ``RUN_DIR/metrics.csv`` -- always written, as the run directory needs it (figures,
+  ``vaelab compare``); the name is accepted so a list can say so;
+* ``mlflow``: a run in a local SQLite store, ``sqlite:///<output_dir>/mlflow.db`` by default
+  (``--mlflow-uri`` for another store or a server), experiment ``--mlflow-experiment``;
+  artifacts under ``<output_dir>/mlartifacts`` for a new local experiment;
+* ``wandb``: a Weights & Biases run, **offline** (files under ``RUN_DIR/wandb``, ``wandb sync``
+  uploads them later) unless you are logged in (``WANDB_API_KEY`` or ``wandb login``);
+  ``WANDB_MODE`` overrides.
+
+Each tracker records the config as parameters (flattened dotted keys), every epoch's row of
+``metrics.csv`` as metrics at step = epoch, and at the end the figures, ``summary.json``,
+``config.yaml`` and the last checkpoint as artifacts. A resumed run continues the same tracker
+run (its id is kept in ``RUN_DIR/trackers.json``). Runs with a ``training.tracker_group`` (a
+sweep sets it to the sweep's name) are grouped: children of one MLflow parent run, one W&B group.
+
+mlflow and wandb are optional (``pip install 'vaelab[mlflow]'`` / ``'vaelab[wandb]'``), imported
+only when asked for; missing, they give one line with the install command.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from ..config import LOGGER_NAMES as TRACKER_NAMES
+from ..config import Config
+from ..errors import ConfigError
+from ..io import atomic_write_text
+TRACKERS_FILE = "trackers.json"
+
+
+def logger_names(value: str) -> list[str]:
+    """The tracker names of ``training.logger`` (``"tensorboard,csv,mlflow"``), in order.
+
+    Raises:
+        ConfigError: an unknown name (with the closest valid one).
+    """
+    import difflib
+
+    names = [part.strip().lower() for part in value.split(",") if part.strip()]
+    for name in names:
+        if name not in TRACKER_NAMES:
+            close = difflib.get_close_matches(name, TRACKER_NAMES, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigError(f"unknown logger {name!r}{hint}; use a comma-separated list of {', '.join(TRACKER_NAMES)}")
+    return list(dict.fromkeys(names))
+
+
+def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"model": {"hidden": [400]}}`` -> ``{"model.hidden": [400]}``."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _import(module: str, extra: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ConfigError(f"--logger {extra} needs the {module} package: pip install 'vaelab[{extra}]'") from None
+
+
+class Tracker:
+    """The hooks the trainer calls; each tracker overrides what it needs."""
+
+    name = "tracker"
+
+    def on_train_start(self, config: Config, run_dir: Path, resumed: bool) -> None: ...
+
+    def on_epoch_end(self, epoch: int, row: dict[str, float]) -> None: ...
+
+    def on_train_end(self, run_dir: Path, summary: dict[str, Any]) -> None: ...
+
+    def on_exception(self, exc: BaseException) -> None: ...
+
+    def state(self) -> dict[str, Any]:
+        """What a resumed run needs to continue this tracker's run (kept in trackers.json)."""
+        return {}
+
+
+def _artifacts(run_dir: Path) -> list[tuple[Path, str]]:
+    """(file, artifact folder) pairs logged at the end of a run."""
+    files = [(p, "figures") for p in sorted((run_dir / "figures").glob("*")) if p.is_file()]
+    files += [(run_dir / name, "") for name in ("summary.json", "config.yaml", "environment.json", "data.json")
+              if (run_dir / name).is_file()]
+    last = run_dir / "checkpoints" / "last.safetensors"
+    if last.is_file():
+        files.append((last, "checkpoints"))
+    return files
+
+
+def default_mlflow_uri(config: Config) -> str:
+    """``sqlite:///<absolute output_dir>/mlflow.db``, a local SQLite store beside the runs."""
+    return "sqlite:///" + str((Path(config.output_dir) / "mlflow.db").resolve())
+
+
+class MLflowTracker(Tracker):
+    """One MLflow run per vaelab run, through ``MlflowClient`` (no global active run, so runs in
+    threads or processes do not interfere)."""
+
+    name = "mlflow"
+
+    def __init__(self, config: Config, previous: dict[str, Any] | None = None):
+        mlflow = _import("mlflow", "mlflow")
+        from mlflow.tracking import MlflowClient
+
+        self.mlflow = mlflow
+        self.uri = config.training.mlflow_uri or default_mlflow_uri(config)
+        if self.uri.startswith("sqlite:///"):
+            Path(self.uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        self.client = MlflowClient(tracking_uri=self.uri)
+        self.run_id = (previous or {}).get("run_id")
+        self.experiment_id = None
+
+    def _experiment(self, config: Config) -> str:
+        name = config.training.mlflow_experiment
+        found = self.client.get_experiment_by_name(name)
+        if found is not None:
+            return found.experiment_id
+        location = None
+        if self.uri.startswith("sqlite:///") or "://" not in self.uri:
+            location = (Path(config.output_dir) / "mlartifacts").resolve().as_uri()
+        try:
+            return self.client.create_experiment(name, artifact_location=location)
+        except self.mlflow.exceptions.MlflowException:  # created meanwhile by another process
+            return self.client.get_experiment_by_name(name).experiment_id
+
+    def on_train_start(self, config: Config, run_dir: Path, resumed: bool) -> None:
+        from mlflow.entities import Param
+
+        self.experiment_id = self._experiment(config)
+        if self.run_id is not None:  # a resumed run continues its MLflow run
+            self.client.update_run(self.run_id, status="RUNNING")
+            return
+        tags = {"vaelab.run_dir": str(run_dir.resolve())}
+        group = config.training.tracker_group
+        if group:
+            tags.update({"vaelab.group": group, "mlflow.parentRunId": mlflow_parent_run(config, self.client,
+                                                                                         self.experiment_id)})
+        run = self.client.create_run(self.experiment_id, run_name=run_dir.name, tags=tags)
+        self.run_id = run.info.run_id
+        params = [Param(k, json.dumps(v) if not isinstance(v, str) else v) for k, v in flatten(config.to_dict()).items()]
+        for start in range(0, len(params), 100):  # MLflow takes at most 100 parameters per batch
+            self.client.log_batch(self.run_id, params=params[start:start + 100])
+
+    def on_epoch_end(self, epoch: int, row: dict[str, float]) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, float(v), now, epoch) for k, v in row.items()
+                   if k != "epoch" and isinstance(v, (int, float)) and math.isfinite(v)]
+        self.client.log_batch(self.run_id, metrics=metrics)
+
+    def on_train_end(self, run_dir: Path, summary: dict[str, Any]) -> None:
+        for path, folder in _artifacts(run_dir):
+            self.client.log_artifact(self.run_id, str(path), folder or None)
+        self.client.set_terminated(self.run_id, "FINISHED")
+
+    def on_exception(self, exc: BaseException) -> None:
+        if self.run_id is not None:
+            from ..errors import TrainingInterrupted
+
+            status = "KILLED" if isinstance(exc, (TrainingInterrupted, KeyboardInterrupt)) else "FAILED"
+            self.client.set_terminated(self.run_id, status)
+
+    def state(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "tracking_uri": self.uri}
+
+
+def mlflow_parent_run(config: Config, client=None, experiment_id: str | None = None) -> str:
+    """The id of the MLflow parent run of ``config.training.tracker_group`` in the config's
+    experiment, created on first use (tag ``vaelab.parent_of``).
+
+    Raises:
+        ConfigError: mlflow is not installed.
+    """
+    group = config.training.tracker_group
+    if client is None:
+        tracker = MLflowTracker(config)
+        client, experiment_id = tracker.client, tracker._experiment(config)
+    found = client.search_runs([experiment_id], filter_string=f"tags.`vaelab.parent_of` = '{group}'", max_results=1)
+    if found:
+        return found[0].info.run_id
+    return client.create_run(experiment_id, run_name=group, tags={"vaelab.parent_of": group}).info.run_id
+
+
+def _wandb_logged_in() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    import netrc
+
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+
+
+class WandbTracker(Tracker):
+    """A W&B run in ``RUN_DIR/wandb``: offline unless you are logged in (``WANDB_MODE``
+    overrides)."""
+
+    name = "wandb"
+
+    def __init__(self, config: Config, previous: dict[str, Any] | None = None):
+        self.wandb = _import("wandb", "wandb")
+        self.run_id = (previous or {}).get("run_id")
+        self.run = None
+
+    def on_train_start(self, config: Config, run_dir: Path, resumed: bool) -> None:
+        mode = os.environ.get("WANDB_MODE") or ("online" if _wandb_logged_in() else "offline")
+        self.run = self.wandb.init(
+            project=config.training.wandb_project, name=run_dir.name, group=config.training.tracker_group,
+            dir=str(run_dir), config=flatten(config.to_dict()), mode=mode, id=self.run_id,
+            resume="allow" if self.run_id else None, reinit="create_new",
+            settings=self.wandb.Settings(silent=True, console="off"),
+        )
+        self.run_id = self.run.id
+
+    def on_epoch_end(self, epoch: int, row: dict[str, float]) -> None:
+        self.run.log({k: v for k, v in row.items() if k != "epoch"} | {"epoch": epoch}, step=epoch)
+
+    def on_train_end(self, run_dir: Path, summary: dict[str, Any]) -> None:
+        artifact = self.wandb.Artifact(f"{run_dir.name}", type="vaelab-run")
+        for path, folder in _artifacts(run_dir):
+            artifact.add_file(str(path), name=f"{folder}/{path.name}" if folder else path.name)
+        self.run.log_artifact(artifact)
+        self.run.summary.update({k: v for k, v in flatten(summary).items() if isinstance(v, (int, float, str))})
+        self.run.finish()
+
+    def on_exception(self, exc: BaseException) -> None:
+        if self.run is not None:
+            self.run.finish(exit_code=1)
+
+    def state(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "mode": self.run.settings.mode if self.run is not None else None}
+
+
+class Trackers:
+    """The trackers of a run, called together; their ids are kept in ``RUN_DIR/trackers.json``."""
+
+    def __init__(self, config: Config, run_dir: Path):
+        names = logger_names(config.training.logger)
+        self.run_dir = run_dir
+        previous = {}
+        path = run_dir / TRACKERS_FILE
+        if path.is_file():
+            try:
+                previous = json.loads(path.read_text())
+            except ValueError:
+                previous = {}
+        classes = {"mlflow": MLflowTracker, "wandb": WandbTracker}
+        self.items: list[Tracker] = [classes[n](config, previous.get(n)) for n in names if n in classes]
+
+    def _save(self) -> None:
+        if self.items:
+            atomic_write_text(self.run_dir / TRACKERS_FILE,
+                              json.dumps({t.name: t.state() for t in self.items}, indent=2))
+
+    def on_train_start(self, config: Config, run_dir: Path, resumed: bool) -> None:
+        for tracker in self.items:
+            tracker.on_train_start(config, run_dir, resumed)
+        self._save()
+
+    def on_epoch_end(self, epoch: int, row: dict[str, float]) -> None:
+        for tracker in self.items:
+            tracker.on_epoch_end(epoch, row)
+
+    def on_train_end(self, run_dir: Path, summary: dict[str, Any]) -> None:
+        for tracker in self.items:
+            tracker.on_train_end(run_dir, summary)
+        self._save()
+
+    def on_exception(self, exc: BaseException) -> None:
+        for tracker in self.items:
+            try:
+                tracker.on_exception(exc)
+            except Exception:  # noqa: BLE001  a tracker failing to close must not hide the error
+                pass
