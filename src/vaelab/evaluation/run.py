@@ -75,7 +75,18 @@ def evaluate(run_dir: str | Path, config: EvaluationConfig | dict[str, Any] | No
         ConfigError: invalid settings, a val split the run does not have, or ``fid='inception'``
             without torch-fidelity and local weights.
         DataError: the dataset cannot be found.
+        RunDirectoryBusy: another process is training or evaluating in ``run_dir``.
     """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"run directory {run_dir} does not exist; check the path")
+    from ..training.lock import run_lock
+
+    with run_lock(run_dir, doing="evaluating"):
+        return _evaluate(run_dir, config, verbose=verbose, **overrides)
+
+
+def _evaluate(run_dir: Path, config, *, verbose: bool, **overrides: Any) -> Evaluation:
     if isinstance(config, EvaluationConfig):
         config = dataclasses.replace(config, **overrides) if overrides else config
         config = EvaluationConfig.from_dict(dataclasses.asdict(config))
@@ -87,13 +98,22 @@ def evaluate(run_dir: str | Path, config: EvaluationConfig | dict[str, Any] | No
         raise CheckpointError(f"run directory {run_dir} does not exist; check the path")
     if not (run_dir / "config.yaml").is_file():
         raise CheckpointError(f"{run_dir} is not a run directory (no config.yaml); pass a directory written by `vaelab train`")
-    run_config = load_config(run_dir / "config.yaml")
+    load_config(run_dir / "config.yaml")  # a damaged config.yaml is reported, not ignored
     checkpoint = run_dir / "checkpoints" / f"{config.checkpoint}.safetensors"
     if not checkpoint.is_file():
         raise CheckpointError(
             f"{run_dir} has no {config.checkpoint} checkpoint ({checkpoint} is missing): the run has not finished "
             f"an epoch; continue it with `vaelab train --resume {run_dir}`"
         )
+    from ..data import get_spec
+    from ..data.datasets import resolve_binarize
+    from ..training.trainer import read_checkpoint_config
+
+    # the model and the data come from the checkpoint's config (the run's truth), with the
+    # binarisation actually used (binarized-mnist implies dynamic)
+    run_config = read_checkpoint_config(checkpoint)
+    run_config = dataclasses.replace(run_config, data=dataclasses.replace(
+        run_config.data, binarize=resolve_binarize(get_spec(run_config.data.dataset), run_config.data)))
     device = resolve_device(config.device)
     dataset_name = run_config.data.dataset
     # everything that can fail cheaply fails before the expensive work

@@ -9,6 +9,8 @@ what to do, never a traceback.
 
 from __future__ import annotations
 
+import dataclasses
+
 import csv
 import json
 import math
@@ -410,6 +412,12 @@ def plot_run(run_dir: str | Path, kinds=None, *, which: str = "last", output_dir
     requested = normalise_kinds(kinds)
     if which not in ("last", "best"):
         raise ConfigError(f"checkpoint must be 'last' or 'best', got {which!r}")
+    if model is None and record.checkpoint(which).is_file():
+        # the model and the data come from the checkpoint's config, whatever config.yaml says
+        from ..training.trainer import read_checkpoint_config
+
+        trained = read_checkpoint_config(record.checkpoint(which))
+        record.config = dataclasses.replace(trained, figures=record.config.figures)
     ctx = _Context(record, which, model=model, dataset=dataset, data_dir=data_dir)
     out = Path(output_dir) if output_dir is not None else record.run_dir / "figures"
     chosen = requested or list(KINDS)
