@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from . import __version__
-from .config import Config, load_config, sections
+from .config import Config, load_config, sections, yaml_load
 from .errors import TrainingInterrupted, VaelabError
 
 
@@ -104,8 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--config", metavar="FILE.yaml", help="start from this config (e.g. a run's config.yaml)")
     train.add_argument("--resume", metavar="RUN_DIR",
-                       help="continue the run in RUN_DIR from its last checkpoint "
-                            "(only --epochs, --device, --data-dir, --progress may change)")
+                       help="continue the run in RUN_DIR from its last checkpoint (only --epochs, "
+                            "--device, --data-dir, --progress, --learning-rate, --clip-norm, --clip-value, "
+                            "--nonfinite, --max-skipped-steps may change)")
     train.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
                        help="override any config key, e.g. --set model.hidden=[512,256] (YAML value)")
     train.add_argument("--quiet", action="store_true", help="print only the final summary")
@@ -237,7 +238,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         if not sep or not key:
             raise VaelabError(f"--set expects KEY=VALUE, got {item!r}")
         try:
-            values[key.strip()] = yaml.safe_load(raw)
+            values[key.strip()] = yaml_load(raw)
         except yaml.YAMLError:
             raise VaelabError(f"--set {item!r}: the value is not valid YAML") from None
     return values
@@ -376,6 +377,16 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except VaelabError as exc:
         print(f"vaelab: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file operation outside vaelab's own checks: still one line
+        from .io import write_error
+
+        where = exc.filename if exc.filename is not None else "a file"
+        print(f"vaelab: error: {write_error(where, exc, 'use')}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("vaelab: error: out of memory; use a smaller model, batch (--batch-size) or --eval-batch-size",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("vaelab: interrupted; continue a run with `vaelab train --resume RUN_DIR`", file=sys.stderr)

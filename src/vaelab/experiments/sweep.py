@@ -40,9 +40,9 @@ from typing import Any, Callable
 
 import yaml
 
-from ..config import Config, load_config, set_dotted
+from ..config import Config, load_config, set_dotted, yaml_load
 from ..errors import ConfigError, VaelabError
-from ..io import atomic_write_text
+from ..io import atomic_write_text, read_text
 
 METRICS = ("neg_elbo", "recon", "kl")
 
@@ -109,9 +109,13 @@ def load_sweep(spec: dict[str, Any] | str | Path, budget: str = "quick", output_
     if isinstance(spec, (str, Path)):
         source = Path(spec)
         try:
-            spec = yaml.safe_load(source.read_text())
+            spec = yaml_load(read_text(source, "sweep file"))
         except FileNotFoundError:
             raise ConfigError(f"sweep file {source} does not exist; check the path") from None
+        except VaelabError as exc:
+            raise ConfigError(str(exc)) from None
+        except yaml.constructor.ConstructorError as exc:
+            raise ConfigError(f"sweep file {source}: {exc.problem}") from None
         except yaml.YAMLError:
             raise ConfigError(f"sweep file {source} is not valid YAML; fix its syntax") from None
     if not isinstance(spec, dict):
@@ -162,9 +166,37 @@ def load_sweep(spec: dict[str, Any] | str | Path, budget: str = "quick", output_
     return Sweep(name, directory, runs, keys, spec)
 
 
+def read_summary(path: Path) -> dict[str, Any] | None:
+    """A run's ``summary.json``, or None when it is missing or damaged (not UTF-8, truncated)."""
+    try:
+        value = json.loads(read_text(path, "run summary"))
+    except (FileNotFoundError, VaelabError, ValueError):
+        return None
+    return value if isinstance(value, dict) and value.get("epochs") else None
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    """A sweep directory's ``sweep.yaml``.
+
+    Raises:
+        VaelabError: it is not UTF-8 text or not a valid YAML mapping.
+    """
+    try:
+        meta = yaml_load(read_text(path, "sweep file"))
+    except yaml.YAMLError:
+        raise VaelabError(f"{path} is not valid YAML; it is damaged: launch the sweep again to rewrite "
+                          "it") from None
+    if meta is not None and not isinstance(meta, dict):
+        raise VaelabError(f"{path} should hold a mapping; it is damaged: launch the sweep again to rewrite it")
+    return meta or {}
+
+
 def _worker_init(threads: int, init: Callable[[], None] | None) -> None:
     import torch
 
+    from ..processes import die_with_parent
+
+    die_with_parent()  # a sweep killed with SIGKILL leaves no orphaned worker training on
     torch.set_num_threads(threads)
     # The parent decides when to stop: it sends SIGTERM, which a training run answers by
     # checkpointing and stopping; outside a run it must not kill the worker.
@@ -191,7 +223,7 @@ def _train_one(config: dict[str, Any]) -> dict[str, Any]:
 
     run_dir = Path(config["output_dir"]) / config["name"]
     start = time.perf_counter()
-    if (run_dir / "summary.json").exists():
+    if read_summary(run_dir / "summary.json") is not None:
         return {"status": "skipped", "seconds": 0.0}
     if _STOPPING:
         return {"status": "not started", "seconds": 0.0}
@@ -221,10 +253,20 @@ def run_sweep(sweep: Sweep | dict | str | Path, jobs: int | None = None, budget:
 
     Returns:
         the summary (see :func:`summarize_sweep`) plus ``statuses``: run name -> status.
+
+    Raises:
+        RunDirectoryBusy: another process is running this sweep (its directory is locked).
+        VaelabError: the sweep directory cannot be written.
     """
     if not isinstance(sweep, Sweep):
         sweep = load_sweep(sweep, budget)
-    sweep.directory.mkdir(parents=True, exist_ok=True)
+    from ..runlock import run_lock
+
+    with run_lock(sweep.directory, doing="launching a sweep", kind="sweep"):
+        return _run_sweep_locked(sweep, jobs, budget, verbose, worker_init)
+
+
+def _run_sweep_locked(sweep: Sweep, jobs, budget, verbose, worker_init) -> dict[str, Any]:
     atomic_write_text(sweep.directory / "sweep.yaml", yaml.safe_dump(
         {**sweep.spec, "resolved_runs": [r.name for r in sweep.runs], "keys": sweep.keys, "budget": budget},
         sort_keys=False))
@@ -317,17 +359,16 @@ def summarize_sweep(directory: str | Path, figures: bool = True) -> dict[str, An
     meta_path = directory / "sweep.yaml"
     if not meta_path.is_file():
         raise VaelabError(f"{directory} is not a sweep directory (no sweep.yaml); check the path")
-    meta = yaml.safe_load(meta_path.read_text()) or {}
+    meta = _read_meta(meta_path)
     groups: dict[str, dict[str, Any]] = {}
     failed = []
     for name in meta.get("resolved_runs", []):
         run_dir = directory / "runs" / name
         group = groups.setdefault(setting_of(name), {"runs": [], "values": {}})
-        summary_path = run_dir / "summary.json"
-        if not summary_path.exists():
+        summary = read_summary(run_dir / "summary.json")
+        if summary is None:  # not finished, or a damaged summary (a relaunch resumes it)
             failed.append(name)
             continue
-        summary = json.loads(summary_path.read_text())
         row = {f"{split}_{m}": summary[key][m] for split, key in (("test", "final"), ("train", "final_train"))
                for m in METRICS if key in summary}
         if "seconds_per_epoch" in summary:
@@ -396,7 +437,7 @@ def sweep_figures(directory: str | Path, meta: dict[str, Any] | None = None,
     if meta is None:
         if not (directory / "sweep.yaml").is_file():
             raise VaelabError(f"{directory} is not a sweep directory (no sweep.yaml); check the path")
-        meta = yaml.safe_load((directory / "sweep.yaml").read_text()) or {}
+        meta = _read_meta(directory / "sweep.yaml")
     records, skipped = [], {}
     for name in meta.get("resolved_runs", []):
         run_dir = directory / "runs" / name
