@@ -129,3 +129,27 @@ def test_a_child_dies_with_its_parent_even_after_sigkill(tmp_path):
     else:
         os.kill(pid, signal.SIGKILL)
         pytest.fail("the child outlived its parent")
+
+
+def test_a_gzip_bomb_stops_at_the_files_known_size(tmp_path):
+    import gzip
+
+    from vaelab.data import get_spec
+    from vaelab.data.idx import read_bytes
+    from vaelab.errors import DataError
+
+    bomb = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    bomb.write_bytes(gzip.compress(b"\0" * 20_000_000))  # 20 MB from about 20 kB
+    with pytest.raises(DataError, match="decompresses to more than 10,008 bytes, the most this file can hold"):
+        read_bytes(bomb, max_size=get_spec("mnist").files["test_labels"].size)
+    assert {f.size for f in get_spec("mnist").files.values()} == {47_040_016, 60_008, 7_840_016, 10_008}
+
+
+def test_a_model_too_large_for_memory_fails_with_an_estimate_before_allocating(monkeypatch, tmp_path, capsys):
+    import vaelab.runtime
+
+    monkeypatch.setattr(vaelab.runtime, "available_memory", lambda device: 8 * 10**9)
+    assert main(["train", "--dataset", "toy2d", "--hidden", "10000000", "--output-dir", str(tmp_path),
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "the model has 660,000,042 parameters and needs about" in err and "more than the 8.0 GB free on cpu" in err

@@ -43,7 +43,8 @@ from ..evaluation import evaluate_elbo
 from ..io import atomic_write_text
 from ..models import VAE, build_model
 from ..objectives import EXTRA_TERMS, Objective, build_objective, kl_weight
-from ..runtime import flush_denormals, match_optimizer_state_layout, place_model, resolve_device
+from ..runtime import (check_model_fits_memory, flush_denormals, match_optimizer_state_layout, place_model,
+                       resolve_device)
 from .optim import clip_gradients, make_optimizer, make_scheduler, step_scheduler
 from .checkpoint import (EpochPosition, TrainingState, encode_checkpoint, read_checkpoint, restore_rng,
                          write_checkpoint)
@@ -498,6 +499,7 @@ def _fit(config: Config, run_dir: Path, checkpoint, verbose: bool, argv, changes
             f"({len(dataset.train)} examples); use a smaller batch size"
         )
     check_model_fits_data(config, dataset)
+    check_model_fits_memory(config.model, config.training, dataset.image_shape, device)  # before allocating
     model = place_model(build_model(config.model, dataset.image_shape), device)
     objective = build_objective(config.objective, config.data.dataset, device)
     optimizer = make_optimizer(model, config.training)
