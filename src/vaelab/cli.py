@@ -86,8 +86,42 @@ def _add_section_options(parser: argparse.ArgumentParser, cls, skip: tuple[str, 
             _add_field_option(parser, f, hints[f.name], f.name)
 
 
+class _Parser(argparse.ArgumentParser):
+    """No abbreviated options (``--epoch`` is not ``--epochs``): a prefix could silently mean
+    another option once one is added."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
+def _suggest(parser: argparse.ArgumentParser, args: argparse.Namespace, extras: list[str]) -> str:
+    """``unrecognized arguments: ...`` with the closest option of the command for each."""
+    import difflib
+
+    target = parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and getattr(args, "command", None) in action.choices:
+            target = action.choices[args.command]
+            sub = getattr(args, "action", None)
+            for inner in target._actions:
+                if isinstance(inner, argparse._SubParsersAction) and sub in inner.choices:
+                    target = inner.choices[sub]
+    options = [o for a in target._actions for o in a.option_strings if o.startswith("--")]
+    aliases = {"--lr": "--learning-rate", "--bs": "--batch-size", "--out": "--output-dir", "--epoch": "--epochs"}
+    shown = []
+    for extra in extras:
+        name = extra.split("=", 1)[0]
+        if not name.startswith("-"):
+            shown.append(extra)
+            continue
+        close = [aliases[name]] if aliases.get(name) in options else difflib.get_close_matches(name, options, n=1)
+        shown.append(f"{extra} (did you mean {close[0]}?)" if close else extra)
+    return "unrecognized arguments: " + ", ".join(shown)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="vaelab",
         description="Train, evaluate and study variational autoencoders.",
         epilog="Run `vaelab COMMAND --help` for a command's options.",
@@ -110,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
                        help="override any config key, e.g. --set model.hidden=[512,256] (YAML value)")
     train.add_argument("--quiet", action="store_true", help="print only the final summary")
+    train.add_argument("--threads", type=int, metavar="N",
+                       help="CPU threads for torch (default: $OMP_NUM_THREADS, else torch's choice); "
+                            "on a busy machine 1 is often fastest")
     _add_config_options(train)
 
     datasets = commands.add_parser("datasets", help="list the datasets vaelab knows")
@@ -233,6 +270,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     values = {k: v for k, v in vars(args).items() if "." in k or k in ("name", "output_dir", "seed")}
+    if isinstance(values.get("data.dataset"), str):  # --dataset MNIST means mnist
+        from .data import dataset_names
+
+        lowered = values["data.dataset"].lower()
+        if values["data.dataset"] not in dataset_names() and lowered in dataset_names():
+            values["data.dataset"] = lowered
     for item in args.set:
         key, sep, raw = item.partition("=")
         if not sep or not key:
@@ -298,6 +341,8 @@ def _add_evaluation_commands(commands) -> None:
     )
     evaluate.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by `vaelab train`")
     evaluate.add_argument("--quiet", action="store_true", help="print only the table")
+    evaluate.add_argument("--threads", type=int, metavar="N",
+                          help="CPU threads for torch (default: $OMP_NUM_THREADS, else torch's choice)")
     _add_section_options(evaluate, EvaluationConfig)
     evaluate.set_defaults(handler=_cmd_evaluate, section=EvaluationConfig)
 
@@ -365,8 +410,16 @@ def main(argv: list[str] | None = None) -> int:
     give exit status 2.
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        parser.error(_suggest(parser, args, extras))
     args.argv = argv
+    if getattr(args, "threads", None) is not None:
+        if args.threads < 1:
+            parser.error(f"--threads must be >= 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
     if not getattr(args, "handler", None):
         parser.print_help()
         return 0

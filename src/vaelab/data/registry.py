@@ -151,6 +151,8 @@ def get_spec(name: str) -> DatasetSpec:
     try:
         return _REGISTRY[name]
     except KeyError:
+        if isinstance(name, str) and name.lower() in _REGISTRY:  # MNIST is mnist
+            return _REGISTRY[name.lower()]
         import difflib
 
         close = difflib.get_close_matches(name, list(_REGISTRY), n=1)

@@ -681,6 +681,10 @@ def _fit_locked(config, run_dir, dataset, model, optimizer, scheduler, state, or
         writer.close()
 
     summary = _summary(state, dataset.eval_name, run_dir)
+    collapse = _posterior_collapse(model, eval_images, config) if state.history else None
+    if collapse is not None:
+        summary["warnings"] = [collapse]
+        print(f"warning: {collapse}", file=sys.stderr)
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
     from ..plots import plot_run
 
@@ -688,6 +692,22 @@ def _fit_locked(config, run_dir, dataset, model, optimizer, scheduler, state, or
     if verbose:
         print_summary(summary)
     return Run(run_dir=run_dir, config=config, history=state.history, summary=summary)
+
+
+def _posterior_collapse(model: VAE, images: torch.Tensor, config: Config) -> str | None:
+    """A warning when no latent dimension is active at the end of training (Burda et al. 2016's
+    active units: the posterior means vary across examples by more than 0.01): the decoder
+    ignores z and every reconstruction is the same."""
+    from ..evaluation.latents import ACTIVE_THRESHOLD, active_units, posterior_summary
+
+    means = posterior_summary(model, images[:2000], config.training.eval_batch_size).means
+    active, _ = active_units(means)
+    if active:
+        return None
+    return (f"posterior collapse: none of the {config.model.latent_dim} latent dimensions is active (the "
+            f"posterior means vary by less than {ACTIVE_THRESHOLD} across examples), so the model ignores z; "
+            "try a KL warm-up (--kl-schedule linear), free bits (--free-bits 0.5), a likelihood with a "
+            "learned scale (--likelihood gaussian --learn-scale scalar) or more epochs")
 
 
 def _progress_bar(config: Config, total: int, epoch: int, position: EpochPosition | None = None):
