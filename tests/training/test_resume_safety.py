@@ -172,3 +172,19 @@ def test_nan_weights_are_found_before_plot_overwrites_a_figure(run, capsys):
     assert f"checkpoint field {name} holds non-finite values (NaN or inf)" in err
     assert "use the other checkpoint" in err and "Traceback" not in err
     assert run_files(run / "figures") == figures
+
+
+def test_an_epoch_with_every_step_skipped_is_a_failure(run, monkeypatch, capsys):
+    from vaelab.objectives import Objective
+
+    real = Objective.__call__
+    monkeypatch.setattr(Objective, "__call__",
+                        lambda *a, **k: real(*a, **k)._replace(recon=torch.full((a[2].shape[0],), float("nan"))))
+    # the fix the message of a non-finite loss suggests is accepted on --resume
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--nonfinite", "skip",
+                 "--max-skipped-steps", "1000"]) == 2
+    err = capsys.readouterr().err
+    assert "epoch 2: every one of its 12 steps was skipped (non-finite), so it has no result; training stopped" in err
+    assert f"The last good checkpoint is kept: {run / 'checkpoints' / 'last.safetensors'}" in err
+    assert read_checkpoint(run / "checkpoints" / "last.safetensors").training_state.epoch == 1
+    assert len((run / "metrics.csv").read_text().splitlines()) == 2  # header and epoch 1

@@ -194,8 +194,8 @@ def _other_advice(path: Path) -> str:
     other = {"last": "best", "best": "last"}.get(path.stem)
     if other is None:
         return "use another checkpoint of the run, or start a new run"
-    return (f"use the other checkpoint ({path.with_name(other + path.suffix)}, e.g. `--checkpoint {other}`), "
-            "or start a new run")
+    return (f"use the other checkpoint, {path.with_name(other + path.suffix)} (`--checkpoint {other}` for "
+            f"evaluate and plot; to resume from it, copy it over {path.name}), or start a new run")
 
 
 def invalid_field(path: Path, name: str, why: str) -> CheckpointError:
