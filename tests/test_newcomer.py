@@ -53,3 +53,30 @@ def test_a_collapsed_posterior_is_a_warning_and_the_readme_toy2d_example_learns(
                  "--name", "readme"]) == 0
     assert "posterior collapse" not in capsys.readouterr().err
     assert json.loads((tmp_path / "readme" / "summary.json").read_text())["final"]["kl"] > 0.5
+
+
+def test_options_that_do_not_apply_warn(monkeypatch, capsys):
+    import vaelab.training
+    from vaelab.errors import VaelabError
+
+    def no_training(*args, **kwargs):
+        raise VaelabError("not training in this test")
+
+    monkeypatch.setattr(vaelab.training, "train", no_training)
+    assert main(["train", "--toy2d-train-size", "500", "--iwae-k", "3", "--latent-dim", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "warning: --toy2d-train-size applies only with --dataset toy2d; it is ignored here" in err
+    assert "warning: --iwae-k applies only with --bound iwae; it is ignored here" in err
+    assert "--latent-dim applies" not in err
+
+
+def test_without_a_terminal_progress_is_a_line_every_few_seconds(capsys):
+    from vaelab.config import Config
+    from vaelab.training.trainer import _PlainProgress, _progress_bar
+
+    bar = _progress_bar(Config(), total=40, epoch=3)  # pytest's stdout is no terminal
+    assert isinstance(bar, _PlainProgress) and bar.every <= 10
+    bar.every = 0
+    bar.set_postfix(loss="101.50")
+    bar.update(1)
+    assert capsys.readouterr().out.startswith("epoch 3: 1/40 batches (2%), 0 s, loss 101.50")

@@ -216,8 +216,9 @@ def _add_figure_commands(commands) -> None:
     compare.add_argument("--label", action="append", metavar="KEY",
                          help="config key to label runs by, e.g. beta or model.latent_dim (repeatable; "
                               "default: every key whose value differs)")
-    compare.add_argument("-o", "--output-dir", default="comparison", metavar="DIR",
-                         help="where to write comparison.png and final_metrics.csv/.md (default: comparison)")
+    compare.add_argument("-o", "--output-dir", default=None, metavar="DIR",
+                         help="where to write comparison.png and final_metrics.csv/.md (default: comparison/ "
+                              "beside the runs, in their common parent directory)")
     compare.add_argument("--log-scale", action="store_true", help="logarithmic y axes")
     compare.set_defaults(handler=_cmd_compare)
 
@@ -227,8 +228,9 @@ def _add_figure_commands(commands) -> None:
                     "config, metrics and figures, and for several runs their comparison.",
     )
     report.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
-    report.add_argument("-o", "--output", default="report.html", metavar="FILE.html",
-                        help="the HTML file to write (default: report.html)")
+    report.add_argument("-o", "--output", default=None, metavar="FILE.html",
+                        help="the HTML file to write (default: report.html beside the runs, in their common "
+                             "parent directory)")
     report.add_argument("--redraw", action="store_true",
                         help="draw every figure again (default: draw only those missing in RUN_DIR/figures)")
     report.add_argument("--data-dir", metavar="DIR", help="where to find datasets when figures must be drawn")
@@ -249,10 +251,18 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _runs_parent(run_dirs: list[str]) -> Path:
+    """The deepest directory holding every run directory (where default outputs go)."""
+    import os
+
+    return Path(os.path.commonpath([str(Path(r).absolute().parent) for r in run_dirs]))
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
     from .plots.compare import compare_runs
 
-    comparison = compare_runs(args.run_dirs, args.metric, args.label, args.output_dir, args.log_scale)
+    output_dir = args.output_dir if args.output_dir is not None else _runs_parent(args.run_dirs) / "comparison"
+    comparison = compare_runs(args.run_dirs, args.metric, args.label, output_dir, args.log_scale)
     print(comparison.text, end="")
     for path in comparison.files:
         print(f"wrote {path}")
@@ -262,7 +272,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from .plots.report import write_report
 
-    path = write_report(args.run_dirs, args.output, redraw=args.redraw, data_dir=args.data_dir,
+    output = args.output if args.output is not None else _runs_parent(args.run_dirs) / "report.html"
+    path = write_report(args.run_dirs, output, redraw=args.redraw, data_dir=args.data_dir,
                         title=args.title, label_keys=args.label, metrics=args.metric)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB); open it in a browser")
     return 0
@@ -287,6 +298,46 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return values
 
 
+_APPLIES = {
+    # option key: (does it apply to this config?, when it does)
+    "data.toy2d_range": (lambda c: c.data.dataset == "toy2d", "--dataset toy2d"),
+    "data.toy2d_train_size": (lambda c: c.data.dataset == "toy2d", "--dataset toy2d"),
+    "data.toy2d_test_size": (lambda c: c.data.dataset == "toy2d", "--dataset toy2d"),
+    "data.toy2d_seed": (lambda c: c.data.dataset == "toy2d", "--dataset toy2d"),
+    "data.binarize_seed": (lambda c: c.data.binarize != "none", "--binarize static or dynamic"),
+    "data.split_seed": (lambda c: c.data.validation_size > 0, "--validation-size N"),
+    "model.conv_downsample": (lambda c: c.model.network == "conv", "--network conv"),
+    "model.conv_upsample": (lambda c: c.model.network != "mlp", "a convolutional --network"),
+    "model.likelihood_scale": (lambda c: c.model.likelihood in ("gaussian", "laplace", "logit_normal"),
+                               "--likelihood gaussian, laplace or logit_normal"),
+    "model.logit_eps": (lambda c: c.model.likelihood == "logit_normal", "--likelihood logit_normal"),
+    "objective.kl_warmup_epochs": (lambda c: c.objective.kl_schedule == "linear", "--kl-schedule linear"),
+    "objective.kl_cycles": (lambda c: c.objective.kl_schedule == "cyclical", "--kl-schedule cyclical"),
+    "objective.kl_cycle_ramp": (lambda c: c.objective.kl_schedule == "cyclical", "--kl-schedule cyclical"),
+    "objective.iwae_k": (lambda c: c.objective.bound == "iwae", "--bound iwae"),
+    "objective.perceptual_weight": (lambda c: c.objective.reconstruction != "likelihood", "a perceptual --reconstruction"),
+    "objective.perceptual_layers": (lambda c: c.objective.reconstruction != "likelihood", "a perceptual --reconstruction"),
+    "training.lr_step_epochs": (lambda c: c.training.lr_schedule == "step", "--lr-schedule step"),
+    "training.lr_gamma": (lambda c: c.training.lr_schedule in ("step", "plateau"), "--lr-schedule step or plateau"),
+    "training.lr_patience": (lambda c: c.training.lr_schedule == "plateau", "--lr-schedule plateau"),
+    "training.max_skipped_steps": (lambda c: c.training.nonfinite == "skip", "--nonfinite skip"),
+}
+"""Options that have no effect unless another one is set: giving them otherwise is a warning."""
+
+
+def warn_inapplicable(config: Config, given: list[str]) -> list[str]:
+    """A warning (printed to stderr, and returned) for each option in ``given`` (dotted keys
+    the user set) that does nothing with this ``config``."""
+    out = []
+    for key in given:
+        rule = _APPLIES.get(key)
+        if rule is not None and not rule[0](config):
+            out.append(f"warning: {_flag(key.split('.')[-1])} applies only with {rule[1]}; it is ignored here")
+    for line in out:
+        print(line, file=sys.stderr)
+    return out
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from .training import resume, train
 
@@ -299,6 +350,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return 0
     config = load_config(args.config) if args.config else Config()
     config = config.replace(overrides)
+    warn_inapplicable(config, list(overrides))
     run = train(config, verbose=not args.quiet, argv=argv)
     if args.quiet:
         from .training.trainer import print_summary

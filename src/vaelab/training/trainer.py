@@ -608,6 +608,9 @@ def _fit_locked(config, run_dir, dataset, model, optimizer, scheduler, state, or
         say(f"resuming {run_dir} after epoch {state.epoch}{where}")
     say(f"training on {config.data.dataset} ({len(dataset.train)} train, {len(dataset.eval)} "
         f"{dataset.eval_name}) on {device}; run directory {run_dir}")
+    busy = _busy_machine_hint(device)
+    if busy:
+        say(busy)
     last = run_dir / "checkpoints" / "last.safetensors"
     every = config.training.checkpoint_every_steps
 
@@ -694,6 +697,20 @@ def _fit_locked(config, run_dir, dataset, model, optimizer, scheduler, state, or
     return Run(run_dir=run_dir, config=config, history=state.history, summary=summary)
 
 
+def _busy_machine_hint(device: torch.device) -> str | None:
+    """A one-line hint when the CPU is oversubscribed: the load average exceeds the cores."""
+    import os
+
+    if device.type != "cpu" or not hasattr(os, "getloadavg"):
+        return None
+    cores, load = os.cpu_count() or 1, os.getloadavg()[0]
+    if load <= cores:
+        return None
+    return (f"note: the machine is busy (load average {load:.1f} on {cores} cores) and torch uses "
+            f"{torch.get_num_threads()} threads: epochs will be slower than usual; --threads 1 (or "
+            "OMP_NUM_THREADS=1) often helps")
+
+
 def _posterior_collapse(model: VAE, images: torch.Tensor, config: Config) -> str | None:
     """A warning when no latent dimension is active at the end of training (Burda et al. 2016's
     active units: the posterior means vary across examples by more than 0.01): the decoder
@@ -710,9 +727,35 @@ def _posterior_collapse(model: VAE, images: torch.Tensor, config: Config) -> str
             "learned scale (--likelihood gaussian --learn-scale scalar) or more epochs")
 
 
+class _PlainProgress:
+    """Progress without a terminal (a log file, a pipe, CI): one line every ``every`` seconds
+    instead of tqdm's bar, which is off there."""
+
+    def __init__(self, total: int, initial: int, epoch: int, every: float = 10.0):
+        self.total, self.n, self.epoch, self.every = total, initial, epoch, every
+        self.start = self.last = time.monotonic()
+        self.postfix = ""
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        now = time.monotonic()
+        if now - self.last >= self.every:
+            self.last = now
+            print(f"epoch {self.epoch}: {self.n}/{self.total} batches ({100 * self.n / max(self.total, 1):.0f}%), "
+                  f"{now - self.start:.0f} s{self.postfix}", flush=True)
+
+    def set_postfix(self, loss: str = "", **_) -> None:
+        self.postfix = f", loss {loss}" if loss else ""
+
+    def close(self) -> None:
+        pass
+
+
 def _progress_bar(config: Config, total: int, epoch: int, position: EpochPosition | None = None):
     if not config.training.progress:
         return None
+    if not sys.stdout.isatty():
+        return _PlainProgress(total, position.step if position else 0, epoch)
     from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=position.step if position else 0, desc=f"epoch {epoch}", leave=False,
