@@ -357,7 +357,8 @@ class FiguresConfig:
     manifold_steps: int = _field(20, "latent manifold grid points per latent dimension", check=_at_least(2))
     manifold_dims: list[int] | None = _field(
         None, "for latents of more than 2 dimensions: the two dimensions (from 0, as z_0 z_1 in the "
-        "figures) the manifold grid spans, the others at the prior mean (default: the two whose test posterior means vary most)",
+        "figures) the manifold grid spans, the others at the prior mean (default: the two whose test "
+        "posterior means vary most)",
         check=_two_dims,
     )
     interpolation: str = _field(
