@@ -164,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("sweep_file", metavar="SWEEP.yaml")
     sweep.add_argument("--jobs", type=int, default=None, help="worker processes (default: CPU count)")
     sweep.add_argument("--budget", default="quick", help="quick or full (the sweep's budgets) (default: quick)")
-    sweep.add_argument("--output-dir", default=None, help="parent of the sweep directory (default: runs/sweeps)")
+    sweep.add_argument("-o", "--output-dir", default=None, help="parent of the sweep directory (default: runs/sweeps)")
     sweep.add_argument("--quiet", action="store_true", help="print only the results table")
     sweep.set_defaults(handler=_cmd_sweep)
 
@@ -196,7 +196,7 @@ def _add_figure_commands(commands) -> None:
                       help=f"figure kinds to draw (default: every kind that applies): {', '.join(KINDS)}")
     plot.add_argument("--checkpoint", choices=("last", "best"), default="last",
                       help="draw the model of this checkpoint (default: last)")
-    plot.add_argument("--output-dir", metavar="DIR", help="write the PNGs here (default: RUN_DIR/figures)")
+    plot.add_argument("-o", "--output-dir", metavar="DIR", help="write the PNGs here (default: RUN_DIR/figures)")
     plot.add_argument("--data-dir", metavar="DIR", help="where to find the dataset (default: the run's, "
                                                         "then $VAELAB_DATA_DIR and the cache)")
     _add_config_options(plot, only=("figures",))

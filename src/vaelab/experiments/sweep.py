@@ -389,7 +389,12 @@ def summarize_sweep(directory: str | Path, figures: bool = True) -> dict[str, An
                                   [f"{entry[f'{c}_{s}']:.6g}" for c in columns for s in ("mean", "std")]))
     atomic_write_text(directory / "results.csv", "\n".join(csv_lines) + "\n")
     shown = ["test_neg_elbo", "test_recon", "test_kl", "train_kl", "seconds_per_epoch"]
-    md = [f"# Sweep {meta.get('name', directory.name)} ({meta.get('budget', '?')} budget)", "",
+    budget_name = meta.get("budget", "?")
+    if not (meta.get("budgets") or {}).get(budget_name):  # a budget the sweep does not define changes nothing
+        budget_name = "no budget overrides"
+    else:
+        budget_name = f"{budget_name} budget"
+    md = [f"# Sweep {meta.get('name', directory.name)} ({budget_name})", "",
           "Final-epoch metrics, mean ± std over seeds, nats per example (seconds: training time per epoch).", "",
           "| setting | seeds | " + " | ".join(shown) + " |", "| --- | ---: | " + " | ".join("---:" for _ in shown) + " |"]
     for entry in table:
