@@ -55,6 +55,10 @@ class Evaluation:
         return self.results[key]
 
 
+WEAK_CLASSIFIER = 0.8
+"""Below this test accuracy a classifier's FID and class histogram come with a warning."""
+
+
 def output_name(split: str) -> str:
     return "evaluation.json" if split == "test" else f"evaluation-{split}.json"
 
@@ -192,6 +196,14 @@ def _evaluate(run_dir: Path, config, *, verbose: bool, **overrides: Any) -> Eval
                 "class_entropy_nats": entropy, "class_entropy_max_nats": math.log(len(counts)),
                 "classifier_sha256": info.sha256, "classifier_test_accuracy": info.test_accuracy,
             })
+            if not info.test_accuracy >= WEAK_CLASSIFIER:
+                block["classifier_warning"] = (
+                    f"the cached {dataset_name} classifier has test accuracy {info.test_accuracy:.3f} (below "
+                    f"{WEAK_CLASSIFIER}): its FID and class histogram are unreliable; retrain it on the whole "
+                    f"training set (`vaelab classifier train --dataset {dataset_name} --force`)")
+                import sys
+
+                print(f"warning: {block['classifier_warning']}", file=sys.stderr)
         if config.fid == "inception":
             block["fid_inception"] = fid_inception(real, samples, config.inception_weights, device=device)
         results["samples"] = block
@@ -267,7 +279,9 @@ def print_table(results: dict[str, Any]) -> None:
     samples = results.get("samples")
     if samples:
         if "fid_classifier" in samples:
-            rows.append(("fid_classifier", f"{samples['fid_classifier']:.3f}", f"{samples['n']} samples"))
+            rows.append(("fid_classifier", f"{samples['fid_classifier']:.3f}",
+                         f"{samples['n']} samples; classifier test accuracy "
+                         f"{samples.get('classifier_test_accuracy', float('nan')):.3f}"))
             rows.append(("sample class entropy", f"{samples['class_entropy_nats']:.3f} / {samples['class_entropy_max_nats']:.3f}", "nats"))
             rows.append(("sample class histogram", " ".join(map(str, samples["class_histogram"])), ""))
         if "fid_inception" in samples:
