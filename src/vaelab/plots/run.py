@@ -98,7 +98,7 @@ def read_run(run_dir: str | Path) -> RunRecord:
         raise CheckpointError(f"run directory {run_dir} does not exist; check the path")
     config_path = run_dir / "config.yaml"
     if not config_path.is_file():
-        present = ", ".join(sorted(p.name for p in run_dir.iterdir())[:8]) or "nothing"
+        present = ", ".join(sorted(p.name for p in run_dir.iterdir() if not p.name.startswith("."))[:8]) or "nothing"
         raise CheckpointError(
             f"{run_dir} is not a run directory: config.yaml is missing (found: {present}); "
             "pass the directory that `vaelab train` wrote (runs/<name>)"

@@ -491,14 +491,14 @@ def _fit(config: Config, run_dir: Path, checkpoint, verbose: bool, argv, changes
     device = resolve_device(config.training.device)
     data_generator = seed_everything(config.seed)
     dataset = load_dataset(config.data)
-    if dataset.binarize != config.data.binarize:  # implied by the dataset (binarized-mnist): record it
-        config = config.replace({"data.binarize": dataset.binarize})
     if config.training.batch_size > len(dataset.train):
         raise ConfigError(
             f"training.batch_size={config.training.batch_size} is larger than the training set "
             f"({len(dataset.train)} examples); use a smaller batch size"
         )
     check_model_fits_data(config, dataset)
+    if dataset.binarize != config.data.binarize:  # implied by the dataset (binarized-mnist): record it
+        config = config.replace({"data.binarize": dataset.binarize})
     check_model_fits_memory(config.model, config.training, dataset.image_shape, device)  # before allocating
     model = place_model(build_model(config.model, dataset.image_shape), device)
     objective = build_objective(config.objective, config.data.dataset, device)
