@@ -80,13 +80,13 @@ def make_dirs(path: str | os.PathLike) -> Path:
         VaelabError: it cannot be created (a file is in the way, read-only, no permission).
     """
     path = Path(path)
-    if path.is_dir():
-        return path
-    if path.exists():
-        raise VaelabError(f"cannot create the directory {path}: a file of that name is in the way; "
-                          "remove it or choose another --output-dir")
-    with writing(path, "create the directory"):
+    try:  # no exists() check first: another process may create it at the same moment
         path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:  # exists, and is not a directory
+        raise VaelabError(f"cannot create the directory {path}: a file of that name is in the way; "
+                          "remove it or choose another --output-dir") from None
+    except OSError as exc:
+        raise write_error(path, exc, "create the directory") from exc
     return path
 
 

@@ -49,22 +49,27 @@ def run_lock(run_dir: str | os.PathLike, doing: str = "training", kind: str = "r
             the way, ``.lock`` is a directory).
     """
     run_dir = Path(run_dir)
-    created = not run_dir.exists()
-    make_dirs(run_dir)
     path = run_dir / LOCK_NAME
-    if path.is_symlink() or (path.exists() and not path.is_file()):
-        what = "directory" if path.is_dir() else "special file or link"
-        raise VaelabError(f"{path} is a {what}, not vaelab's lock file; remove it and try again")
-    lock = FileLock(str(path), timeout=0)
-    try:
-        lock.acquire()
-    except Timeout:
-        raise RunDirectoryBusy(
-            f"{kind} directory {run_dir} is in use by {_owner(path)} (lock file {path}); wait for it to "
-            f"finish, or stop it, before {doing} here"
-        ) from None
-    except OSError as exc:
-        raise write_error(path, exc, "create the lock file") from exc
+    for attempt in range(3):
+        created = not run_dir.exists()
+        make_dirs(run_dir)
+        if path.is_symlink() or (path.exists() and not path.is_file()):
+            what = "directory" if path.is_dir() else "special file or link"
+            raise VaelabError(f"{path} is a {what}, not vaelab's lock file; remove it and try again")
+        lock = FileLock(str(path), timeout=0)
+        try:
+            lock.acquire()
+            break
+        except Timeout:
+            raise RunDirectoryBusy(
+                f"{kind} directory {run_dir} is in use by {_owner(path)} (lock file {path}); wait for it to "
+                f"finish, or stop it, before {doing} here"
+            ) from None
+        except FileNotFoundError as exc:  # a process whose work failed removed the new directory: again
+            if attempt == 2:
+                raise write_error(path, exc, "create the lock file") from exc
+        except OSError as exc:
+            raise write_error(path, exc, "create the lock file") from exc
     try:
         try:
             with open(path, "w") as f:  # we hold the flock: nobody else writes the file
