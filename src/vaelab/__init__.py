@@ -33,3 +33,7 @@ def __getattr__(name):  # imported on first use, so `vaelab --help` does not wai
 
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'vaelab' has no attribute {name!r}")
+
+
+def __dir__():  # the lazily loaded names too, for dir(vaelab) and tab completion
+    return sorted(set(globals()) | set(__all__))

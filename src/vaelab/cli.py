@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from . import __version__
-from .config import Config, load_config, sections
+from .config import Config, load_config, sections, yaml_load
 from .errors import TrainingInterrupted, VaelabError
 
 
@@ -86,8 +86,42 @@ def _add_section_options(parser: argparse.ArgumentParser, cls, skip: tuple[str, 
             _add_field_option(parser, f, hints[f.name], f.name)
 
 
+class _Parser(argparse.ArgumentParser):
+    """No abbreviated options (``--epoch`` is not ``--epochs``): a prefix could silently mean
+    another option once one is added."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
+def _suggest(parser: argparse.ArgumentParser, args: argparse.Namespace, extras: list[str]) -> str:
+    """``unrecognized arguments: ...`` with the closest option of the command for each."""
+    import difflib
+
+    target = parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and getattr(args, "command", None) in action.choices:
+            target = action.choices[args.command]
+            sub = getattr(args, "action", None)
+            for inner in target._actions:
+                if isinstance(inner, argparse._SubParsersAction) and sub in inner.choices:
+                    target = inner.choices[sub]
+    options = [o for a in target._actions for o in a.option_strings if o.startswith("--")]
+    aliases = {"--lr": "--learning-rate", "--bs": "--batch-size", "--out": "--output-dir", "--epoch": "--epochs"}
+    shown = []
+    for extra in extras:
+        name = extra.split("=", 1)[0]
+        if not name.startswith("-"):
+            shown.append(extra)
+            continue
+        close = [aliases[name]] if aliases.get(name) in options else difflib.get_close_matches(name, options, n=1)
+        shown.append(f"{extra} (did you mean {close[0]}?)" if close else extra)
+    return "unrecognized arguments: " + ", ".join(shown)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="vaelab",
         description="Train, evaluate and study variational autoencoders.",
         epilog="Run `vaelab COMMAND --help` for a command's options.",
@@ -104,11 +138,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--config", metavar="FILE.yaml", help="start from this config (e.g. a run's config.yaml)")
     train.add_argument("--resume", metavar="RUN_DIR",
-                       help="continue the run in RUN_DIR from its last checkpoint "
-                            "(only --epochs, --device, --data-dir, --progress may change)")
+                       help="continue the run in RUN_DIR from its last checkpoint (only --epochs, "
+                            "--device, --data-dir, --progress, --learning-rate, --clip-norm, --clip-value, "
+                            "--nonfinite, --max-skipped-steps may change)")
     train.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
                        help="override any config key, e.g. --set model.hidden=[512,256] (YAML value)")
     train.add_argument("--quiet", action="store_true", help="print only the final summary")
+    train.add_argument("--threads", type=int, metavar="N",
+                       help="CPU threads for torch (default: $OMP_NUM_THREADS, else torch's choice); "
+                            "on a busy machine 1 is often fastest")
     _add_config_options(train)
 
     datasets = commands.add_parser("datasets", help="list the datasets vaelab knows")
@@ -126,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("sweep_file", metavar="SWEEP.yaml")
     sweep.add_argument("--jobs", type=int, default=None, help="worker processes (default: CPU count)")
     sweep.add_argument("--budget", default="quick", help="quick or full (the sweep's budgets) (default: quick)")
-    sweep.add_argument("--output-dir", default=None, help="parent of the sweep directory (default: runs/sweeps)")
+    sweep.add_argument("-o", "--output-dir", default=None, help="parent of the sweep directory (default: runs/sweeps)")
     sweep.add_argument("--quiet", action="store_true", help="print only the results table")
     sweep.add_argument("--backend", choices=("local", "ray"), default="local",
                        help="local: worker processes on this machine; ray: one Ray task per run, on a Ray "
@@ -170,7 +208,7 @@ def _add_figure_commands(commands) -> None:
                       help=f"figure kinds to draw (default: every kind that applies): {', '.join(KINDS)}")
     plot.add_argument("--checkpoint", choices=("last", "best"), default="last",
                       help="draw the model of this checkpoint (default: last)")
-    plot.add_argument("--output-dir", metavar="DIR", help="write the PNGs here (default: RUN_DIR/figures)")
+    plot.add_argument("-o", "--output-dir", metavar="DIR", help="write the PNGs here (default: RUN_DIR/figures)")
     plot.add_argument("--data-dir", metavar="DIR", help="where to find the dataset (default: the run's, "
                                                         "then $VAELAB_DATA_DIR and the cache)")
     _add_config_options(plot, only=("figures",))
@@ -190,8 +228,9 @@ def _add_figure_commands(commands) -> None:
     compare.add_argument("--label", action="append", metavar="KEY",
                          help="config key to label runs by, e.g. beta or model.latent_dim (repeatable; "
                               "default: every key whose value differs)")
-    compare.add_argument("-o", "--output-dir", default="comparison", metavar="DIR",
-                         help="where to write comparison.png and final_metrics.csv/.md (default: comparison)")
+    compare.add_argument("-o", "--output-dir", default=None, metavar="DIR",
+                         help="where to write comparison.png and final_metrics.csv/.md (default: comparison/ "
+                              "beside the runs, in their common parent directory)")
     compare.add_argument("--log-scale", action="store_true", help="logarithmic y axes")
     compare.set_defaults(handler=_cmd_compare)
 
@@ -201,8 +240,9 @@ def _add_figure_commands(commands) -> None:
                     "config, metrics and figures, and for several runs their comparison.",
     )
     report.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
-    report.add_argument("-o", "--output", default="report.html", metavar="FILE.html",
-                        help="the HTML file to write (default: report.html)")
+    report.add_argument("-o", "--output", default=None, metavar="FILE.html",
+                        help="the HTML file to write (default: report.html beside the runs, in their common "
+                             "parent directory)")
     report.add_argument("--redraw", action="store_true",
                         help="draw every figure again (default: draw only those missing in RUN_DIR/figures)")
     report.add_argument("--data-dir", metavar="DIR", help="where to find datasets when figures must be drawn")
@@ -254,10 +294,18 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _runs_parent(run_dirs: list[str]) -> Path:
+    """The deepest directory holding every run directory (where default outputs go)."""
+    import os
+
+    return Path(os.path.commonpath([str(Path(r).absolute().parent) for r in run_dirs]))
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
     from .plots.compare import compare_runs
 
-    comparison = compare_runs(args.run_dirs, args.metric, args.label, args.output_dir, args.log_scale)
+    output_dir = args.output_dir if args.output_dir is not None else _runs_parent(args.run_dirs) / "comparison"
+    comparison = compare_runs(args.run_dirs, args.metric, args.label, output_dir, args.log_scale)
     print(comparison.text, end="")
     for path in comparison.files:
         print(f"wrote {path}")
@@ -267,7 +315,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from .plots.report import write_report
 
-    path = write_report(args.run_dirs, args.output, redraw=args.redraw, data_dir=args.data_dir,
+    output = args.output if args.output is not None else _runs_parent(args.run_dirs) / "report.html"
+    path = write_report(args.run_dirs, output, redraw=args.redraw, data_dir=args.data_dir,
                         title=args.title, label_keys=args.label, metrics=args.metric)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB); open it in a browser")
     return 0
@@ -275,15 +324,61 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     values = {k: v for k, v in vars(args).items() if "." in k or k in ("name", "output_dir", "seed")}
+    if isinstance(values.get("data.dataset"), str):  # --dataset MNIST means mnist
+        from .data import dataset_names
+
+        lowered = values["data.dataset"].lower()
+        if values["data.dataset"] not in dataset_names() and lowered in dataset_names():
+            values["data.dataset"] = lowered
     for item in args.set:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise VaelabError(f"--set expects KEY=VALUE, got {item!r}")
         try:
-            values[key.strip()] = yaml.safe_load(raw)
+            values[key.strip()] = yaml_load(raw)
         except yaml.YAMLError:
             raise VaelabError(f"--set {item!r}: the value is not valid YAML") from None
     return values
+
+
+_APPLIES = {
+    # option key: (does it apply to this config?, when it does)
+    "data.toy2d_range": (lambda c: c.data.dataset == "toy2d", "--dataset toy2d"),
+    "data.toy2d_train_size": (lambda c: c.data.dataset == "toy2d", "--dataset toy2d"),
+    "data.toy2d_test_size": (lambda c: c.data.dataset == "toy2d", "--dataset toy2d"),
+    "data.toy2d_seed": (lambda c: c.data.dataset == "toy2d", "--dataset toy2d"),
+    "data.binarize_seed": (lambda c: c.data.binarize != "none", "--binarize static or dynamic"),
+    "data.split_seed": (lambda c: c.data.validation_size > 0, "--validation-size N"),
+    "model.conv_downsample": (lambda c: c.model.network == "conv", "--network conv"),
+    "model.conv_upsample": (lambda c: c.model.network != "mlp", "a convolutional --network"),
+    "model.likelihood_scale": (lambda c: c.model.likelihood in ("gaussian", "laplace", "logit_normal"),
+                               "--likelihood gaussian, laplace or logit_normal"),
+    "model.logit_eps": (lambda c: c.model.likelihood == "logit_normal", "--likelihood logit_normal"),
+    "objective.kl_warmup_epochs": (lambda c: c.objective.kl_schedule == "linear", "--kl-schedule linear"),
+    "objective.kl_cycles": (lambda c: c.objective.kl_schedule == "cyclical", "--kl-schedule cyclical"),
+    "objective.kl_cycle_ramp": (lambda c: c.objective.kl_schedule == "cyclical", "--kl-schedule cyclical"),
+    "objective.iwae_k": (lambda c: c.objective.bound == "iwae", "--bound iwae"),
+    "objective.perceptual_weight": (lambda c: c.objective.reconstruction != "likelihood", "a perceptual --reconstruction"),
+    "objective.perceptual_layers": (lambda c: c.objective.reconstruction != "likelihood", "a perceptual --reconstruction"),
+    "training.lr_step_epochs": (lambda c: c.training.lr_schedule == "step", "--lr-schedule step"),
+    "training.lr_gamma": (lambda c: c.training.lr_schedule in ("step", "plateau"), "--lr-schedule step or plateau"),
+    "training.lr_patience": (lambda c: c.training.lr_schedule == "plateau", "--lr-schedule plateau"),
+    "training.max_skipped_steps": (lambda c: c.training.nonfinite == "skip", "--nonfinite skip"),
+}
+"""Options that have no effect unless another one is set: giving them otherwise is a warning."""
+
+
+def warn_inapplicable(config: Config, given: list[str]) -> list[str]:
+    """A warning (printed to stderr, and returned) for each option in ``given`` (dotted keys
+    the user set) that does nothing with this ``config``."""
+    out = []
+    for key in given:
+        rule = _APPLIES.get(key)
+        if rule is not None and not rule[0](config):
+            out.append(f"warning: {_flag(key.split('.')[-1])} applies only with {rule[1]}; it is ignored here")
+    for line in out:
+        print(line, file=sys.stderr)
+    return out
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -298,6 +393,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return 0
     config = load_config(args.config) if args.config else Config()
     config = config.replace(overrides)
+    warn_inapplicable(config, list(overrides))
     run = train(config, verbose=not args.quiet, argv=argv)
     if args.quiet:
         from .training.trainer import print_summary
@@ -352,6 +448,8 @@ def _add_evaluation_commands(commands) -> None:
     )
     evaluate.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by `vaelab train`")
     evaluate.add_argument("--quiet", action="store_true", help="print only the table")
+    evaluate.add_argument("--threads", type=int, metavar="N",
+                          help="CPU threads for torch (default: $OMP_NUM_THREADS, else torch's choice)")
     _add_section_options(evaluate, EvaluationConfig)
     evaluate.set_defaults(handler=_cmd_evaluate, section=EvaluationConfig)
 
@@ -419,8 +517,16 @@ def main(argv: list[str] | None = None) -> int:
     give exit status 2.
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        parser.error(_suggest(parser, args, extras))
     args.argv = argv
+    if getattr(args, "threads", None) is not None:
+        if args.threads < 1:
+            parser.error(f"--threads must be >= 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
     if not getattr(args, "handler", None):
         parser.print_help()
         return 0
@@ -431,6 +537,16 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except VaelabError as exc:
         print(f"vaelab: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file operation outside vaelab's own checks: still one line
+        from .io import write_error
+
+        where = exc.filename if exc.filename is not None else "a file"
+        print(f"vaelab: error: {write_error(where, exc, 'use')}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("vaelab: error: out of memory; use a smaller model, batch (--batch-size) or --eval-batch-size",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("vaelab: interrupted; continue a run with `vaelab train --resume RUN_DIR`", file=sys.stderr)

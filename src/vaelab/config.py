@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -26,6 +27,50 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, with two changes for configs: a key given twice in one mapping is an
+    error (not silently the last value), and numbers are read the way people write them:
+    ``1e-3`` and ``3E5`` are floats (YAML 1.1 wants ``1.0e-3``)."""
+
+
+_FLOAT = (r"^(?:[-+]?(?:[0-9][0-9_]*)?\.[0-9_]*(?:[eE][-+]?[0-9]+)?"
+          r"|[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+"
+          r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$")
+_StrictLoader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+for _first in list(_StrictLoader.yaml_implicit_resolvers):
+    _StrictLoader.yaml_implicit_resolvers[_first] = [
+        (tag, regexp) for tag, regexp in _StrictLoader.yaml_implicit_resolvers[_first]
+        if tag != "tag:yaml.org,2002:float"]
+import re as _re  # noqa: E402
+
+_StrictLoader.add_implicit_resolver("tag:yaml.org,2002:float", _re.compile(_FLOAT), list("-+0123456789."))
+
+
+def _construct_mapping(loader, node, deep=False):
+    loader.flatten_mapping(node)
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} appears twice in one mapping (lines {seen[key] + 1} and "
+                f"{key_node.start_mark.line + 1}); keep one", key_node.start_mark)
+        seen[key] = key_node.start_mark.line
+    return yaml.SafeLoader.construct_mapping(loader, node, deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def yaml_load(text: str) -> Any:
+    """Parse config YAML: safe (no objects), duplicate keys rejected, ``1e-3`` a number.
+
+    Raises:
+        yaml.YAMLError: invalid YAML or a duplicate key (with its line).
+    """
+    return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 def _field(default, help: str, *, choices: tuple | None = None, check=None, factory=None):
@@ -366,8 +411,9 @@ class FiguresConfig:
     )
     manifold_steps: int = _field(20, "latent manifold grid points per latent dimension", check=_at_least(2))
     manifold_dims: list[int] | None = _field(
-        None, "for latents of more than 2 dimensions: the two dimensions (from 0) the manifold grid "
-        "spans, the others at the prior mean (default: the two whose test posterior means vary most)",
+        None, "for latents of more than 2 dimensions: the two dimensions (from 0, as z_0 z_1 in the "
+        "figures) the manifold grid spans, the others at the prior mean (default: the two whose test "
+        "posterior means vary most)",
         check=_two_dims,
     )
     reconstruction_layout: str = _field(
@@ -425,6 +471,10 @@ class Config:
     def replace(self, overrides: dict[str, Any]) -> "Config":
         """A new validated config with dotted-key ``overrides`` applied (``{"model.latent_dim": 2}``)."""
         values = self.to_dict()
+        if overrides.get("model.loss") is not None:  # the shortcut replaces the settings it implies
+            for key in LOSS_SHORTCUTS.get(overrides["model.loss"], {}):
+                if f"model.{key}" not in overrides:
+                    values["model"].pop(key, None)
         set_dotted(values, overrides)
         return Config.from_dict(values)
 
@@ -534,14 +584,19 @@ def load_config(path: str | Path) -> Config:
         ConfigError: the file is missing, is not valid YAML, or holds an invalid config.
     """
     path = Path(path)
+    from .errors import VaelabError
+    from .io import read_text
+
     try:
-        text = path.read_text()
+        text = read_text(path, "config file")
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist; check the path") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except VaelabError as exc:
+        raise ConfigError(str(exc)) from None
     try:
-        values = yaml.safe_load(text)
+        values = yaml_load(text)
+    except yaml.constructor.ConstructorError as exc:
+        raise ConfigError(f"config file {path}: {exc.problem}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
@@ -584,6 +639,9 @@ def _build(cls, values: Any, prefix: str, problems: list[str]):
             kwargs[name] = _build(kind, values[name], f"{prefix}{name}.", problems)
             continue
         ok, value = _coerce(values[name], kind)
+        if ok and any(isinstance(v, float) and not math.isfinite(v) for v in (value if isinstance(value, list) else [value])):
+            problems.append(f"{prefix}{name} must be a finite number, got {values[name]!r}")
+            continue
         if not ok:
             problems.append(f"{prefix}{name} must be {_type_name(kind)}, got {values[name]!r}")
             continue
@@ -664,6 +722,10 @@ def _expand_loss_shortcut(values: dict[str, Any], problems: list[str]) -> dict[s
         hint = f" (did you mean {close[0]}?)" if close else ""
         problems.append(f"model.loss must be one of {', '.join(LOSS_SHORTCUTS)}; got {loss!r}{hint}")
         return values
+    for key, implied in LOSS_SHORTCUTS[loss].items():
+        if key in model and model[key] != implied:
+            problems.append(f"model.loss {loss} means {key} {implied}, but model.{key} is {model[key]!r}; "
+                            f"give one of them")
     return {**values, "model": {**model, **LOSS_SHORTCUTS[loss], "loss": None}}
 
 
@@ -694,6 +756,10 @@ def _cross_checks(config: Config) -> list[str]:
             f"model.likelihood logit_normal is a density on (0, 1) and cannot model binarised data "
             f"(data.binarize={d.binarize}); use bernoulli, or binarize: none"
         )
+    if m.likelihood in ("gaussian", "laplace", "logit_normal") and m.likelihood_scale < m.scale_floor:
+        problems.append(
+            f"model.likelihood_scale={m.likelihood_scale} is below model.scale_floor={m.scale_floor}, the "
+            "smallest scale the likelihood takes; raise the scale or lower scale_floor")
     if m.learn_scale != "none" and m.likelihood in ("bernoulli", "continuous_bernoulli"):
         problems.append(f"model.learn_scale={m.learn_scale}: the {m.likelihood} likelihood has no scale")
     o = config.objective

@@ -99,3 +99,13 @@ def test_runs_with_one_label_share_a_colour_and_rows_split_the_panels(beta_runs)
     assert fig.axes[0].get_ylabel() == "r1\nnats per example" and fig.axes[2].get_ylabel().startswith("r2\n")
     assert fig.axes[2].get_title() == ""  # metric titles on the first row only
     assert run_labels(records, ["model.latent_dim"], distinct=False)[0] == ["latent_dim=20"] * 4
+
+
+def test_compare_writes_beside_the_runs_by_default_and_says_where(beta_runs, tmp_path, monkeypatch, capsys):
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["compare", *map(str, beta_runs)]) == 0
+    assert (tmp_path / "comparison" / "comparison.png").is_file()  # the runs' parent, not the current folder
+    assert not list(elsewhere.iterdir())
+    assert f"wrote {tmp_path / 'comparison'}" in capsys.readouterr().out

@@ -11,6 +11,7 @@ uint32 sizes, then the elements in row-major order.
 from __future__ import annotations
 
 import gzip
+import io
 import hashlib
 import math
 import zlib
@@ -32,12 +33,18 @@ _IDX_DTYPES = {
 }
 
 
-def read_bytes(path: Path, gunzip: bool = True) -> bytes:
+MAX_DECOMPRESSED = 1 << 30
+"""Decompressed-size limit of a gzip file whose exact size is not known (1 GiB)."""
+
+
+def read_bytes(path: Path, gunzip: bool = True, max_size: int | None = None) -> bytes:
     """The file's content, decompressed if it is gzip (detected by its magic bytes) and
-    ``gunzip`` is true.
+    ``gunzip`` is true. Decompression stops past ``max_size`` bytes (the file's known size;
+    default :data:`MAX_DECOMPRESSED`), so a gzip bomb cannot exhaust memory.
 
     Raises:
-        DataError: the file is missing, unreadable, or a truncated/corrupt gzip stream.
+        DataError: the file is missing, unreadable, a truncated/corrupt gzip stream, or
+            decompresses to more than the limit.
     """
     try:
         raw = path.read_bytes()
@@ -47,12 +54,20 @@ def read_bytes(path: Path, gunzip: bool = True) -> bytes:
         raise DataError(f"cannot read {path}: {exc.strerror}") from None
     if not gunzip or raw[:2] != b"\x1f\x8b":
         return raw
+    limit = MAX_DECOMPRESSED if max_size is None else max_size
     try:
-        return gzip.decompress(raw)
+        with gzip.GzipFile(fileobj=io.BytesIO(raw)) as stream:
+            data = stream.read(limit + 1)
     except (EOFError, OSError, zlib.error) as exc:
         raise DataError(
             f"{path} is a corrupt or truncated gzip file ({exc}); delete it and fetch it again"
         ) from None
+    if len(data) > limit:
+        raise DataError(
+            f"{path} decompresses to more than {limit:,} bytes, the most this file can hold; it is not "
+            "the dataset's file (or is damaged): delete it and fetch it again"
+        )
+    return data
 
 
 def sha256_hex(data: bytes) -> str:

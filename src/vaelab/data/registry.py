@@ -54,6 +54,8 @@ class DataFile:
         gunzip: decompress a gzip file before hashing and parsing (false for ``.tar.gz``
             archives, whose published checksum is that of the compressed file).
         archive: the role of the archive that holds this file under ``name``, if any.
+        size: the exact size of the (decompressed) content, when known; a gzip file is not
+            decompressed beyond it (default limit: :data:`vaelab.data.idx.MAX_DECOMPRESSED`).
         digest_of: ``digest_of(data, source) -> bytes``, the canonical bytes the checksum
             covers, for formats whose container is legitimately re-encoded (Frey Faces' ``.mat``:
             the pixel array). ``digest_label`` says what they are, for error messages.
@@ -66,6 +68,8 @@ class DataFile:
     archive: str | None = None
     digest_of: Callable[[bytes, str], bytes] | None = None
     digest_label: str = ""
+    size: int | None = None
+    """The content's size in bytes (decompressed), when known: decompression stops past it."""
 
     def __post_init__(self):
         if not self.sha256 and not self.md5:
@@ -150,6 +154,8 @@ def get_spec(name: str) -> DatasetSpec:
     try:
         return _REGISTRY[name]
     except KeyError:
+        if isinstance(name, str) and name.lower() in _REGISTRY:  # MNIST is mnist
+            return _REGISTRY[name.lower()]
         import difflib
 
         close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
@@ -222,7 +228,7 @@ def read_verified(path: Path, file: DataFile) -> bytes:
     Raises:
         DataError: unreadable, corrupt, or checksum mismatch (naming expected and found).
     """
-    return verify(read_bytes(path, gunzip=file.gunzip), file, str(path))
+    return verify(read_bytes(path, gunzip=file.gunzip, max_size=file.size), file, str(path))
 
 
 def read_tar_members(data: bytes, names: Iterable[str], source: str) -> dict[str, bytes]:

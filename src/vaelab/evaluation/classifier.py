@@ -115,4 +115,11 @@ def train_classifier(config: ClassifierConfig | dict[str, Any] | None = None, *,
     info = save_classifier(net.cpu(), config.dataset, config, history[-1]["test_accuracy"], extra, directory)
     say(f"saved to {weights_path} (sha256 {info.sha256[:16]}...); used automatically by `vaelab evaluate` "
         f"and the perceptual loss. Retrain with `{train_command(config.dataset)} --force`.")
+    if config.train_examples is not None:
+        import sys
+
+        print(f"warning: this classifier learned from only {config.train_examples} training images, and it is "
+              f"cached as the {config.dataset} classifier behind FID, class histograms and the perceptual loss; "
+              f"for comparable numbers retrain it on the whole set: `{train_command(config.dataset)} --force`",
+              file=sys.stderr)
     return net.eval().requires_grad_(False), info

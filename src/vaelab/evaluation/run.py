@@ -59,6 +59,10 @@ class Evaluation:
         return self.results[key]
 
 
+WEAK_CLASSIFIER = 0.8
+"""Below this test accuracy a classifier's FID and class histogram come with a warning."""
+
+
 def output_name(split: str) -> str:
     return "evaluation.json" if split == "test" else f"evaluation-{split}.json"
 
@@ -79,7 +83,18 @@ def evaluate(run_dir: str | Path, config: EvaluationConfig | dict[str, Any] | No
         ConfigError: invalid settings, a val split the run does not have, or ``fid='inception'``
             without torch-fidelity and local weights.
         DataError: the dataset cannot be found.
+        RunDirectoryBusy: another process is training or evaluating in ``run_dir``.
     """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"run directory {run_dir} does not exist; check the path")
+    from ..training.lock import run_lock
+
+    with run_lock(run_dir, doing="evaluating"):
+        return _evaluate(run_dir, config, verbose=verbose, **overrides)
+
+
+def _evaluate(run_dir: Path, config, *, verbose: bool, **overrides: Any) -> Evaluation:
     if isinstance(config, EvaluationConfig):
         config = dataclasses.replace(config, **overrides) if overrides else config
         config = EvaluationConfig.from_dict(dataclasses.asdict(config))
@@ -91,13 +106,22 @@ def evaluate(run_dir: str | Path, config: EvaluationConfig | dict[str, Any] | No
         raise CheckpointError(f"run directory {run_dir} does not exist; check the path")
     if not (run_dir / "config.yaml").is_file():
         raise CheckpointError(f"{run_dir} is not a run directory (no config.yaml); pass a directory written by `vaelab train`")
-    run_config = load_config(run_dir / "config.yaml")
+    load_config(run_dir / "config.yaml")  # a damaged config.yaml is reported, not ignored
     checkpoint = run_dir / "checkpoints" / f"{config.checkpoint}.safetensors"
     if not checkpoint.is_file():
         raise CheckpointError(
             f"{run_dir} has no {config.checkpoint} checkpoint ({checkpoint} is missing): the run has not finished "
             f"an epoch; continue it with `vaelab train --resume {run_dir}`"
         )
+    from ..data import get_spec
+    from ..data.datasets import resolve_binarize
+    from ..training.trainer import read_checkpoint_config
+
+    # the model and the data come from the checkpoint's config (the run's truth), with the
+    # binarisation actually used (binarized-mnist implies dynamic)
+    run_config = read_checkpoint_config(checkpoint)
+    run_config = dataclasses.replace(run_config, data=dataclasses.replace(
+        run_config.data, binarize=resolve_binarize(get_spec(run_config.data.dataset), run_config.data)))
     device = resolve_device(config.device)
     dataset_name = run_config.data.dataset
     # everything that can fail cheaply fails before the expensive work
@@ -184,6 +208,14 @@ def evaluate(run_dir: str | Path, config: EvaluationConfig | dict[str, Any] | No
             if model.conditional:  # how often a sample of class y is classified as y
                 asked = balanced_labels(config.fid_samples, model.num_classes)
                 block["label_accuracy"] = accuracy(classifier, samples, asked)
+            if not info.test_accuracy >= WEAK_CLASSIFIER:
+                block["classifier_warning"] = (
+                    f"the cached {dataset_name} classifier has test accuracy {info.test_accuracy:.3f} (below "
+                    f"{WEAK_CLASSIFIER}): its FID and class histogram are unreliable; retrain it on the whole "
+                    f"training set (`vaelab classifier train --dataset {dataset_name} --force`)")
+                import sys
+
+                print(f"warning: {block['classifier_warning']}", file=sys.stderr)
         if config.fid == "inception":
             block["fid_inception"] = fid_inception(real, samples, config.inception_weights, device=device)
         if config.sampler == "gmm":
@@ -302,7 +334,9 @@ def print_table(results: dict[str, Any]) -> None:
     samples = results.get("samples")
     if samples:
         if "fid_classifier" in samples:
-            rows.append(("fid_classifier", f"{samples['fid_classifier']:.3f}", f"{samples['n']} samples"))
+            rows.append(("fid_classifier", f"{samples['fid_classifier']:.3f}",
+                         f"{samples['n']} samples; classifier test accuracy "
+                         f"{samples.get('classifier_test_accuracy', float('nan')):.3f}"))
             rows.append(("sample class entropy", f"{samples['class_entropy_nats']:.3f} / {samples['class_entropy_max_nats']:.3f}", "nats"))
             rows.append(("sample class histogram", " ".join(map(str, samples["class_histogram"])), ""))
             if "label_accuracy" in samples:

@@ -46,9 +46,9 @@ from typing import Any, Callable
 
 import yaml
 
-from ..config import Config, load_config, set_dotted
+from ..config import Config, load_config, set_dotted, yaml_load
 from ..errors import ConfigError, VaelabError
-from ..io import atomic_write_text
+from ..io import atomic_write_text, read_text
 
 METRICS = ("neg_elbo", "recon", "kl")
 
@@ -115,9 +115,13 @@ def load_sweep(spec: dict[str, Any] | str | Path, budget: str = "quick", output_
     if isinstance(spec, (str, Path)):
         source = Path(spec)
         try:
-            spec = yaml.safe_load(source.read_text())
+            spec = yaml_load(read_text(source, "sweep file"))
         except FileNotFoundError:
             raise ConfigError(f"sweep file {source} does not exist; check the path") from None
+        except VaelabError as exc:
+            raise ConfigError(str(exc)) from None
+        except yaml.constructor.ConstructorError as exc:
+            raise ConfigError(f"sweep file {source}: {exc.problem}") from None
         except yaml.YAMLError:
             raise ConfigError(f"sweep file {source} is not valid YAML; fix its syntax") from None
     if not isinstance(spec, dict):
@@ -175,9 +179,37 @@ def load_sweep(spec: dict[str, Any] | str | Path, budget: str = "quick", output_
     return Sweep(name, directory, runs, keys, spec)
 
 
+def read_summary(path: Path) -> dict[str, Any] | None:
+    """A run's ``summary.json``, or None when it is missing or damaged (not UTF-8, truncated)."""
+    try:
+        value = json.loads(read_text(path, "run summary"))
+    except (FileNotFoundError, VaelabError, ValueError):
+        return None
+    return value if isinstance(value, dict) and value.get("epochs") else None
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    """A sweep directory's ``sweep.yaml``.
+
+    Raises:
+        VaelabError: it is not UTF-8 text or not a valid YAML mapping.
+    """
+    try:
+        meta = yaml_load(read_text(path, "sweep file"))
+    except yaml.YAMLError:
+        raise VaelabError(f"{path} is not valid YAML; it is damaged: launch the sweep again to rewrite "
+                          "it") from None
+    if meta is not None and not isinstance(meta, dict):
+        raise VaelabError(f"{path} should hold a mapping; it is damaged: launch the sweep again to rewrite it")
+    return meta or {}
+
+
 def _worker_init(threads: int, init: Callable[[], None] | None) -> None:
     import torch
 
+    from ..processes import die_with_parent
+
+    die_with_parent()  # a sweep killed with SIGKILL leaves no orphaned worker training on
     torch.set_num_threads(threads)
     # The parent decides when to stop: it sends SIGTERM, which a training run answers by
     # checkpointing and stopping; outside a run it must not kill the worker.
@@ -208,7 +240,7 @@ def _train_one(config: dict[str, Any], device: str | None = None) -> dict[str, A
 
     run_dir = Path(config["output_dir"]) / config["name"]
     start = time.perf_counter()
-    if (run_dir / "summary.json").exists():
+    if read_summary(run_dir / "summary.json") is not None:
         return {"status": "skipped", "seconds": 0.0}
     if _STOPPING:
         return {"status": "not started", "seconds": 0.0}
@@ -457,13 +489,24 @@ def run_sweep(sweep: Sweep | dict | str | Path, jobs: int | None = None, budget:
 
     Raises:
         ConfigError: an unknown backend, or resources a run cannot get.
-        VaelabError: ``backend="ray"`` without Ray installed, or an unreachable cluster.
+        VaelabError: ``backend="ray"`` without Ray installed, an unreachable cluster, or a sweep
+            directory that cannot be written.
+        RunDirectoryBusy: another process is running this sweep (its directory is locked).
         TrainingInterrupted: the sweep was stopped by a signal (re-launch to continue).
     """
     if backend not in ("local", "ray"):
         raise ConfigError(f"unknown sweep backend {backend!r}; use local or ray")
     if not isinstance(sweep, Sweep):
         sweep = load_sweep(sweep, budget)
+    from ..runlock import run_lock
+
+    with run_lock(sweep.directory, doing="launching a sweep", kind="sweep"):
+        return _run_sweep_locked(sweep, jobs, budget, verbose, worker_init, backend, ray_address, cpus_per_run,
+                                 gpus_per_run)
+
+
+def _run_sweep_locked(sweep: Sweep, jobs, budget, verbose, worker_init, backend, ray_address, cpus_per_run,
+                      gpus_per_run) -> dict[str, Any]:
     say = print if verbose else (lambda *a, **k: None)
     originals = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}  # ray.init sets its own
     if backend == "ray":
@@ -556,17 +599,16 @@ def summarize_sweep(directory: str | Path, figures: bool = True) -> dict[str, An
     meta_path = directory / "sweep.yaml"
     if not meta_path.is_file():
         raise VaelabError(f"{directory} is not a sweep directory (no sweep.yaml); check the path")
-    meta = yaml.safe_load(meta_path.read_text()) or {}
+    meta = _read_meta(meta_path)
     groups: dict[str, dict[str, Any]] = {}
     failed = []
     for name in meta.get("resolved_runs", []):
         run_dir = directory / "runs" / name
         group = groups.setdefault(setting_of(name), {"runs": [], "values": {}})
-        summary_path = run_dir / "summary.json"
-        if not summary_path.exists():
+        summary = read_summary(run_dir / "summary.json")
+        if summary is None:  # not finished, or a damaged summary (a relaunch resumes it)
             failed.append(name)
             continue
-        summary = json.loads(summary_path.read_text())
         row = {f"{split}_{m}": summary[key][m] for split, key in (("test", "final"), ("train", "final_train"))
                for m in METRICS if key in summary}
         if "seconds_per_epoch" in summary:
@@ -587,7 +629,12 @@ def summarize_sweep(directory: str | Path, figures: bool = True) -> dict[str, An
                                   [f"{entry[f'{c}_{s}']:.6g}" for c in columns for s in ("mean", "std")]))
     atomic_write_text(directory / "results.csv", "\n".join(csv_lines) + "\n")
     shown = ["test_neg_elbo", "test_recon", "test_kl", "train_kl", "seconds_per_epoch"]
-    md = [f"# Sweep {meta.get('name', directory.name)} ({meta.get('budget', '?')} budget)", "",
+    budget_name = meta.get("budget", "?")
+    if not (meta.get("budgets") or {}).get(budget_name):  # a budget the sweep does not define changes nothing
+        budget_name = "no budget overrides"
+    else:
+        budget_name = f"{budget_name} budget"
+    md = [f"# Sweep {meta.get('name', directory.name)} ({budget_name})", "",
           "Final-epoch metrics, mean ± std over seeds, nats per example (seconds: training time per epoch).", "",
           "| setting | seeds | " + " | ".join(shown) + " |", "| --- | ---: | " + " | ".join("---:" for _ in shown) + " |"]
     for entry in table:
@@ -642,7 +689,7 @@ def sweep_figures(directory: str | Path, meta: dict[str, Any] | None = None,
     if meta is None:
         if not (directory / "sweep.yaml").is_file():
             raise VaelabError(f"{directory} is not a sweep directory (no sweep.yaml); check the path")
-        meta = yaml.safe_load((directory / "sweep.yaml").read_text()) or {}
+        meta = _read_meta(directory / "sweep.yaml")
     records, skipped = [], {}
     for name in meta.get("resolved_runs", []):
         run_dir = directory / "runs" / name

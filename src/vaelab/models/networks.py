@@ -9,6 +9,7 @@ intermediate resolution exactly, so any input size works (28x28x1, 28x20x1, 32x3
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -67,7 +68,7 @@ class MLPEncoder(nn.Module):
     def __init__(self, image_shape: tuple[int, int, int], hidden: list[int], latent_dim: int,
                  activation: str = "relu", batch_norm: bool = False, dropout: float = 0.0):
         super().__init__()
-        n_in = int(torch.tensor(image_shape).prod())
+        n_in = math.prod(image_shape)
         self.body = mlp([n_in, *hidden], activation, batch_norm, dropout)
         self.heads = _Heads(hidden[-1] if hidden else n_in, latent_dim)
 

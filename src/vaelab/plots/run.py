@@ -9,6 +9,8 @@ what to do, never a traceback.
 
 from __future__ import annotations
 
+import dataclasses
+
 import csv
 import json
 import math
@@ -96,7 +98,7 @@ def read_run(run_dir: str | Path) -> RunRecord:
         raise CheckpointError(f"run directory {run_dir} does not exist; check the path")
     config_path = run_dir / "config.yaml"
     if not config_path.is_file():
-        present = ", ".join(sorted(p.name for p in run_dir.iterdir())[:8]) or "nothing"
+        present = ", ".join(sorted(p.name for p in run_dir.iterdir() if not p.name.startswith("."))[:8]) or "nothing"
         raise CheckpointError(
             f"{run_dir} is not a run directory: config.yaml is missing (found: {present}); "
             "pass the directory that `vaelab train` wrote (runs/<name>)"
@@ -428,6 +430,12 @@ def plot_run(run_dir: str | Path, kinds=None, *, which: str = "last", output_dir
     requested = normalise_kinds(kinds)
     if which not in ("last", "best"):
         raise ConfigError(f"checkpoint must be 'last' or 'best', got {which!r}")
+    if model is None and record.checkpoint(which).is_file():
+        # the model and the data come from the checkpoint's config, whatever config.yaml says
+        from ..training.trainer import read_checkpoint_config
+
+        trained = read_checkpoint_config(record.checkpoint(which))
+        record.config = dataclasses.replace(trained, figures=record.config.figures)
     ctx = _Context(record, which, model=model, dataset=dataset, data_dir=data_dir)
     out = Path(output_dir) if output_dir is not None else record.run_dir / "figures"
     chosen = requested or list(KINDS)

@@ -41,12 +41,13 @@ import torch
 from .. import __version__
 from ..config import Config, ObjectiveConfig, TrainingConfig, load_config
 from ..data import Dataset, InMemoryBatches, is_user_dataset, load_dataset, save_arrays
-from ..errors import CheckpointError, ConfigError, TrainingError, TrainingInterrupted
+from ..errors import CheckpointError, ConfigError, TrainingError, TrainingInterrupted, VaelabError
 from ..evaluation import evaluate_elbo
 from ..io import atomic_write_text
 from ..models import VAE, build_model
 from ..objectives import EXTRA_TERMS, Objective, build_objective, kl_weight
-from ..runtime import flush_denormals, match_optimizer_state_layout, place_model, resolve_device
+from ..runtime import (check_model_fits_memory, flush_denormals, match_optimizer_state_layout, place_model,
+                       resolve_device)
 from .optim import clip_gradients, make_optimizer, make_scheduler, step_scheduler
 from .checkpoint import (EpochPosition, TrainingState, encode_checkpoint, read_checkpoint, restore_rng,
                          write_checkpoint)
@@ -54,7 +55,6 @@ from .lock import run_lock
 from .trackers import Trackers, logger_names
 
 TERMS = ("recon", "kl", "neg_elbo")
-RESUME_OVERRIDABLE = {"training.epochs", "training.device", "training.progress", "data.data_dir"}
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -84,25 +84,50 @@ class Run:
 
 
 def load_model(run_dir: str | Path, which: str = "best") -> VAE:
-    """Rebuild a run's model from ``run_dir/checkpoints/<which>.safetensors``.
+    """Rebuild a run's model from ``run_dir/checkpoints/<which>.safetensors`` (with the
+    checkpoint's own config, whatever ``config.yaml`` says).
 
     Raises:
-        CheckpointError: missing or corrupt checkpoint, or weights that do not fit the config.
+        CheckpointError: missing or corrupt checkpoint, weights that do not fit the config, or
+            weights that are not finite (NaN or infinite).
     """
     checkpoint = read_checkpoint(Path(run_dir) / "checkpoints" / f"{which}.safetensors")
-    values = dict(checkpoint.config)
-    image_shape = tuple(values.pop("_image_shape", ()))
-    num_classes = values.pop("_num_classes", None)
-    try:
-        config = Config.from_dict(values)
-    except ConfigError as exc:
-        raise CheckpointError(f"{checkpoint.path}: its config is invalid ({exc})") from None
+    image_shape = tuple(checkpoint.config.get("_image_shape", ()))
+    num_classes = checkpoint.config.get("_num_classes")
+    config = checkpoint_config(checkpoint)
     model = build_model(config.model, image_shape, num_classes)
     try:
         model.load_state_dict(checkpoint.model_state)
     except RuntimeError as exc:
         raise CheckpointError(f"{checkpoint.path}: weights do not fit the model of its config ({exc})") from None
+    for name, value in checkpoint.model_state.items():
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            from .checkpoint import invalid_field
+
+            raise invalid_field(checkpoint.path, f"model.{name}", "holds non-finite values (NaN or inf)")
     return model.eval()
+
+
+def read_checkpoint_config(path: str | Path) -> Config:
+    """The config stored in the checkpoint at ``path`` (only its metadata is read).
+
+    Raises:
+        CheckpointError: the file is missing or unreadable, or its config is invalid.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; check the run directory")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            values = json.loads((f.metadata() or {})["config"])
+    except (SafetensorError, OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path} is not a readable checkpoint ({exc}); it is corrupt or truncated") from None
+
+    if not isinstance(values, dict):
+        raise CheckpointError(f"{path}: checkpoint metadata is damaged (its config is not a mapping)")
+    return checkpoint_config(values, path)
 
 
 def train(config: Config | dict | str | Path, verbose: bool = True, argv: list[str] | None = None,
@@ -134,42 +159,158 @@ def train(config: Config | dict | str | Path, verbose: bool = True, argv: list[s
     elif is_user_dataset(config.data.dataset):  # an absolute path, so the run works from any directory
         config = config.replace({"data.dataset": str(Path(config.data.dataset).expanduser().resolve())})
     run_dir = Path(config.output_dir) / (config.name or _default_name(config))
-    if (run_dir / "config.yaml").exists():
-        raise ConfigError(
-            f"run directory {run_dir} already holds a run; continue it with --resume {run_dir} "
-            "or choose another --name"
-        )
-    if data is not None:
-        path = save_arrays(run_dir / "data.npz", data)
-        config = config.replace({"data.dataset": str(path.resolve())})
-    return _fit(config, run_dir, checkpoint=None, verbose=verbose, argv=argv)
+    with run_lock(run_dir):
+        if (run_dir / "config.yaml").exists():
+            raise ConfigError(
+                f"run directory {run_dir} already holds a run; continue it with --resume {run_dir} "
+                "or choose another --name"
+            )
+        if data is not None:
+            path = save_arrays(run_dir / "data.npz", data)
+            config = config.replace({"data.dataset": str(path.resolve())})
+        return _fit(config, run_dir, checkpoint=None, verbose=verbose, argv=argv)
+
+
+RESUME_OVERRIDABLE = {
+    # where and how a run is shown: no effect on the numbers
+    "training.epochs", "training.device", "training.progress", "data.data_dir",
+    # the fixes a non-finite loss suggests (a lower learning rate, clipping, skipping steps)
+    "training.learning_rate", "training.clip_norm", "training.clip_value", "training.nonfinite",
+    "training.max_skipped_steps",
+}
+"""The config keys a resume may change (``--epochs`` etc. or an edit of ``config.yaml``)."""
+
+
+def _flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def config_differences(a: Config, b: Config) -> dict[str, tuple[Any, Any]]:
+    """Dotted key -> (value in ``a``, value in ``b``) for every field where they differ."""
+    fa, fb = _flat(a.to_dict()), _flat(b.to_dict())
+    return {k: (fa.get(k), fb.get(k)) for k in fa.keys() | fb.keys() if fa.get(k) != fb.get(k)}
+
+
+def checkpoint_config(checkpoint, path: Path | None = None) -> Config:
+    """The config a checkpoint (a :class:`Checkpoint`, or its stored config dict and ``path``)
+    was trained with: the run's truth.
+
+    Raises:
+        CheckpointError: the stored config is not a valid config.
+    """
+    stored, path = (checkpoint, path) if isinstance(checkpoint, dict) else (checkpoint.config, checkpoint.path)
+    values = {k: v for k, v in stored.items() if not k.startswith("_")}  # _image_shape, _num_classes
+    try:
+        return Config.from_dict(values)
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: its config is invalid ({exc}); use the other checkpoint "
+                              "of the run, or start a new run") from None
+
+
+def _read_run_config(run_dir: Path) -> Config | None:
+    """``run_dir/config.yaml``, or None when it is missing.
+
+    Raises:
+        ConfigError: it is empty, not UTF-8, not valid YAML or an invalid config.
+    """
+    path = run_dir / "config.yaml"
+    if not path.exists():
+        return None
+    from ..io import read_text
+
+    try:
+        text = read_text(path, "run config")
+    except VaelabError as exc:
+        raise ConfigError(f"{exc}; or delete it to resume with the config stored in the checkpoint") from None
+    if not text.strip():
+        raise ConfigError(f"{path} is empty; restore it, or delete it to resume with the config stored in "
+                          "the checkpoint")
+    return load_config(path)
+
+
+def resume_config(run_dir: str | Path, overrides: dict[str, Any] | None = None):
+    """The config a resume of ``run_dir`` trains with, the checkpoint it continues (or None) and
+    the keys it changes (``{key: (old, new)}``).
+
+    The checkpoint's config is the truth: ``config.yaml`` may differ from it only in
+    :data:`RESUME_OVERRIDABLE` keys (e.g. an edited ``epochs``), and so may ``overrides``.
+    Without ``config.yaml`` the checkpoint's config is used.
+
+    Raises:
+        CheckpointError: ``run_dir`` holds no run, or its checkpoint is unreadable or invalid.
+        ConfigError: ``config.yaml`` is empty, unreadable or differs from the checkpoint in other
+            keys, or an override of another key.
+    """
+    run_dir = Path(run_dir)
+    overrides = dict(overrides or {})
+    allowed = ", ".join(sorted(RESUME_OVERRIDABLE))
+    forbidden = sorted(set(overrides) - RESUME_OVERRIDABLE)
+    if forbidden:
+        raise ConfigError(f"cannot change {', '.join(forbidden)} when resuming (only {allowed}); start a new "
+                          "run instead")
+    checkpoint_path = run_dir / "checkpoints" / "last.safetensors"
+    checkpoint = read_checkpoint(checkpoint_path) if checkpoint_path.exists() else None
+    written = _read_run_config(run_dir)
+    if written is None and checkpoint is None:
+        raise CheckpointError(f"{run_dir} is not a run directory (no config.yaml); check the path")
+    if checkpoint is None:
+        base = written
+    else:
+        base = checkpoint_config(checkpoint)
+        if written is not None:
+            edits = config_differences(base, written)
+            bad = sorted(set(edits) - RESUME_OVERRIDABLE)
+            if bad:
+                shown = "; ".join(f"{k}: {edits[k][0]!r} in the checkpoint, {edits[k][1]!r} in config.yaml"
+                                  for k in bad[:4])
+                raise ConfigError(
+                    f"{run_dir}/config.yaml differs from the run's checkpoint ({shown}); a resume may change "
+                    f"only {allowed}: undo the edit (or delete config.yaml to use the checkpoint's config), "
+                    "or start a new run with --config"
+                )
+            base = base.replace({k: edits[k][1] for k in edits})
+    config = base.replace(overrides)
+    trained = checkpoint_config(checkpoint) if checkpoint is not None else base
+    return config, checkpoint, config_differences(trained, config)
 
 
 def resume(run_dir: str | Path, overrides: dict[str, Any] | None = None, verbose: bool = True,
            argv: list[str] | None = None) -> Run:
     """Continue the run in ``run_dir`` from its last checkpoint.
 
-    ``overrides`` may change only ``training.epochs`` (to train longer), ``training.device``,
-    ``training.progress`` and ``data.data_dir``.
+    ``overrides`` (and edits of ``config.yaml``) may change only :data:`RESUME_OVERRIDABLE`
+    (train longer, another device, a lower learning rate, clipping or skipping non-finite
+    steps). A resume with nothing to train (the run has finished ``training.epochs``) changes
+    nothing. Each resume is appended to ``environment.json``'s ``resumes``.
 
     Raises:
-        CheckpointError: ``run_dir`` holds no run or its checkpoint is unreadable.
-        ConfigError: an override of anything else.
+        CheckpointError: ``run_dir`` holds no run, or its checkpoint is unreadable or invalid.
+        ConfigError: a change of another key (see :func:`resume_config`).
+        RunDirectoryBusy: another process is working in ``run_dir``.
     """
     run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise CheckpointError(f"{run_dir} is not a run directory (no config.yaml); check the path")
-    overrides = dict(overrides or {})
-    forbidden = sorted(set(overrides) - RESUME_OVERRIDABLE)
-    if forbidden:
-        raise ConfigError(
-            f"cannot change {', '.join(forbidden)} when resuming (only {', '.join(sorted(RESUME_OVERRIDABLE))}); "
-            "start a new run instead"
-        )
-    config = load_config(run_dir / "config.yaml").replace(overrides)
-    checkpoint_path = run_dir / "checkpoints" / "last.safetensors"
-    checkpoint = read_checkpoint(checkpoint_path) if checkpoint_path.exists() else None
-    return _fit(config, run_dir, checkpoint=checkpoint, verbose=verbose, argv=argv)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"{run_dir} is not a run directory (it does not exist); check the path")
+    with run_lock(run_dir):
+        config, checkpoint, changes = resume_config(run_dir, overrides)
+        state = checkpoint.training_state if checkpoint is not None else None
+        summary = None
+        with contextlib.suppress(OSError, ValueError):
+            summary = json.loads((run_dir / "summary.json").read_bytes())
+        if (state is not None and state.position is None and state.epoch >= config.training.epochs
+                and isinstance(summary, dict)):
+            if verbose:
+                print(f"run {run_dir} already finished {state.epoch} epochs: nothing to do, nothing changed; "
+                      f"pass --epochs N (N > {state.epoch}) to train longer")
+            return Run(run_dir=run_dir, config=checkpoint_config(checkpoint), history=state.history,
+                       summary=summary)
+        return _fit(config, run_dir, checkpoint=checkpoint, verbose=verbose, argv=argv, changes=changes)
 
 
 def _default_name(config: Config, dataset: str | None = None) -> str:
@@ -287,7 +428,8 @@ def train_epoch(model: VAE, optimizer: torch.optim.Optimizer, batches: InMemoryB
     Raises:
         TrainingError: a non-finite loss or gradient (naming the epoch, step and the term or
             parameter), unless ``training.nonfinite == 'skip'`` and fewer than
-            ``training.max_skipped_steps`` steps were skipped in the run (counted in ``state``).
+            ``training.max_skipped_steps`` steps were skipped in the run (counted in ``state``);
+            or an epoch in which every step was skipped (it has no result).
     """
     model.train()
     if not isinstance(objective, Objective):
@@ -298,6 +440,11 @@ def train_epoch(model: VAE, optimizer: torch.optim.Optimizer, batches: InMemoryB
     with flush_denormals():
         _run_steps(model, optimizer, batches, objective, training, device, epoch, progress, order,
                    position, state, after_step)
+    if position.n_seen == 0 and len(batches) > 0:
+        raise TrainingError(
+            f"epoch {epoch}: every one of its {len(batches)} steps was skipped (non-finite), so it has no "
+            "result; training stopped. Try a lower --learning-rate or gradient clipping (--clip-norm 5)"
+        )
     recon, kl = position.recon_total / max(position.n_seen, 1), position.kl_total / max(position.n_seen, 1)
     return {"recon": recon, "kl": kl, "neg_elbo": recon + kl, "kl_weight": position.kl_weight,
             "learning_rate": optimizer.param_groups[0]["lr"], "seconds": position.seconds,
@@ -332,8 +479,8 @@ def _run_steps(model, optimizer, batches, objective, training, device, epoch, pr
                 why = "" if training.nonfinite == "stop" else f" after {state.skipped_steps} skipped steps"
                 raise TrainingError(
                     f"epoch {epoch}, step {step}: {bad} is not finite{why}; training stopped. Try a lower "
-                    "--learning-rate, gradient clipping (--clip-norm 5), a larger --scale-floor for learned "
-                    "scales, or --nonfinite skip"
+                    "--learning-rate, gradient clipping (--clip-norm 5) or --nonfinite skip (each allowed on "
+                    "--resume), or a new run with a larger --scale-floor for learned scales"
                 )
         else:
             if clip:
@@ -432,7 +579,13 @@ def _stop_signals() -> Iterator[dict[str, Any]]:
             signal.signal(sig, old)
 
 
-def _fit(config: Config, run_dir: Path, checkpoint, verbose: bool, argv) -> Run:
+def _fit(config: Config, run_dir: Path, checkpoint, verbose: bool, argv, changes=None) -> Run:
+    """Train in ``run_dir``, whose lock the caller holds (from ``checkpoint`` when resuming;
+    ``changes``: the keys the resume changes, ``{key: (old, new)}``)."""
+    from ..io import remove_stale_temporaries
+
+    for directory in (run_dir, run_dir / "checkpoints", run_dir / "figures"):
+        remove_stale_temporaries(directory)  # left by a process killed while writing
     device = resolve_device(config.training.device)
     data_generator = seed_everything(config.seed)
     dataset = load_dataset(config.data)
@@ -443,8 +596,11 @@ def _fit(config: Config, run_dir: Path, checkpoint, verbose: bool, argv) -> Run:
             f"({len(dataset.train)} examples); use a smaller batch size"
         )
     check_model_fits_data(config, dataset)
+    if dataset.binarize != config.data.binarize:  # implied by the dataset (binarized-mnist): record it
+        config = config.replace({"data.binarize": dataset.binarize})
     check_labels_for_conditional(config, dataset)
     num_classes = len(dataset.spec.classes) if config.model.conditional else None
+    check_model_fits_memory(config.model, config.training, dataset.image_shape, device, num_classes)  # first
     model = place_model(build_model(config.model, dataset.image_shape, num_classes), device)
     objective = build_objective(config.objective, config.data.dataset, device)
     optimizer = make_optimizer(model, config.training)
@@ -455,27 +611,91 @@ def _fit(config: Config, run_dir: Path, checkpoint, verbose: bool, argv) -> Run:
     if num_classes is not None:
         stored_config["_num_classes"] = num_classes
     if checkpoint is not None:
+        check_checkpoint_fits(checkpoint, model, len(dataset.train), config.training.batch_size)
         try:
             model.load_state_dict(checkpoint.model_state)
             optimizer.load_state_dict(checkpoint.optimizer_state)
             match_optimizer_state_layout(optimizer)
             if scheduler is not None and checkpoint.scheduler_state:
                 scheduler.load_state_dict(checkpoint.scheduler_state)
-        except (RuntimeError, ValueError, KeyError) as exc:
-            raise CheckpointError(f"{checkpoint.path} does not fit this run's model ({exc})") from None
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"{checkpoint.path} does not fit this run's model ({exc}); use the other "
+                                  "checkpoint of the run, or start a new run") from None
+        old_lr = (changes or {}).get("training.learning_rate", (None,))[0]
+        if old_lr:  # a resume with a new learning rate: scale the current one (and the schedule's)
+            factor = config.training.learning_rate / old_lr
+            for group in optimizer.param_groups:
+                group["lr"] *= factor
+                if "initial_lr" in group:
+                    group["initial_lr"] *= factor
+            if scheduler is not None and hasattr(scheduler, "base_lrs"):
+                scheduler.base_lrs = [lr * factor for lr in scheduler.base_lrs]
         restore_rng(checkpoint.rng_tensors, checkpoint.rng_meta, data_generator)
         state, order = checkpoint.training_state, checkpoint.order
 
-    with run_lock(run_dir):
-        return _fit_locked(config, run_dir, dataset, model, optimizer, scheduler, state, order,
-                           data_generator, stored_config, device, verbose, argv, objective)
+    return _fit_locked(config, run_dir, dataset, model, optimizer, scheduler, state, order,
+                       data_generator, stored_config, device, verbose, argv, objective,
+                       resuming=checkpoint is not None, changes=changes)
+
+
+def check_checkpoint_fits(checkpoint, model: torch.nn.Module, n_train: int, batch_size: int) -> None:
+    """The checks of a checkpoint's values that need the run's model and data: the data order
+    is a permutation of the training set, the position inside the epoch is within it, and
+    every optimizer state tensor has its parameter's shape.
+
+    Raises:
+        CheckpointError: naming the field, with the advice to use the other checkpoint.
+    """
+    from .checkpoint import invalid_field
+
+    order, position = checkpoint.order, checkpoint.training_state.position
+    if order is not None and order.numel() != n_train:
+        raise invalid_field(checkpoint.path, "data.order", f"has {order.numel()} entries for a training set of "
+                            f"{n_train} examples")
+    steps = -(-n_train // batch_size)
+    if position is not None and position.step > steps:
+        raise invalid_field(checkpoint.path, "training_state.position.step",
+                            f"is {position.step}, beyond the {steps} steps of an epoch")
+    params = [p for group in checkpoint.optimizer_state["param_groups"] for p in group["params"]]
+    shapes = [tuple(p.shape) for p in model.parameters()]
+    if sorted(params) != list(range(len(shapes))):
+        raise invalid_field(checkpoint.path, "optimizer.param_groups", f"name parameters {sorted(params)[:8]}, the "
+                            f"model has {len(shapes)}")
+    for pid, values in checkpoint.optimizer_state["state"].items():
+        if not 0 <= pid < len(shapes):
+            raise invalid_field(checkpoint.path, f"optimizer.state.{pid}", "is for a parameter the model does not have")
+        for name, value in values.items():
+            if torch.is_tensor(value) and value.dim() > 0 and tuple(value.shape) != shapes[pid]:
+                raise invalid_field(checkpoint.path, f"optimizer.state.{pid}.{name}",
+                                    f"has shape {tuple(value.shape)}, its parameter {shapes[pid]}")
+
+
+def _environment_json(run_dir: Path, config: Config, device, argv, resuming: bool, state, changes) -> str:
+    """environment.json: a new run's, or (resuming) the original one with this resume appended
+    to ``resumes``."""
+    current = environment(config, device, argv)
+    previous = None
+    if resuming and (run_dir / "environment.json").is_file():
+        with contextlib.suppress(OSError, ValueError, UnicodeDecodeError):
+            previous = json.loads((run_dir / "environment.json").read_text())
+    if not isinstance(previous, dict):
+        if not resuming:
+            return json.dumps(current, indent=2)
+        previous = {**current, "command": None, "started": None}
+    entry = {k: current[k] for k in ("command", "started", "device", "torch_threads", "vaelab", "torch")}
+    entry["from_epoch"] = state.epoch
+    entry["from_step"] = state.position.step if state.position else 0
+    entry["changed"] = {k: {"from": old, "to": new} for k, (old, new) in sorted((changes or {}).items())}
+    previous["resumes"] = [*previous.get("resumes", []), entry]
+    return json.dumps(previous, indent=2)
 
 
 def _fit_locked(config, run_dir, dataset, model, optimizer, scheduler, state, order, data_generator,
-                stored_config, device, verbose, argv, objective=None) -> Run:
+                stored_config, device, verbose, argv, objective=None, resuming=False, changes=None) -> Run:
     objective = objective if objective is not None else build_objective(config.objective, config.data.dataset, device)
     atomic_write_text(run_dir / "config.yaml", config.to_yaml())
-    atomic_write_text(run_dir / "environment.json", json.dumps(environment(config, device, argv), indent=2))
+    atomic_write_text(run_dir / "environment.json",
+                      _environment_json(run_dir, config, device, argv, resuming, state, changes))
     write_data_source(run_dir, dataset)
     write_metrics_csv(run_dir / "metrics.csv", state.history)
 
@@ -495,6 +715,9 @@ def _fit_locked(config, run_dir, dataset, model, optimizer, scheduler, state, or
         say(f"resuming {run_dir} after epoch {state.epoch}{where}")
     say(f"training on {config.data.dataset} ({len(dataset.train)} train, {len(dataset.eval)} "
         f"{dataset.eval_name}) on {device}; run directory {run_dir}")
+    busy = _busy_machine_hint(device)
+    if busy:
+        say(busy)
     last = run_dir / "checkpoints" / "last.safetensors"
     every = config.training.checkpoint_every_steps
 
@@ -580,6 +803,10 @@ def _fit_locked(config, run_dir, dataset, model, optimizer, scheduler, state, or
             writer.close()
 
     summary = _summary(state, dataset.eval_name, run_dir)
+    collapse = _posterior_collapse(model, eval_images, config) if state.history else None
+    if collapse is not None:
+        summary["warnings"] = [collapse]
+        print(f"warning: {collapse}", file=sys.stderr)
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
     from ..plots import plot_run
 
@@ -590,9 +817,65 @@ def _fit_locked(config, run_dir, dataset, model, optimizer, scheduler, state, or
     return Run(run_dir=run_dir, config=config, history=state.history, summary=summary)
 
 
+def _busy_machine_hint(device: torch.device) -> str | None:
+    """A one-line hint when the CPU is oversubscribed: the load average exceeds the cores."""
+    import os
+
+    if device.type != "cpu" or not hasattr(os, "getloadavg"):
+        return None
+    cores, load = os.cpu_count() or 1, os.getloadavg()[0]
+    if load <= cores:
+        return None
+    return (f"note: the machine is busy (load average {load:.1f} on {cores} cores) and torch uses "
+            f"{torch.get_num_threads()} threads: epochs will be slower than usual; --threads 1 (or "
+            "OMP_NUM_THREADS=1) often helps")
+
+
+def _posterior_collapse(model: VAE, images: torch.Tensor, config: Config) -> str | None:
+    """A warning when no latent dimension is active at the end of training (Burda et al. 2016's
+    active units: the posterior means vary across examples by more than 0.01): the decoder
+    ignores z and every reconstruction is the same."""
+    from ..evaluation.latents import ACTIVE_THRESHOLD, active_units, posterior_summary
+
+    means = posterior_summary(model, images[:2000], config.training.eval_batch_size).means
+    active, _ = active_units(means)
+    if active:
+        return None
+    return (f"posterior collapse: none of the {config.model.latent_dim} latent dimensions is active (the "
+            f"posterior means vary by less than {ACTIVE_THRESHOLD} across examples), so the model ignores z; "
+            "try a KL warm-up (--kl-schedule linear), free bits (--free-bits 0.5), a likelihood with a "
+            "learned scale (--likelihood gaussian --learn-scale scalar) or more epochs")
+
+
+class _PlainProgress:
+    """Progress without a terminal (a log file, a pipe, CI): one line every ``every`` seconds
+    instead of tqdm's bar, which is off there."""
+
+    def __init__(self, total: int, initial: int, epoch: int, every: float = 10.0):
+        self.total, self.n, self.epoch, self.every = total, initial, epoch, every
+        self.start = self.last = time.monotonic()
+        self.postfix = ""
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        now = time.monotonic()
+        if now - self.last >= self.every:
+            self.last = now
+            print(f"epoch {self.epoch}: {self.n}/{self.total} batches ({100 * self.n / max(self.total, 1):.0f}%), "
+                  f"{now - self.start:.0f} s{self.postfix}", flush=True)
+
+    def set_postfix(self, loss: str = "", **_) -> None:
+        self.postfix = f", loss {loss}" if loss else ""
+
+    def close(self) -> None:
+        pass
+
+
 def _progress_bar(config: Config, total: int, epoch: int, position: EpochPosition | None = None):
     if not config.training.progress:
         return None
+    if not sys.stdout.isatty():
+        return _PlainProgress(total, position.step if position else 0, epoch)
     from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=position.step if position else 0, desc=f"epoch {epoch}", leave=False,
