@@ -498,6 +498,8 @@ def run_sweep(sweep: Sweep | dict | str | Path, jobs: int | None = None, budget:
         raise ConfigError(f"unknown sweep backend {backend!r}; use local or ray")
     if not isinstance(sweep, Sweep):
         sweep = load_sweep(sweep, budget)
+    if backend == "ray":
+        _import_ray()  # a missing Ray is one line before anything is written
     from ..runlock import run_lock
 
     with run_lock(sweep.directory, doing="launching a sweep", kind="sweep"):
