@@ -71,21 +71,23 @@ def results_table(sweep_dir: Path) -> list[str]:
     return lines
 
 
-def cost(records, spec: dict, budget: str) -> tuple[float, float | None]:
-    """(training seconds summed over the runs, the expected seconds of the report budget)."""
+def cost(records, sweep_file: Path, budget: str) -> tuple[float, float | None]:
+    """(training seconds summed over the runs, the expected seconds of the report budget: each
+    quick run's seconds per epoch scaled to its report-budget epochs and training-set size)."""
     seconds = sum(r.summary.get("seconds_per_epoch", 0) * r.summary.get("epochs", 0) for r in records)
     if budget == "full" or not records:
         return seconds, seconds if budget == "full" else None
-    base = spec.get("base") or {}
-    full_epochs = (base.get("training") or {}).get("epochs", 10)
+    from vaelab.experiments import load_sweep
+
+    full = {run.name: run.config for run in load_sweep(sweep_file, "full").runs}
     expected = 0.0
     for r in records:
-        data = r.config.get("data", {})
-        n_quick = data.get("train_examples") or TRAIN_SIZES.get(data.get("dataset"), 1)
-        n_full = TRAIN_SIZES.get(data.get("dataset"), n_quick)
-        expected += r.summary.get("seconds_per_epoch", 0) * full_epochs * n_full / n_quick
-    n_planned = len(load_meta(records[0].run_dir.parents[1]).get("resolved_runs", [])) or len(records)
-    return seconds, expected * n_planned / len(records)
+        quick_data, full_config = r.config.get("data", {}), full[r.name]
+        size = TRAIN_SIZES.get(quick_data.get("dataset"))
+        n_quick = quick_data.get("train_examples") or size or 1
+        n_full = full_config["data"].get("train_examples") or size or n_quick
+        expected += r.summary.get("seconds_per_epoch", 0) * full_config["training"]["epochs"] * n_full / n_quick
+    return seconds, expected * len(full) / len(records)
 
 
 def load_meta(sweep_dir: Path) -> dict:
@@ -227,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
                 command = (f"`vaelab sweep {file_rel} --budget {budget} --jobs 2 --output-dir runs/studies/{budget}`")
                 if budget in sweep_dirs:
                     meta = load_meta(sweep_dirs[budget])
-                    spent, expected = cost(records[budget], spec, budget)
+                    spent, expected = cost(records[budget], sweep_file, budget)
                     body.append(f"| {BUDGET_NAMES[budget]} | {len(records[budget])} of {len(meta.get('resolved_runs', []))} "
                                 f"| {spec.get('seeds')} | {minutes(spent)} | {command} |")
                     costs.append(f"| `{name}` | {BUDGET_NAMES[budget]} | {len(records[budget])} | {minutes(spent)} | "
@@ -324,7 +326,9 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "Training time summed over a sweep's runs (two run at a time with `--jobs 2`, so the wall time is about "
         "half); for sweeps run only at the quick budget, the expected time of the report budget, scaled from the "
-        "quick runs' seconds per epoch by epochs and training-set size.",
+        "quick runs' seconds per epoch by epochs and training-set size. Our runs shared the machine with other "
+        "work, so these times are upper bounds that vary by up to 3x (`02-perceptual`'s quick runs had the "
+        "least CPU).",
         "",
         *costs,
         "",
