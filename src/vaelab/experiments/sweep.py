@@ -498,19 +498,11 @@ def run_sweep(sweep: Sweep | dict | str | Path, jobs: int | None = None, budget:
         raise ConfigError(f"unknown sweep backend {backend!r}; use local or ray")
     if not isinstance(sweep, Sweep):
         sweep = load_sweep(sweep, budget)
-    if backend == "ray":
-        _import_ray()  # a missing Ray is one line before anything is written
     from ..runlock import run_lock
 
-    with run_lock(sweep.directory, doing="launching a sweep", kind="sweep"):
-        return _run_sweep_locked(sweep, jobs, budget, verbose, worker_init, backend, ray_address, cpus_per_run,
-                                 gpus_per_run)
-
-
-def _run_sweep_locked(sweep: Sweep, jobs, budget, verbose, worker_init, backend, ray_address, cpus_per_run,
-                      gpus_per_run) -> dict[str, Any]:
     say = print if verbose else (lambda *a, **k: None)
     originals = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}  # ray.init sets its own
+    # the runner first: a missing Ray or resources a run cannot get are refused before anything is written
     if backend == "ray":
         runner: _ProcessPool | _RayTasks = _RayTasks(ray_address, cpus_per_run, gpus_per_run, worker_init, say)
     else:
@@ -519,13 +511,19 @@ def _run_sweep_locked(sweep: Sweep, jobs, budget, verbose, worker_init, backend,
         threads = max(1, cpus // jobs)
         runner = _ProcessPool(jobs, threads, worker_init)
     try:
-        sweep.directory.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(sweep.directory / "sweep.yaml", yaml.safe_dump(
-            {**sweep.spec, "resolved_runs": [r.name for r in sweep.runs], "keys": sweep.keys, "budget": budget},
-            sort_keys=False))
-    except BaseException:
-        runner.close()  # e.g. stop the local Ray instance just started
-        raise
+        with run_lock(sweep.directory, doing="launching a sweep", kind="sweep"):
+            return _run_sweep_locked(sweep, runner, budget, say, originals, verbose)
+    finally:
+        runner.close()
+
+
+def _run_sweep_locked(sweep: Sweep, runner, budget: str, say, originals, verbose: bool) -> dict[str, Any]:
+    """:func:`run_sweep` once it holds the sweep directory's lock: the runs go to ``runner``
+    (closed here when they are done, and again, harmlessly, by the caller)."""
+    sweep.directory.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(sweep.directory / "sweep.yaml", yaml.safe_dump(
+        {**sweep.spec, "resolved_runs": [r.name for r in sweep.runs], "keys": sweep.keys, "budget": budget},
+        sort_keys=False))
     say(f"sweep {sweep.name}: {len(sweep.runs)} runs, {runner.describe} -> {sweep.directory}")
     from tqdm.auto import tqdm
 

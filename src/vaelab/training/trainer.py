@@ -803,7 +803,7 @@ def _fit_locked(config, run_dir, dataset, model, optimizer, scheduler, state, or
             writer.close()
 
     summary = _summary(state, dataset.eval_name, run_dir)
-    collapse = _posterior_collapse(model, eval_images, config) if state.history else None
+    collapse = _posterior_collapse(model, eval_images, config, eval_labels) if state.history else None
     if collapse is not None:
         summary["warnings"] = [collapse]
         print(f"warning: {collapse}", file=sys.stderr)
@@ -831,13 +831,15 @@ def _busy_machine_hint(device: torch.device) -> str | None:
             "OMP_NUM_THREADS=1) often helps")
 
 
-def _posterior_collapse(model: VAE, images: torch.Tensor, config: Config) -> str | None:
+def _posterior_collapse(model: VAE, images: torch.Tensor, config: Config,
+                        labels: torch.Tensor | None = None) -> str | None:
     """A warning when no latent dimension is active at the end of training (Burda et al. 2016's
     active units: the posterior means vary across examples by more than 0.01): the decoder
     ignores z and every reconstruction is the same."""
     from ..evaluation.latents import ACTIVE_THRESHOLD, active_units, posterior_summary
 
-    means = posterior_summary(model, images[:2000], config.training.eval_batch_size).means
+    labels = labels[:2000] if labels is not None else None  # a conditional VAE's q(z|x,y)
+    means = posterior_summary(model, images[:2000], config.training.eval_batch_size, labels=labels).means
     active, _ = active_units(means)
     if active:
         return None
