@@ -251,6 +251,11 @@ def main(argv: list[str] | None = None) -> int:
                 for budget in BUDGETS:
                     if budget not in sweep_dirs:
                         continue
+                    missing = [o for o in claim.get("sweeps") or [] if not (results_root / budget / o / "sweep.yaml").is_file()]
+                    if missing:  # a claim over pooled sweeps is not decided on a part of them
+                        results[budget] = ClaimResult(str(claim["id"]), claim["claim"], NOT_RUN,
+                                                      f"needs the runs of {', '.join(missing)} at this budget too")
+                        continue
                     pooled = records[budget] + [r for other in claim.get("sweeps") or []
                                                 for r in collect_runs(results_root / budget / other, prefix=f"{other}/")]
                     results[budget] = evaluate_claim(claim, pooled, budget=budget)
