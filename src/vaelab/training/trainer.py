@@ -52,7 +52,7 @@ from .optim import clip_gradients, make_optimizer, make_scheduler, step_schedule
 from .checkpoint import (EpochPosition, TrainingState, encode_checkpoint, read_checkpoint, restore_rng,
                          write_checkpoint)
 from .lock import run_lock
-from .trackers import Trackers, logger_names
+from .trackers import Trackers, flatten, logger_names
 
 TERMS = ("recon", "kl", "neg_elbo")
 
@@ -181,19 +181,9 @@ RESUME_OVERRIDABLE = {
 """The config keys a resume may change (``--epochs`` etc. or an edit of ``config.yaml``)."""
 
 
-def _flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def config_differences(a: Config, b: Config) -> dict[str, tuple[Any, Any]]:
     """Dotted key -> (value in ``a``, value in ``b``) for every field where they differ."""
-    fa, fb = _flat(a.to_dict()), _flat(b.to_dict())
+    fa, fb = flatten(a.to_dict()), flatten(b.to_dict())
     return {k: (fa.get(k), fb.get(k)) for k in fa.keys() | fb.keys() if fa.get(k) != fb.get(k)}
 
 
