@@ -56,13 +56,13 @@ def test_a_collapsed_posterior_is_a_warning_and_the_readme_toy2d_example_learns(
 
 
 def test_options_that_do_not_apply_warn(monkeypatch, capsys):
-    import vaelab.training
+    import vaelab.api
     from vaelab.errors import VaelabError
 
     def no_training(*args, **kwargs):
         raise VaelabError("not training in this test")
 
-    monkeypatch.setattr(vaelab.training, "train", no_training)
+    monkeypatch.setattr(vaelab.api, "train", no_training)
     assert main(["train", "--toy2d-train-size", "500", "--iwae-k", "3", "--latent-dim", "3"]) == 2
     err = capsys.readouterr().err
     assert "warning: --toy2d-train-size applies only with --dataset toy2d; it is ignored here" in err
@@ -72,9 +72,9 @@ def test_options_that_do_not_apply_warn(monkeypatch, capsys):
 
 def test_without_a_terminal_progress_is_a_line_every_few_seconds(capsys):
     from vaelab.config import Config
-    from vaelab.training.trainer import _PlainProgress, _progress_bar
+    from vaelab.training.callbacks import _PlainProgress, progress_bar
 
-    bar = _progress_bar(Config(), total=40, epoch=3)  # pytest's stdout is no terminal
+    bar = progress_bar(Config(), total=40, epoch=3)  # pytest's stdout is no terminal
     assert isinstance(bar, _PlainProgress) and bar.every <= 10
     bar.every = 0
     bar.set_postfix(loss="101.50")

@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "Config": "config", "load_config": "config",
-    "train": "training", "resume": "training", "load_model": "training", "Run": "training",
+    "train": "api", "resume": "api", "Callback": "api", "load_model": "training", "Run": "training",
     "VaelabError": "errors", "ConfigError": "errors", "DataError": "errors",
     "CheckpointError": "errors", "TrainingError": "errors",
     "run_sweep": "experiments", "load_sweep": "experiments", "summarize_sweep": "experiments",

@@ -382,7 +382,7 @@ def warn_inapplicable(config: Config, given: list[str]) -> list[str]:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .training import resume, train
+    from .api import resume, train
 
     overrides = _overrides(args)
     argv = ["vaelab", *sys.argv[1:]] if args.argv is None else ["vaelab", *args.argv]
@@ -396,7 +396,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     warn_inapplicable(config, list(overrides))
     run = train(config, verbose=not args.quiet, argv=argv)
     if args.quiet:
-        from .training.trainer import print_summary
+        from .training.callbacks import print_summary
 
         print_summary(run.summary)
     return 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import math
 from collections.abc import Iterator
 
 import torch
@@ -44,42 +43,6 @@ def available_memory(device: torch.device) -> int | None:
     except (OSError, ValueError, IndexError):
         pass
     return None
-
-
-_STATE_COPIES = {"adam": 4, "adamw": 4, "rmsprop": 3, "sgd": 2}  # weights, gradients, optimizer state
-
-
-def check_model_fits_memory(model_config, training_config, image_shape, device: torch.device,
-                            num_classes: int | None = None) -> int:
-    """Count the model's parameters without allocating them (on the meta device) and refuse a
-    model whose float32 weights, gradients and optimizer state cannot fit in ``device``'s free
-    memory. Returns the estimated bytes.
-
-    Raises:
-        ConfigError: the estimate exceeds the memory available (both are named, in GB).
-    """
-    from .models import build_model
-
-    with torch.device("meta"):
-        count = sum(p.numel() for p in build_model(model_config, image_shape, num_classes).parameters())
-    copies = _STATE_COPIES.get(training_config.optimizer, 4) + (1 if training_config.momentum else 0)
-    # activations of the dense layers: a training batch keeps them (and their gradients), an
-    # evaluation batch holds two layers' worth at a time
-    decoder_hidden = model_config.decoder_hidden if model_config.decoder_hidden is not None else model_config.hidden
-    widths = [*model_config.hidden, *decoder_hidden]
-    pixels = math.prod(image_shape)
-    activations = max(2 * training_config.batch_size * (sum(widths) + 2 * pixels),
-                      training_config.eval_batch_size * (2 * max(widths) + 2 * pixels)) * 4
-    needed = count * 4 * copies + activations
-    free = available_memory(device)
-    if free is not None and needed > free:
-        raise ConfigError(
-            f"the model has {count:,} parameters and needs about {needed / 1e9:,.1f} GB ({needed:,} bytes) for "
-            f"its weights, gradients, {training_config.optimizer} state and activations (float32), more than the "
-            f"{free / 1e9:,.1f} GB free on {device}; use a smaller model (model.hidden, model.latent_dim, conv "
-            "widths) or smaller batches"
-        )
-    return needed
 
 
 def place_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:

@@ -85,12 +85,13 @@ KILLED = "latent_dim=2-seed1"
 def kill_after_first_checkpoint(log: str) -> None:
     """worker_init of the kill test, run in every Ray task: the first time run KILLED writes a
     checkpoint, its worker process gets SIGKILL right after; reading a checkpoint back is logged."""
+    import vaelab.training.runs as runs
     import vaelab.training.trainer as trainer
 
     if getattr(trainer, "_test_patched", False):  # a Ray worker process runs task after task
         return
     trainer._test_patched = True
-    write, read = trainer.write_checkpoint, trainer.read_checkpoint
+    write, read = trainer.write_checkpoint, runs.read_checkpoint
 
     def write_then_die(paths, payload):
         write(paths, payload)
@@ -105,7 +106,7 @@ def kill_after_first_checkpoint(log: str) -> None:
                 f.write(f"read {path}\n")
         return read(path)
 
-    trainer.write_checkpoint, trainer.read_checkpoint = write_then_die, logged_read
+    trainer.write_checkpoint, runs.read_checkpoint = write_then_die, logged_read
 
 
 def test_a_killed_worker_is_retried_and_resumes_to_the_uninterrupted_metrics(ray_instance, tmp_path):

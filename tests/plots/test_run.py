@@ -46,9 +46,10 @@ def test_plot_redraws_from_the_run_directory_without_training(trained_runs, tmp_
     def no_training(*args, **kwargs):
         raise AssertionError("plotting must not train")
 
+    import vaelab.training.runs as runs
     import vaelab.training.trainer as trainer
 
-    monkeypatch.setattr(trainer, "_fit", no_training)
+    monkeypatch.setattr(runs, "_fit", no_training)
     monkeypatch.setattr(trainer, "train_epoch", no_training)
     monkeypatch.setattr(torch.optim.Optimizer, "step", no_training)
     assert main(["plot", str(run_dir)]) == 0

@@ -120,7 +120,7 @@ def test_logger_names_are_checked_and_missing_packages_give_the_install_command(
 
 
 def test_environment_records_the_git_commit_of_the_working_tree(tiny_data, tmp_path, monkeypatch):
-    from vaelab.training.trainer import git_state
+    from vaelab.training.environment import git_state
 
     repo = tmp_path / "repo"
     repo.mkdir()

@@ -1,7 +1,7 @@
 """Evaluation: metrics computed over whole splits (ELBO, importance-sampled log-likelihood,
 latent statistics, probes, Fréchet distances) and the dataset classifier they use."""
 
-from .elbo import evaluate_elbo
+from ..objectives.elbo import evaluate_elbo  # the per-epoch test ELBO, used by the trainer too
 from .loglik import LogLikelihood, LogMeanExp, example_noise, importance_log_likelihood
 
 

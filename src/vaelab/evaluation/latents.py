@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import NamedTuple
 
 import torch
@@ -23,6 +24,7 @@ from torch.distributions import kl_divergence
 from ..models.priors import factorises
 from ..models.vae import VAE
 from ..runtime import flush_denormals
+from ..training.callbacks import Callback
 
 ACTIVE_THRESHOLD = 0.01
 
@@ -96,3 +98,33 @@ def probe_accuracy(train_means: torch.Tensor, train_labels: torch.Tensor, test_m
         raise ValueError(f"unknown probe {kind!r}; use logistic or knn")
     probe.fit(train_means.double().numpy(), train_labels.numpy())
     return float(probe.score(test_means.double().numpy(), test_labels.numpy()))
+
+
+def posterior_collapse(model: VAE, images: torch.Tensor, latent_dim: int, batch_size: int = 1000,
+                       labels: torch.Tensor | None = None) -> str | None:
+    """A warning when no latent dimension is active (Burda et al. 2016's active units: the
+    posterior means over the first 2000 ``images`` vary by more than :data:`ACTIVE_THRESHOLD`):
+    the decoder ignores z and every reconstruction is the same. None when some are active."""
+    labels = labels[:2000] if labels is not None else None  # a conditional VAE's q(z|x,y)
+    means = posterior_summary(model, images[:2000], batch_size, labels=labels).means
+    active, _ = active_units(means)
+    if active:
+        return None
+    return (f"posterior collapse: none of the {latent_dim} latent dimensions is active (the "
+            f"posterior means vary by less than {ACTIVE_THRESHOLD} across examples), so the model ignores z; "
+            "try a KL warm-up (--kl-schedule linear), free bits (--free-bits 0.5), a likelihood with a "
+            "learned scale (--likelihood gaussian --learn-scale scalar) or more epochs")
+
+
+class PosteriorCollapseCheck(Callback):
+    """At the end of training, :func:`posterior_collapse` on the evaluation split: its warning
+    goes to stderr and into the summary's ``warnings`` (put it before the summary's writer)."""
+
+    def on_fit_end(self, trainer, summary: dict) -> None:
+        if not trainer.state.history:
+            return
+        warning = posterior_collapse(trainer.model, trainer.eval_images, trainer.config.model.latent_dim,
+                                     trainer.config.training.eval_batch_size, trainer.eval_labels)
+        if warning is not None:
+            summary["warnings"] = [warning]
+            print(f"warning: {warning}", file=sys.stderr)

@@ -115,7 +115,7 @@ def _evaluate(run_dir: Path, config, *, verbose: bool, **overrides: Any) -> Eval
         )
     from ..data import get_spec
     from ..data.datasets import resolve_binarize
-    from ..training.trainer import read_checkpoint_config
+    from ..training.checkpoint import read_checkpoint_config
 
     # the model and the data come from the checkpoint's config (the run's truth), with the
     # binarisation actually used (binarized-mnist implies dynamic)

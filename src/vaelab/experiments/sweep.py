@@ -233,7 +233,7 @@ def _train_one(config: dict[str, Any], device: str | None = None) -> dict[str, A
     (SIGTERM to the worker, or a run of this worker interrupted) it starts nothing new.
     ``device``: train on it (``training.device``, also when resuming) instead of the config's."""
     global _STOPPING
-    from ..training import resume, train
+    from ..api import resume, train
 
     if device is not None:
         config = {**config, "training": {**config["training"], "device": device}}

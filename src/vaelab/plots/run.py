@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 from ..config import Config, load_config
 from ..errors import CheckpointError, ConfigError
+from ..training.callbacks import Callback
 
 KINDS = ("loss_curves", "reconstructions", "samples", "latent_manifold", "latent_scatter",
          "singular_values", "interpolations", "toy2d", "class_samples")
@@ -432,7 +433,7 @@ def plot_run(run_dir: str | Path, kinds=None, *, which: str = "last", output_dir
         raise ConfigError(f"checkpoint must be 'last' or 'best', got {which!r}")
     if model is None and record.checkpoint(which).is_file():
         # the model and the data come from the checkpoint's config, whatever config.yaml says
-        from ..training.trainer import read_checkpoint_config
+        from ..training.checkpoint import read_checkpoint_config
 
         trained = read_checkpoint_config(record.checkpoint(which))
         record.config = dataclasses.replace(trained, figures=record.config.figures)
@@ -460,3 +461,13 @@ def plot_run(run_dir: str | Path, kinds=None, *, which: str = "last", output_dir
             for path in paths:
                 print(f"wrote {path}")
     return written
+
+
+class Figures(Callback):
+    """At the end of training, every figure of :func:`plot_run` of the last model, into
+    ``RUN_DIR/figures`` (the same figures as ``vaelab plot RUN_DIR``). Put it after the
+    summary's writer (the loss curves mark its best epoch) and before the trackers (which keep
+    the figures as artifacts)."""
+
+    def on_fit_end(self, trainer, summary: dict) -> None:
+        plot_run(trainer.run_dir.path, model=trainer.model, dataset=trainer.dataset)

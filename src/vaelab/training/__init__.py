@@ -1,8 +1,13 @@
-"""Training: the loop, checkpoints and the run directory."""
+"""Training: the loop (trainer.py), its callbacks, checkpoints, and starting or resuming a run
+(runs.py). ``vaelab.train`` (:mod:`vaelab.api`) is :func:`train` with TensorBoard, the
+posterior-collapse check and the end-of-run figures added to the callbacks."""
 
-from .checkpoint import Checkpoint, TrainingState, read_checkpoint
+from .callbacks import Callback, StepEnd, training_callbacks
+from .checkpoint import Checkpoint, TrainingState, load_model, read_checkpoint
 from .optim import make_optimizer, make_scheduler
-from .trainer import Run, load_model, resume, seed_everything, train, train_epoch
+from .runs import Run, resume, seed_everything, train
+from .trainer import Trainer, train_epoch
 
-__all__ = ["Checkpoint", "Run", "make_optimizer", "make_scheduler", "TrainingState", "load_model", "read_checkpoint", "resume",
-           "seed_everything", "train", "train_epoch"]
+__all__ = ["Callback", "Checkpoint", "Run", "StepEnd", "Trainer", "TrainingState", "load_model", "make_optimizer",
+           "make_scheduler", "read_checkpoint", "resume", "seed_everything", "train", "train_epoch",
+           "training_callbacks"]

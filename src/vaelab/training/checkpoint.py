@@ -19,8 +19,11 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as save_safetensors
 
-from ..errors import CheckpointError
+from ..config import Config
+from ..errors import CheckpointError, ConfigError
 from ..io import atomic_write_bytes
+from ..models import VAE, build_model
+from ..rundir import RunDir
 
 FORMAT = "vaelab-checkpoint-1"
 
@@ -288,3 +291,95 @@ def _validate(path: Path, training: TrainingState, optimizer: dict, rng: dict[st
                 raise bad(f"optimizer.state.{pid}.{name}", f"must be a tensor or a number, got {type(value).__name__}")
     if not isinstance(config, dict):
         raise bad("config", f"must be a mapping, got {type(config).__name__}")
+
+
+# --- a checkpoint's model and config ----------------------------------------------------------
+
+
+def load_model(run_dir: str | Path, which: str = "best") -> VAE:
+    """Rebuild a run's model from ``run_dir/checkpoints/<which>.safetensors`` (with the
+    checkpoint's own config, whatever ``config.yaml`` says).
+
+    Raises:
+        CheckpointError: missing or corrupt checkpoint, weights that do not fit the config, or
+            weights that are not finite (NaN or infinite).
+    """
+    checkpoint = read_checkpoint(RunDir(run_dir).checkpoint(which))
+    image_shape = tuple(checkpoint.config.get("_image_shape", ()))
+    num_classes = checkpoint.config.get("_num_classes")
+    config = checkpoint_config(checkpoint)
+    model = build_model(config.model, image_shape, num_classes)
+    try:
+        model.load_state_dict(checkpoint.model_state)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{checkpoint.path}: weights do not fit the model of its config ({exc})") from None
+    for name, value in checkpoint.model_state.items():
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise invalid_field(checkpoint.path, f"model.{name}", "holds non-finite values (NaN or inf)")
+    return model.eval()
+
+
+def read_checkpoint_config(path: str | Path) -> Config:
+    """The config stored in the checkpoint at ``path`` (only its metadata is read).
+
+    Raises:
+        CheckpointError: the file is missing or unreadable, or its config is invalid.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; check the run directory")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            values = json.loads((f.metadata() or {})["config"])
+    except (SafetensorError, OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path} is not a readable checkpoint ({exc}); it is corrupt or truncated") from None
+
+    if not isinstance(values, dict):
+        raise CheckpointError(f"{path}: checkpoint metadata is damaged (its config is not a mapping)")
+    return checkpoint_config(values, path)
+
+
+def checkpoint_config(checkpoint, path: Path | None = None) -> Config:
+    """The config a checkpoint (a :class:`Checkpoint`, or its stored config dict and ``path``)
+    was trained with: the run's truth.
+
+    Raises:
+        CheckpointError: the stored config is not a valid config.
+    """
+    stored, path = (checkpoint, path) if isinstance(checkpoint, dict) else (checkpoint.config, checkpoint.path)
+    values = {k: v for k, v in stored.items() if not k.startswith("_")}  # _image_shape, _num_classes
+    try:
+        return Config.from_dict(values)
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: its config is invalid ({exc}); use the other checkpoint "
+                              "of the run, or start a new run") from None
+
+
+def check_checkpoint_fits(checkpoint, model: torch.nn.Module, n_train: int, batch_size: int) -> None:
+    """The checks of a checkpoint's values that need the run's model and data: the data order
+    is a permutation of the training set, the position inside the epoch is within it, and
+    every optimizer state tensor has its parameter's shape.
+
+    Raises:
+        CheckpointError: naming the field, with the advice to use the other checkpoint.
+    """
+    order, position = checkpoint.order, checkpoint.training_state.position
+    if order is not None and order.numel() != n_train:
+        raise invalid_field(checkpoint.path, "data.order", f"has {order.numel()} entries for a training set of "
+                            f"{n_train} examples")
+    steps = -(-n_train // batch_size)
+    if position is not None and position.step > steps:
+        raise invalid_field(checkpoint.path, "training_state.position.step",
+                            f"is {position.step}, beyond the {steps} steps of an epoch")
+    params = [p for group in checkpoint.optimizer_state["param_groups"] for p in group["params"]]
+    shapes = [tuple(p.shape) for p in model.parameters()]
+    if sorted(params) != list(range(len(shapes))):
+        raise invalid_field(checkpoint.path, "optimizer.param_groups", f"name parameters {sorted(params)[:8]}, the "
+                            f"model has {len(shapes)}")
+    for pid, values in checkpoint.optimizer_state["state"].items():
+        if not 0 <= pid < len(shapes):
+            raise invalid_field(checkpoint.path, f"optimizer.state.{pid}", "is for a parameter the model does not have")
+        for name, value in values.items():
+            if torch.is_tensor(value) and value.dim() > 0 and tuple(value.shape) != shapes[pid]:
+                raise invalid_field(checkpoint.path, f"optimizer.state.{pid}.{name}",
+                                    f"has shape {tuple(value.shape)}, its parameter {shapes[pid]}")

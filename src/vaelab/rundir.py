@@ -1,0 +1,255 @@
+"""The run directory: the one owner of its on-disk format.
+
+A run directory (``<output_dir>/<name>/``) holds everything needed to rebuild and resume a
+run::
+
+    config.yaml            the fully resolved config (loadable with ``vaelab train --config``)
+    environment.json       seed, versions of Python/torch/numpy/vaelab, device, threads, command, git commit
+    data.json              your own data only: its path, sha256, shapes (``--resume`` refuses changed data)
+    data.npz               data given to ``vaelab.train(config, data=...)`` from Python
+    metrics.csv            one row per epoch: train and evaluation recon/KL/negative ELBO, seconds
+    summary.json           best epoch, final metrics, seconds per epoch (written at the end)
+    checkpoints/last.safetensors, checkpoints/best.safetensors
+    tensorboard/           TensorBoard event files (scalars per epoch, image grids, config as hparams)
+    trackers.json          --logger mlflow/wandb: the tracker runs' ids (a resumed run continues them)
+    evaluation.json        ``vaelab evaluate`` (``evaluation-<split>.json`` for another split)
+    figures/*.png          every figure of :func:`vaelab.plots.plot_run` (of the last model)
+
+Everything that reads or writes one of these files asks :class:`RunDir` for its path and goes
+through its readers and (atomic) writers. The module imports neither torch nor numpy.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import CheckpointError
+from .io import atomic_write_text
+
+CHECKPOINTS = ("last", "best")
+"""The checkpoints a run keeps: the last epoch's (or step's) and the best evaluation epoch's."""
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """The paths of one run directory and the readers and writers of its files.
+
+    >>> run = RunDir("runs/mnist-z2")
+    >>> run.metrics_csv, run.checkpoint("best")
+    """
+
+    path: Path
+
+    def __init__(self, path: str | Path):
+        object.__setattr__(self, "path", Path(path))
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    # --- paths ---------------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def config_yaml(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def environment_json(self) -> Path:
+        return self.path / "environment.json"
+
+    @property
+    def data_json(self) -> Path:
+        return self.path / "data.json"
+
+    @property
+    def data_npz(self) -> Path:
+        return self.path / "data.npz"
+
+    @property
+    def metrics_csv(self) -> Path:
+        return self.path / "metrics.csv"
+
+    @property
+    def summary_json(self) -> Path:
+        return self.path / "summary.json"
+
+    @property
+    def trackers_json(self) -> Path:
+        return self.path / "trackers.json"
+
+    @property
+    def probes_json(self) -> Path:
+        return self.path / "probes.json"
+
+    @property
+    def error_txt(self) -> Path:
+        return self.path / "error.txt"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def figures(self) -> Path:
+        return self.path / "figures"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.path / "tensorboard"
+
+    def checkpoint(self, which: str = "last") -> Path:
+        """``checkpoints/<which>.safetensors`` (``which``: 'last' or 'best')."""
+        return self.checkpoints / f"{which}.safetensors"
+
+    def evaluation_json(self, split: str = "test") -> Path:
+        """``evaluation.json`` (the test split) or ``evaluation-<split>.json``."""
+        return self.path / ("evaluation.json" if split == "test" else f"evaluation-{split}.json")
+
+    @property
+    def written_directories(self) -> tuple[Path, ...]:
+        """The directories a training process writes atomically into (stale temporaries of a
+        killed writer are cleaned from them)."""
+        return (self.path, self.checkpoints, self.figures)
+
+    def is_run(self) -> bool:
+        """True when the directory holds a run (its ``config.yaml``)."""
+        return self.config_yaml.is_file()
+
+    def finished(self) -> bool:
+        """True when ``summary.json`` exists (the training command completed)."""
+        return self.summary_json.is_file()
+
+    # --- config --------------------------------------------------------------------------------
+
+    def read_config(self):
+        """``config.yaml`` as a :class:`~vaelab.config.Config`.
+
+        Raises:
+            ConfigError: it is missing, empty, not valid YAML or an invalid config.
+        """
+        from .config import load_config
+
+        return load_config(self.config_yaml)
+
+    def write_config(self, config) -> Path:
+        return atomic_write_text(self.config_yaml, config.to_yaml())
+
+    # --- metrics.csv ---------------------------------------------------------------------------
+
+    def write_metrics(self, history: list[dict[str, float]]) -> None:
+        """Write the whole per-epoch history as CSV, atomically (so a crash never leaves half a
+        row); nothing when there is no row yet."""
+        write_metrics_csv(self.metrics_csv, history)
+
+    def read_metrics(self) -> list[dict[str, float]]:
+        """``metrics.csv``'s rows as floats (``epoch`` as int); empty cells read as NaN; no file
+        or no row: ``[]``.
+
+        Raises:
+            CheckpointError: the file is unreadable or damaged (naming the line).
+        """
+        return read_metrics_csv(self.metrics_csv)
+
+    # --- JSON files ----------------------------------------------------------------------------
+
+    def read_summary(self) -> dict[str, Any] | None:
+        """``summary.json`` (None while the run is still training).
+
+        Raises:
+            CheckpointError: it is damaged.
+        """
+        return read_json(self.summary_json)
+
+    def write_summary(self, summary: dict[str, Any]) -> Path:
+        return write_json(self.summary_json, summary)
+
+    def read_environment(self) -> dict[str, Any] | None:
+        return read_json(self.environment_json)
+
+    def write_environment(self, environment: dict[str, Any]) -> Path:
+        return write_json(self.environment_json, environment)
+
+    def read_evaluation(self, split: str = "test") -> dict[str, Any] | None:
+        """``evaluation.json`` when the run has been evaluated (``vaelab evaluate``), else None."""
+        return read_json(self.evaluation_json(split))
+
+    def write_evaluation(self, results: dict[str, Any], split: str = "test") -> Path:
+        return write_json(self.evaluation_json(split), results)
+
+
+def write_json(path: Path, value: dict[str, Any]) -> Path:
+    """``value`` as indented JSON, written atomically."""
+    return atomic_write_text(path, json.dumps(value, indent=2))
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``; None when the file does not exist.
+
+    Raises:
+        CheckpointError: it is not valid JSON or not an object.
+    """
+    if not path.exists():
+        return None
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise CheckpointError(f"{path} is not valid JSON ({exc}); the file is truncated or damaged, "
+                              "copy it again or delete it") from None
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{path} should hold a JSON object; it is damaged")
+    return value
+
+
+def write_metrics_csv(path: Path, history: list[dict[str, float]]) -> None:
+    """Write the whole per-epoch history as CSV at ``path``, atomically."""
+    if not history:
+        return
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(history[0]))
+    writer.writeheader()
+    writer.writerows(history)
+    atomic_write_text(path, buffer.getvalue())
+
+
+def read_metrics_csv(path: Path) -> list[dict[str, float]]:
+    """The rows of the ``metrics.csv`` at ``path`` (see :meth:`RunDir.read_metrics`)."""
+    if not path.exists():
+        return []
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path} cannot be read ({exc}); copy the run directory again") from None
+    rows = list(csv.reader(text.splitlines()))
+    if not rows:
+        return []
+    header, history = rows[0], []
+    if "epoch" not in header:
+        raise CheckpointError(f"{path} has no 'epoch' column (header: {','.join(header)[:80]}); "
+                              "it is not a vaelab metrics file")
+    for line, values in enumerate(rows[1:], start=2):
+        if not values:
+            continue
+        if len(values) != len(header):
+            raise CheckpointError(
+                f"{path}, line {line}: {len(values)} values for {len(header)} columns; the file is "
+                "truncated or damaged (copy it again, or delete the line)"
+            )
+        try:  # an empty cell (a metric not computed that epoch) reads as NaN
+            row = {k: float(v) if v.strip() else math.nan for k, v in zip(header, values)}
+        except ValueError:
+            raise CheckpointError(f"{path}, line {line}: a value is not a number; the file is damaged") from None
+        row["epoch"] = int(row["epoch"])
+        history.append(row)
+    return history

@@ -1,0 +1,325 @@
+"""Callbacks: everything a training run does besides the mathematics of a step.
+
+The :class:`~vaelab.training.trainer.Trainer` calls, for every callback in its list and in
+that order, ``callback.on_<hook>(trainer, ...)`` at these points::
+
+    on_train_start(trainer)                 before the first epoch (also of a resume)
+    on_epoch_start(trainer, epoch)          before the epoch's first step
+    on_batch_end(trainer, step)             after each optimizer step (a :class:`StepEnd`)
+    on_stop(trainer, step)                  a stop was asked for after this step: write what a
+                                            resume needs (the mid-epoch checkpoint)
+    on_train_epoch_end(trainer, epoch)      after the epoch's last step, before its evaluation
+                                            (also when a step raised)
+    on_epoch_end(trainer, row, improved)    after evaluation: ``row`` is the epoch's metrics.csv
+                                            row, ``improved`` whether it is the best epoch so far
+    on_exception(trainer, exc)              the loop raised (a stop, a non-finite loss, Ctrl-C)
+    on_loop_end(trainer)                    after the loop, always (close writers, handlers)
+    on_fit_end(trainer, summary)            the run completed; ``summary`` is summary.json's
+                                            content (a callback before the writer may add to it)
+
+A callback may ask the trainer to stop with ``trainer.request_stop(reason)``: the trainer
+finishes the step's (or epoch's) hooks, calls ``on_stop`` after a step (the epoch's checkpoint
+is already written after an epoch) and raises :class:`~vaelab.errors.TrainingInterrupted`.
+The run directory's writers (:class:`Checkpointing`, :class:`RunFiles`, trackers, TensorBoard,
+figures) are all callbacks, so a distributed trainer can keep them to rank 0 in one place: the
+list it builds. Callbacks that need :mod:`vaelab.evaluation` or :mod:`vaelab.plots` (the
+posterior-collapse check, TensorBoard, the end-of-run figures) live there, and the entry point
+(:mod:`vaelab.api`) wires them.
+
+Your own callback, from Python::
+
+    class PrintKL(vaelab.Callback):
+        def on_epoch_end(self, trainer, row, improved):
+            print(row["epoch"], row["test_kl"])
+
+    vaelab.train({"training": {"epochs": 2}}, callbacks=[PrintKL()])
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from .checkpoint import EpochPosition
+
+if TYPE_CHECKING:
+    from .trainer import Trainer
+
+
+@dataclass
+class StepEnd:
+    """What :meth:`Callback.on_batch_end` gets after a step: the epoch, the data order and the
+    position inside the epoch (``position.step``: steps done, 1-based), the step's loss per
+    example (recon + β·KL, nats) and its batch size."""
+
+    epoch: int
+    order: torch.Tensor
+    position: EpochPosition
+    loss: float
+    batch_size: int
+
+
+class Callback:
+    """A training callback: override the hooks you need (see the module's docstring)."""
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        pass
+
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
+        pass
+
+    def on_batch_end(self, trainer: Trainer, step: StepEnd) -> None:
+        pass
+
+    def on_stop(self, trainer: Trainer, step: StepEnd) -> None:
+        pass
+
+    def on_train_epoch_end(self, trainer: Trainer, epoch: int) -> None:
+        pass
+
+    def on_epoch_end(self, trainer: Trainer, row: dict[str, float], improved: bool) -> None:
+        pass
+
+    def on_exception(self, trainer: Trainer, exc: BaseException) -> None:
+        pass
+
+    def on_loop_end(self, trainer: Trainer) -> None:
+        pass
+
+    def on_fit_end(self, trainer: Trainer, summary: dict[str, Any]) -> None:
+        pass
+
+
+class StopOnSignals(Callback):
+    """While training, SIGINT and SIGTERM only note the signal; at the next step (or epoch) end
+    it asks the trainer to stop, which then writes a checkpoint (:class:`Checkpointing`) and
+    raises. Previous handlers are restored after the loop. Outside the main thread it does
+    nothing."""
+
+    def __init__(self):
+        self.signal: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def handler(signum, frame):
+            self.signal = signal.Signals(signum).name
+
+        self._previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def _forward(self, trainer: Trainer) -> None:
+        if self.signal:
+            trainer.request_stop(f"stopped by {self.signal}")
+
+    def on_batch_end(self, trainer: Trainer, step: StepEnd) -> None:
+        self._forward(trainer)
+
+    def on_epoch_end(self, trainer: Trainer, row: dict[str, float], improved: bool) -> None:
+        self._forward(trainer)
+
+    def on_loop_end(self, trainer: Trainer) -> None:
+        for sig, old in self._previous.items():
+            signal.signal(sig, old)
+        self._previous = {}
+
+
+class Checkpointing(Callback):
+    """``checkpoints/last.safetensors`` after every epoch, every
+    ``training.checkpoint_every_steps`` steps and when a stop was asked for;
+    ``checkpoints/best.safetensors`` too when the epoch is the best so far."""
+
+    def __init__(self):
+        self._saved: tuple[int, int] | None = None  # (epoch, step) of the last mid-epoch checkpoint
+
+    def _save_position(self, trainer: Trainer, step: StepEnd) -> None:
+        if self._saved == (step.epoch, step.position.step):
+            return
+        trainer.state.position = step.position
+        trainer.save_checkpoint([trainer.run_dir.checkpoint("last")], step.order)
+        self._saved = (step.epoch, step.position.step)
+
+    def on_batch_end(self, trainer: Trainer, step: StepEnd) -> None:
+        every = trainer.config.training.checkpoint_every_steps
+        if every and step.position.step % every == 0:
+            self._save_position(trainer, step)
+
+    def on_stop(self, trainer: Trainer, step: StepEnd) -> None:
+        self._save_position(trainer, step)
+
+    def on_epoch_end(self, trainer: Trainer, row: dict[str, float], improved: bool) -> None:
+        targets = [trainer.run_dir.checkpoint("last")]
+        if improved:
+            targets.append(trainer.run_dir.checkpoint("best"))
+        trainer.save_checkpoint(targets)
+
+
+class RunFiles(Callback):
+    """The run directory's own files: ``config.yaml``, ``environment.json`` (a resume is
+    appended to its ``resumes``), ``data.json`` (your own data) and ``metrics.csv`` at the
+    start, ``metrics.csv`` after every epoch, ``summary.json`` at the end."""
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        from .environment import environment_json, write_data_source
+
+        run_dir = trainer.run_dir
+        run_dir.write_config(trainer.config)
+        run_dir.write_environment(environment_json(run_dir, trainer.config, trainer.device, trainer.argv,
+                                                   trainer.resuming, trainer.state, trainer.changes))
+        write_data_source(run_dir, trainer.dataset)
+        run_dir.write_metrics(trainer.state.history)
+
+    def on_epoch_end(self, trainer: Trainer, row: dict[str, float], improved: bool) -> None:
+        trainer.run_dir.write_metrics(trainer.state.history)
+
+    def on_fit_end(self, trainer: Trainer, summary: dict[str, Any]) -> None:
+        trainer.run_dir.write_summary(summary)
+
+
+class TrackerCallbacks(Callback):
+    """``--logger mlflow,wandb``: the trackers of :mod:`vaelab.training.trackers` (each imported
+    only when asked for), their runs' ids kept in ``trackers.json``."""
+
+    def __init__(self):
+        self.trackers = None
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        from .trackers import Trackers
+
+        state = trainer.state
+        self.trackers = Trackers(trainer.config, trainer.run_dir.path)
+        self.trackers.on_train_start(trainer.config, trainer.run_dir.path, resumed=bool(state.epoch or state.position))
+
+    def on_epoch_end(self, trainer: Trainer, row: dict[str, float], improved: bool) -> None:
+        self.trackers.on_epoch_end(row["epoch"], row)
+
+    def on_exception(self, trainer: Trainer, exc: BaseException) -> None:
+        if self.trackers is not None:
+            self.trackers.on_exception(exc)  # MLflow: FAILED or KILLED; W&B: finished with exit code 1
+
+    def on_fit_end(self, trainer: Trainer, summary: dict[str, Any]) -> None:
+        self.trackers.on_train_end(trainer.run_dir.path, summary)  # figures, summary, config, checkpoint
+
+
+class Console(Callback):
+    """The lines a run prints: where it trains (and a hint on a busy machine), one line per
+    epoch, and the summary at the end."""
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        from .environment import busy_machine_hint
+
+        config, state, run_dir, dataset = trainer.config, trainer.state, trainer.run_dir, trainer.dataset
+        if state.epoch >= config.training.epochs:
+            print(f"run {run_dir} already finished {state.epoch} epochs; pass --epochs N to train longer")
+        elif state.epoch or state.position:
+            where = f", step {state.position.step}" if state.position else ""
+            print(f"resuming {run_dir} after epoch {state.epoch}{where}")
+        print(f"training on {config.data.dataset} ({len(dataset.train)} train, {len(dataset.eval)} "
+              f"{dataset.eval_name}) on {trainer.device}; run directory {run_dir}")
+        busy = busy_machine_hint(trainer.device)
+        if busy:
+            print(busy)
+
+    def on_epoch_end(self, trainer: Trainer, row: dict[str, float], improved: bool) -> None:
+        split = trainer.dataset.eval_name
+        print(f"epoch {row['epoch']:3d}/{trainer.config.training.epochs}  train -ELBO {row['train_neg_elbo']:8.3f}  "
+              f"{split} -ELBO {row[f'{split}_neg_elbo']:8.3f} (recon {row[f'{split}_recon']:.3f}, KL "
+              f"{row[f'{split}_kl']:.3f})  {row['train_seconds']:.1f} s")
+
+    def on_fit_end(self, trainer: Trainer, summary: dict[str, Any]) -> None:
+        print_summary(summary)
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    """The end-of-run lines: best and final epoch's negative ELBO, seconds per epoch."""
+    if not summary.get("epochs"):
+        print(f"no epoch trained; run directory {summary['run_dir']}")
+        return
+    split, best, final = summary["eval_split"], summary["best"], summary["final"]
+    print(
+        f"\nbest epoch {summary['best_epoch']}: {split} -ELBO {best['neg_elbo']:.3f} nats "
+        f"(recon {best['recon']:.3f}, KL {best['kl']:.3f})\n"
+        f"final epoch {summary['epochs']}: {split} -ELBO {final['neg_elbo']:.3f} nats "
+        f"(recon {final['recon']:.3f}, KL {final['kl']:.3f})\n"
+        f"{summary['seconds_per_epoch']:.2f} s per epoch (training)\n"
+        f"run directory: {summary['run_dir']}  (figures in {summary['run_dir']}/figures)"
+    )
+
+
+class Progress(Callback):
+    """A progress bar per epoch (tqdm on a terminal, else a line every 10 s) when
+    ``training.progress`` is on."""
+
+    def __init__(self):
+        self.bar = None
+
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
+        self.bar = progress_bar(trainer.config, len(trainer.batches), epoch, trainer.epoch_start)
+
+    def on_batch_end(self, trainer: Trainer, step: StepEnd) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+            if step.position.step % 20 == 0:
+                self.bar.set_postfix(loss=f"{step.loss:.2f}")
+
+    def on_train_epoch_end(self, trainer: Trainer, epoch: int) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class _PlainProgress:
+    """Progress without a terminal (a log file, a pipe, CI): one line every ``every`` seconds
+    instead of tqdm's bar, which is off there."""
+
+    def __init__(self, total: int, initial: int, epoch: int, every: float = 10.0):
+        self.total, self.n, self.epoch, self.every = total, initial, epoch, every
+        self.start = self.last = time.monotonic()
+        self.postfix = ""
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        now = time.monotonic()
+        if now - self.last >= self.every:
+            self.last = now
+            print(f"epoch {self.epoch}: {self.n}/{self.total} batches ({100 * self.n / max(self.total, 1):.0f}%), "
+                  f"{now - self.start:.0f} s{self.postfix}", flush=True)
+
+    def set_postfix(self, loss: str = "", **_) -> None:
+        self.postfix = f", loss {loss}" if loss else ""
+
+    def close(self) -> None:
+        pass
+
+
+def progress_bar(config, total: int, epoch: int, position: EpochPosition | None = None):
+    """The epoch's progress display (None when ``training.progress`` is off)."""
+    if not config.training.progress:
+        return None
+    if not sys.stdout.isatty():
+        return _PlainProgress(total, position.step if position else 0, epoch)
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=position.step if position else 0, desc=f"epoch {epoch}", leave=False,
+                disable=None, unit="batch")
+
+
+def training_callbacks(verbose: bool = True) -> list[Callback]:
+    """The callbacks of :mod:`vaelab.training` in the order a run needs them: signals,
+    checkpoints, the run files, trackers, and (``verbose``) the console lines and progress
+    bars."""
+    callbacks: list[Callback] = [StopOnSignals(), Checkpointing(), RunFiles(), TrackerCallbacks()]
+    if verbose:
+        callbacks += [Console(), Progress()]
+    return callbacks
+
+
+__all__ = ["Callback", "Checkpointing", "Console", "Progress", "RunFiles", "StepEnd", "StopOnSignals",
+           "TrackerCallbacks", "print_summary", "progress_bar", "training_callbacks"]

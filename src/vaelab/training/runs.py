@@ -1,0 +1,355 @@
+"""Starting and resuming a run: the config it trains with, its data, model, optimizer and
+(when resuming) the checkpoint it continues, handed to a :class:`~vaelab.training.trainer.Trainer`
+with its callbacks.
+
+:func:`train` and :func:`resume` here wire the callbacks of :mod:`vaelab.training`
+(:func:`~vaelab.training.callbacks.training_callbacks`) unless given a list; ``vaelab.train``
+(:mod:`vaelab.api`) adds TensorBoard, the posterior-collapse check and the end-of-run figures.
+The run directory's format is :class:`vaelab.rundir.RunDir`'s.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..config import Config, load_config
+from ..data import Dataset, is_user_dataset, load_dataset, save_arrays
+from ..errors import CheckpointError, ConfigError, VaelabError
+from ..models import VAE, build_model
+from ..objectives import build_objective
+from ..rundir import RunDir
+from ..runtime import match_optimizer_state_layout, place_model, resolve_device
+from .callbacks import Callback, training_callbacks
+from .checkpoint import (TrainingState, check_checkpoint_fits, checkpoint_config, load_model, read_checkpoint,
+                         restore_rng)
+from .environment import check_data_source
+from .lock import run_lock
+from .optim import check_model_fits_memory, make_optimizer, make_scheduler
+from .trackers import flatten
+from .trainer import Trainer
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed torch, numpy and python's RNGs; return the data-order/binarisation generator."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+@dataclass
+class Run:
+    """A finished (or stopped) run: its directory, config, per-epoch history and summary."""
+
+    run_dir: Path
+    config: Config
+    history: list[dict[str, float]] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def load_model(self, which: str = "best") -> VAE:
+        """The model of checkpoint ``which`` ('best' or 'last'), on the CPU, in eval mode."""
+        return load_model(self.run_dir, which)
+
+    @property
+    def figures(self) -> list[Path]:
+        return sorted(RunDir(self.run_dir).figures.glob("*.png"))
+
+
+def train(config: Config | dict | str | Path, verbose: bool = True, argv: list[str] | None = None,
+          data=None, callbacks: Sequence[Callback] | None = None) -> Run:
+    """Train a VAE as described by ``config`` and return the finished :class:`Run`.
+
+    Args:
+        config: a :class:`Config`, a dict of its values, or the path of a YAML config.
+        verbose: print one line per epoch, a progress bar (on a terminal) and a summary.
+        argv: the command line, recorded in ``environment.json``.
+        data: your own data instead of ``config.data.dataset``: ``(x_train, x_test)`` or
+            ``(x_train, x_test, y_train, y_test)``, numpy arrays or tensors, images ``(N, H, W)``,
+            ``(N, H, W, C)`` or ``(N, C, H, W)``, uint8 0..255 or float in [0, 1], labels ``(N,)``
+            integers. They are checked and kept in the run directory as ``data.npz``, which
+            ``data.dataset`` then names (so evaluation, figures and resume read them back).
+        callbacks: the run's callbacks, in order (default:
+            :func:`~vaelab.training.callbacks.training_callbacks`; ``vaelab.train`` adds
+            TensorBoard, the collapse check and figures).
+
+    Raises:
+        ConfigError: invalid config, or the run directory already holds a run.
+        DataError: the dataset cannot be found or is corrupt, or ``data`` is invalid (one line
+            saying what is wrong).
+        TrainingError: the loss became non-finite.
+    """
+    if isinstance(config, (str, Path)):
+        config = load_config(config)
+    elif isinstance(config, dict):
+        config = Config.from_dict(config)
+    if data is not None and config.name is None:
+        config = config.replace({"name": _default_name(config, "data")})
+    elif is_user_dataset(config.data.dataset):  # an absolute path, so the run works from any directory
+        config = config.replace({"data.dataset": str(Path(config.data.dataset).expanduser().resolve())})
+    run_dir = Path(config.output_dir) / (config.name or _default_name(config))
+    with run_lock(run_dir):
+        if RunDir(run_dir).config_yaml.exists():
+            raise ConfigError(
+                f"run directory {run_dir} already holds a run; continue it with --resume {run_dir} "
+                "or choose another --name"
+            )
+        if data is not None:
+            path = save_arrays(RunDir(run_dir).data_npz, data)
+            config = config.replace({"data.dataset": str(path.resolve())})
+        return _fit(config, run_dir, None, _callbacks(callbacks, verbose), argv=argv)
+
+
+RESUME_OVERRIDABLE = {
+    # where and how a run is shown: no effect on the numbers
+    "training.epochs", "training.device", "training.progress", "data.data_dir",
+    # the fixes a non-finite loss suggests (a lower learning rate, clipping, skipping steps)
+    "training.learning_rate", "training.clip_norm", "training.clip_value", "training.nonfinite",
+    "training.max_skipped_steps",
+}
+"""The config keys a resume may change (``--epochs`` etc. or an edit of ``config.yaml``)."""
+
+
+def config_differences(a: Config, b: Config) -> dict[str, tuple[Any, Any]]:
+    """Dotted key -> (value in ``a``, value in ``b``) for every field where they differ."""
+    fa, fb = flatten(a.to_dict()), flatten(b.to_dict())
+    return {k: (fa.get(k), fb.get(k)) for k in fa.keys() | fb.keys() if fa.get(k) != fb.get(k)}
+
+
+def _read_run_config(run_dir: Path) -> Config | None:
+    """``run_dir/config.yaml``, or None when it is missing.
+
+    Raises:
+        ConfigError: it is empty, not UTF-8, not valid YAML or an invalid config.
+    """
+    path = RunDir(run_dir).config_yaml
+    if not path.exists():
+        return None
+    from ..io import read_text
+
+    try:
+        text = read_text(path, "run config")
+    except VaelabError as exc:
+        raise ConfigError(f"{exc}; or delete it to resume with the config stored in the checkpoint") from None
+    if not text.strip():
+        raise ConfigError(f"{path} is empty; restore it, or delete it to resume with the config stored in "
+                          "the checkpoint")
+    return load_config(path)
+
+
+def resume_config(run_dir: str | Path, overrides: dict[str, Any] | None = None):
+    """The config a resume of ``run_dir`` trains with, the checkpoint it continues (or None) and
+    the keys it changes (``{key: (old, new)}``).
+
+    The checkpoint's config is the truth: ``config.yaml`` may differ from it only in
+    :data:`RESUME_OVERRIDABLE` keys (e.g. an edited ``epochs``), and so may ``overrides``.
+    Without ``config.yaml`` the checkpoint's config is used.
+
+    Raises:
+        CheckpointError: ``run_dir`` holds no run, or its checkpoint is unreadable or invalid.
+        ConfigError: ``config.yaml`` is empty, unreadable or differs from the checkpoint in other
+            keys, or an override of another key.
+    """
+    run_dir = Path(run_dir)
+    overrides = dict(overrides or {})
+    allowed = ", ".join(sorted(RESUME_OVERRIDABLE))
+    forbidden = sorted(set(overrides) - RESUME_OVERRIDABLE)
+    if forbidden:
+        raise ConfigError(f"cannot change {', '.join(forbidden)} when resuming (only {allowed}); start a new "
+                          "run instead")
+    checkpoint_path = RunDir(run_dir).checkpoint("last")
+    checkpoint = read_checkpoint(checkpoint_path) if checkpoint_path.exists() else None
+    written = _read_run_config(run_dir)
+    if written is None and checkpoint is None:
+        raise CheckpointError(f"{run_dir} is not a run directory (no config.yaml); check the path")
+    if checkpoint is None:
+        base = written
+    else:
+        base = checkpoint_config(checkpoint)
+        if written is not None:
+            edits = config_differences(base, written)
+            bad = sorted(set(edits) - RESUME_OVERRIDABLE)
+            if bad:
+                shown = "; ".join(f"{k}: {edits[k][0]!r} in the checkpoint, {edits[k][1]!r} in config.yaml"
+                                  for k in bad[:4])
+                raise ConfigError(
+                    f"{run_dir}/config.yaml differs from the run's checkpoint ({shown}); a resume may change "
+                    f"only {allowed}: undo the edit (or delete config.yaml to use the checkpoint's config), "
+                    "or start a new run with --config"
+                )
+            base = base.replace({k: edits[k][1] for k in edits})
+    config = base.replace(overrides)
+    trained = checkpoint_config(checkpoint) if checkpoint is not None else base
+    return config, checkpoint, config_differences(trained, config)
+
+
+def resume(run_dir: str | Path, overrides: dict[str, Any] | None = None, verbose: bool = True,
+           argv: list[str] | None = None, callbacks: Sequence[Callback] | None = None) -> Run:
+    """Continue the run in ``run_dir`` from its last checkpoint.
+
+    ``overrides`` (and edits of ``config.yaml``) may change only :data:`RESUME_OVERRIDABLE`
+    (train longer, another device, a lower learning rate, clipping or skipping non-finite
+    steps). A resume with nothing to train (the run has finished ``training.epochs``) changes
+    nothing. Each resume is appended to ``environment.json``'s ``resumes``.
+
+    Raises:
+        CheckpointError: ``run_dir`` holds no run, or its checkpoint is unreadable or invalid.
+        ConfigError: a change of another key (see :func:`resume_config`).
+        RunDirectoryBusy: another process is working in ``run_dir``.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"{run_dir} is not a run directory (it does not exist); check the path")
+    with run_lock(run_dir):
+        config, checkpoint, changes = resume_config(run_dir, overrides)
+        state = checkpoint.training_state if checkpoint is not None else None
+        try:
+            summary = RunDir(run_dir).read_summary()
+        except CheckpointError:
+            summary = None
+        if (state is not None and state.position is None and state.epoch >= config.training.epochs
+                and isinstance(summary, dict)):
+            if verbose:
+                print(f"run {run_dir} already finished {state.epoch} epochs: nothing to do, nothing changed; "
+                      f"pass --epochs N (N > {state.epoch}) to train longer")
+            return Run(run_dir=run_dir, config=checkpoint_config(checkpoint), history=state.history,
+                       summary=summary)
+        return _fit(config, run_dir, checkpoint, _callbacks(callbacks, verbose), argv=argv, changes=changes)
+
+
+def _callbacks(callbacks: Sequence[Callback] | None, verbose: bool) -> list[Callback]:
+    return training_callbacks(verbose) if callbacks is None else list(callbacks)
+
+
+def _default_name(config: Config, dataset: str | None = None) -> str:
+    dataset = dataset or config.data.dataset
+    if is_user_dataset(dataset):
+        dataset = Path(dataset).stem or "data"
+    return f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{dataset}"
+
+
+def check_model_fits_data(config: Config, dataset: Dataset) -> None:
+    """Checks of the model against the loaded data, which the config alone cannot see (a
+    dataset that implies binarisation, point data outside [0, 1]).
+
+    Raises:
+        ConfigError: the likelihood cannot model this data.
+    """
+    likelihood = config.model.likelihood
+    if likelihood == "logit_normal" and dataset.binarize != "none":
+        raise ConfigError(
+            f"model.likelihood logit_normal is a density on (0, 1) and cannot model binarised data "
+            f"({dataset.spec.name} is binarised: {dataset.binarize}); use bernoulli"
+        )
+    if likelihood in ("bernoulli", "continuous_bernoulli", "logit_normal") and dataset.train.images.min() < 0:
+        raise ConfigError(
+            f"model.likelihood {likelihood} models values in [0, 1], but {dataset.spec.name} has values "
+            f"down to {dataset.train.images.min().item():.2f}; use --likelihood gaussian or laplace"
+        )
+
+
+def check_labels_for_conditional(config: Config, dataset: Dataset) -> None:
+    """A conditional VAE needs labelled data: at least two classes, every label a class index.
+
+    Raises:
+        ConfigError: the dataset has no labels (one class), or labels outside its classes.
+    """
+    if not config.model.conditional:
+        return
+    classes = dataset.spec.classes
+    if len(classes) < 2:
+        raise ConfigError(f"--conditional needs labelled data, but {dataset.spec.name} has no labels (one class "
+                          f"{classes[0]!r}); give labels (y_train, y_test) or drop --conditional")
+    top = int(max(dataset.train.labels.max(), dataset.test.labels.max()))
+    if top >= len(classes):
+        raise ConfigError(f"--conditional: label {top} is outside the {len(classes)} classes of {dataset.spec.name}")
+
+
+def _fit(config: Config, run_dir: Path, checkpoint, callbacks: list[Callback], argv, changes=None) -> Run:
+    """Train in ``run_dir``, whose lock the caller holds (from ``checkpoint`` when resuming;
+    ``changes``: the keys the resume changes, ``{key: (old, new)}``)."""
+    trainer = build_trainer(config, RunDir(run_dir), checkpoint, callbacks, argv=argv, changes=changes)
+    summary = trainer.fit()
+    return Run(run_dir=run_dir, config=trainer.config, history=trainer.state.history, summary=summary)
+
+
+def build_trainer(config: Config, run_dir: RunDir, checkpoint=None, callbacks: Sequence[Callback] = (), *,
+                  argv: list[str] | None = None, changes: dict[str, tuple[Any, Any]] | None = None) -> Trainer:
+    """The :class:`Trainer` of ``config`` in ``run_dir``: data loaded and checked against the
+    model, model, objective, optimizer and scheduler built, and (``checkpoint``) their states,
+    the RNGs and the position restored.
+
+    Raises:
+        ConfigError: the data does not fit the config (batch size, likelihood, labels).
+        CheckpointError: ``checkpoint`` does not fit the model or the data.
+    """
+    from ..io import remove_stale_temporaries
+
+    for directory in run_dir.written_directories:
+        remove_stale_temporaries(directory)  # left by a process killed while writing
+    device = resolve_device(config.training.device)
+    data_generator = seed_everything(config.seed)
+    dataset = load_dataset(config.data)
+    check_data_source(run_dir, dataset, resuming=run_dir.is_run())  # train() refuses a used one
+    if config.training.batch_size > len(dataset.train):
+        raise ConfigError(
+            f"training.batch_size={config.training.batch_size} is larger than the training set "
+            f"({len(dataset.train)} examples); use a smaller batch size"
+        )
+    check_model_fits_data(config, dataset)
+    if dataset.binarize != config.data.binarize:  # implied by the dataset (binarized-mnist): record it
+        config = config.replace({"data.binarize": dataset.binarize})
+    check_labels_for_conditional(config, dataset)
+    num_classes = len(dataset.spec.classes) if config.model.conditional else None
+    check_model_fits_memory(config.model, config.training, dataset.image_shape, device, num_classes)  # first
+    model = place_model(build_model(config.model, dataset.image_shape, num_classes), device)
+    objective = build_objective(config.objective, config.data.dataset, device)
+    optimizer = make_optimizer(model, config.training)
+    scheduler = make_scheduler(optimizer, config.training)
+    state, order = TrainingState(), None
+    stored_config = {**config.to_dict(), "_image_shape": list(dataset.image_shape)}
+    if num_classes is not None:
+        stored_config["_num_classes"] = num_classes
+    if checkpoint is not None:
+        _restore(checkpoint, model, optimizer, scheduler, data_generator, config, len(dataset.train), changes)
+        state, order = checkpoint.training_state, checkpoint.order
+    return Trainer(config, run_dir, dataset, model, optimizer, scheduler, objective, device, data_generator,
+                   stored_config, state=state, order=order, callbacks=callbacks, resuming=checkpoint is not None,
+                   changes=changes, argv=argv)
+
+
+def _restore(checkpoint, model, optimizer, scheduler, data_generator, config: Config, n_train: int,
+             changes) -> None:
+    """Load a checkpoint's weights, optimizer and scheduler states and RNGs into the new run;
+    a resume with a new learning rate scales the restored one (and the schedule's).
+
+    Raises:
+        CheckpointError: the checkpoint does not fit this run's model or data.
+    """
+    check_checkpoint_fits(checkpoint, model, n_train, config.training.batch_size)
+    try:
+        model.load_state_dict(checkpoint.model_state)
+        optimizer.load_state_dict(checkpoint.optimizer_state)
+        match_optimizer_state_layout(optimizer)
+        if scheduler is not None and checkpoint.scheduler_state:
+            scheduler.load_state_dict(checkpoint.scheduler_state)
+    except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{checkpoint.path} does not fit this run's model ({exc}); use the other "
+                              "checkpoint of the run, or start a new run") from None
+    old_lr = (changes or {}).get("training.learning_rate", (None,))[0]
+    if old_lr:
+        factor = config.training.learning_rate / old_lr
+        for group in optimizer.param_groups:
+            group["lr"] *= factor
+            if "initial_lr" in group:
+                group["initial_lr"] *= factor
+        if scheduler is not None and hasattr(scheduler, "base_lrs"):
+            scheduler.base_lrs = [lr * factor for lr in scheduler.base_lrs]
+    restore_rng(checkpoint.rng_tensors, checkpoint.rng_meta, data_generator)
