@@ -82,7 +82,7 @@ def cost(records, sweep_file: Path, budget: str) -> tuple[float, float | None]:
     full = {run.name: run.config for run in load_sweep(sweep_file, "full").runs}
     expected = 0.0
     for r in records:
-        quick_data, full_config = r.config.get("data", {}), full[r.name]
+        quick_data, full_config = r.config.to_dict()["data"], full[r.name]
         size = TRAIN_SIZES.get(quick_data.get("dataset"))
         n_quick = quick_data.get("train_examples") or size or 1
         n_full = full_config["data"].get("train_examples") or size or n_quick

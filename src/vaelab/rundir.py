@@ -25,7 +25,7 @@ import csv
 import io
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -253,3 +253,104 @@ def read_metrics_csv(path: Path) -> list[dict[str, float]]:
         row["epoch"] = int(row["epoch"])
         history.append(row)
     return history
+
+
+# --- a run directory read back -----------------------------------------------------------------
+
+
+@dataclass
+class RunRecord:
+    """What a run directory holds, read without touching the model or the data.
+
+    ``history`` holds the rows of ``metrics.csv`` as floats (``epoch`` as int); ``summary`` is
+    ``summary.json`` (None while the run is still training); ``eval_name`` is the evaluated
+    split (``test`` or ``val``). Empty cells of ``metrics.csv`` read as NaN. A run of a sweep
+    (:func:`vaelab.experiments.claims.collect_runs`) also has its ``setting`` (the run's name
+    without the seed), ``seed`` and ``probes`` (``probes.json``: probe values computed earlier
+    from the checkpoint and kept with the results).
+    """
+
+    run_dir: Path
+    config: Any  # a vaelab.config.Config
+    history: list[dict[str, float]] = field(default_factory=list)
+    summary: dict[str, Any] | None = None
+    environment: dict[str, Any] | None = None
+    evaluation: dict[str, Any] | None = None
+    """``evaluation.json`` when the run has been evaluated (``vaelab evaluate``), else None."""
+    setting: str = ""
+    seed: int | None = None
+    probes: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.run_dir.name
+
+    @property
+    def files(self) -> RunDir:
+        return RunDir(self.run_dir)
+
+    @property
+    def eval_name(self) -> str:
+        if self.summary and self.summary.get("eval_split"):
+            return self.summary["eval_split"]
+        if self.history and "val_neg_elbo" in self.history[0]:
+            return "val"
+        return "test"
+
+    @property
+    def finished(self) -> bool:
+        """True when ``summary.json`` exists (the training command completed)."""
+        return self.summary is not None
+
+    @property
+    def best_row(self) -> dict[str, float] | None:
+        """The epoch with the lowest evaluation negative ELBO (None without history)."""
+        key = f"{self.eval_name}_neg_elbo"
+        rows = [row for row in self.history if key in row and math.isfinite(row[key])]
+        return min(rows, key=lambda row: row[key]) if rows else None
+
+    def checkpoint(self, which: str) -> Path:
+        return RunDir(self.run_dir).checkpoint(which)
+
+    def value(self, dotted: str) -> Any:
+        """The resolved config's value at ``dotted`` (``"model.latent_dim"``).
+
+        Raises:
+            KeyError: the config has no such key.
+        """
+        node: Any = self.config.to_dict()
+        for part in dotted.split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise KeyError(f"config has no key {dotted!r}")
+            node = node[part]
+        return node
+
+
+def read_run(run_dir: str | Path) -> RunRecord:
+    """Read ``run_dir``'s config, metrics, summary, environment and evaluation.
+
+    A run still training (no ``summary.json`` yet) is fine, and so is one that has not
+    finished an epoch (empty history).
+
+    Raises:
+        CheckpointError: ``run_dir`` is not a directory, has no or an invalid ``config.yaml``,
+            or a damaged ``metrics.csv``/``summary.json`` (naming the file, the line and what
+            to do).
+    """
+    from .errors import ConfigError
+
+    files = RunDir(run_dir)
+    if not files.path.is_dir():
+        raise CheckpointError(f"run directory {files} does not exist; check the path")
+    if not files.config_yaml.is_file():
+        present = ", ".join(sorted(p.name for p in files.path.iterdir() if not p.name.startswith("."))[:8]) or "nothing"
+        raise CheckpointError(
+            f"{files} is not a run directory: config.yaml is missing (found: {present}); "
+            "pass the directory that `vaelab train` wrote (runs/<name>)"
+        )
+    try:
+        config = files.read_config()
+    except ConfigError as exc:
+        raise CheckpointError(f"cannot use the run's config: {exc}") from None
+    return RunRecord(run_dir=files.path, config=config, history=files.read_metrics(), summary=files.read_summary(),
+                     environment=files.read_environment(), evaluation=files.read_evaluation())

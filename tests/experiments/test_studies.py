@@ -59,11 +59,12 @@ def _claims():
 def test_claims_name_real_keys_and_select_runs(path, claim, tmp_path):
     assert claim["kind"] in KINDS and claim.get("claim") and claim.get("id")
     sweep = load_sweep(path, "quick", tmp_path)
-    records = [RunRecord(r.name, setting_of(r.name), r.seed, tmp_path, r.config, {}) for r in sweep.runs]
+    records = [RunRecord(tmp_path / r.name, Config.from_dict(r.config), setting=setting_of(r.name), seed=r.seed)
+               for r in sweep.runs]
     by_name = {yaml.safe_load(p.read_text())["name"]: p for p in path.parent.glob("*.yaml")}
     for other in claim.get("sweeps") or []:
-        records += [RunRecord(r.name, f"{other}/" + setting_of(r.name), r.seed, tmp_path, r.config, {})
-                    for r in load_sweep(by_name[other], "quick", tmp_path).runs]
+        records += [RunRecord(tmp_path / r.name, Config.from_dict(r.config), setting=f"{other}/" + setting_of(r.name),
+                              seed=r.seed) for r in load_sweep(by_name[other], "quick", tmp_path).runs]
     defaults = Config().to_dict()
 
     def check_keys(where):
@@ -318,7 +319,7 @@ def test_probes_on_tiny_toy2d_runs(tmp_path):
             "training": {"epochs": 1, "batch_size": 50, "progress": False}, "output_dir": str(tmp_path)}
     one = train({**base, "name": "z1", "model": {**base["model"], "latent_dim": 1}}, verbose=False)
     two = train({**base, "name": "z2", "model": {**base["model"], "latent_dim": 2}}, verbose=False)
-    record = lambda run: RunRecord(run.run_dir.name, "base", 1, run.run_dir, run.config.to_dict(), run.summary)
+    record = lambda run: RunRecord(run.run_dir, run.config, summary=run.summary, setting="base", seed=1)
     length = compute_probe(record(one), "toy_curve_length")
     assert 0 <= length < 10
     edge = compute_probe(record(two), "toy_edge_fraction")

@@ -20,7 +20,6 @@ for the val and train splits) and printed as a table.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -31,11 +30,11 @@ from typing import Any
 import torch
 
 from .. import __version__
-from ..config import EvaluationConfig, load_config
+from ..config import EvaluationConfig
 from ..data import binarize_split, load_dataset
 from ..errors import CheckpointError, ConfigError
-from ..io import atomic_write_text
 from ..models.classifier import load_classifier
+from ..rundir import RunDir
 from ..runtime import resolve_device
 from .classifier import accuracy, class_histogram, predict
 from .fid import balanced_labels, fid_classifier, fid_inception, find_inception_weights, generate_samples
@@ -61,10 +60,6 @@ class Evaluation:
 
 WEAK_CLASSIFIER = 0.8
 """Below this test accuracy a classifier's FID and class histogram come with a warning."""
-
-
-def output_name(split: str) -> str:
-    return "evaluation.json" if split == "test" else f"evaluation-{split}.json"
 
 
 def evaluate(run_dir: str | Path, config: EvaluationConfig | dict[str, Any] | None = None, *,
@@ -104,10 +99,11 @@ def _evaluate(run_dir: Path, config, *, verbose: bool, **overrides: Any) -> Eval
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(f"run directory {run_dir} does not exist; check the path")
-    if not (run_dir / "config.yaml").is_file():
+    files = RunDir(run_dir)
+    if not files.is_run():
         raise CheckpointError(f"{run_dir} is not a run directory (no config.yaml); pass a directory written by `vaelab train`")
-    load_config(run_dir / "config.yaml")  # a damaged config.yaml is reported, not ignored
-    checkpoint = run_dir / "checkpoints" / f"{config.checkpoint}.safetensors"
+    files.read_config()  # a damaged config.yaml is reported, not ignored
+    checkpoint = files.checkpoint(config.checkpoint)
     if not checkpoint.is_file():
         raise CheckpointError(
             f"{run_dir} has no {config.checkpoint} checkpoint ({checkpoint} is missing): the run has not finished "
@@ -226,7 +222,7 @@ def _evaluate(run_dir: Path, config, *, verbose: bool, **overrides: Any) -> Eval
     results["seconds"] = seconds
     results.update({"vaelab": __version__, "torch": torch.__version__,
                     "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
-    path = atomic_write_text(run_dir / output_name(config.split), json.dumps(results, indent=2))
+    path = RunDir(run_dir).write_evaluation(results, config.split)
     if verbose:
         print_table(results)
         print(f"written to {path}")

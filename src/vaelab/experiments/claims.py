@@ -68,7 +68,6 @@ rank correlation with the report's numbers.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import re
@@ -79,6 +78,7 @@ from typing import Any, Callable
 
 import yaml
 
+from ..rundir import RunDir, RunRecord, read_run
 from .sweep import setting_of
 
 HOLDS = "holds"
@@ -98,39 +98,6 @@ class Pending(Exception):
     """A metric cannot be computed from the files present (e.g. no ``evaluation.json``)."""
 
 
-@dataclass
-class RunRecord:
-    """One finished run of a sweep, as read from its directory."""
-
-    name: str
-    setting: str
-    seed: int
-    run_dir: Path
-    config: dict[str, Any]
-    summary: dict[str, Any]
-    evaluation: dict[str, Any] | None = None
-    probes: dict[str, float] = field(default_factory=dict)
-    """``probes.json``: probe values computed earlier (from the checkpoint) and kept with the results."""
-    _history: list[dict[str, float]] | None = field(default=None, repr=False)
-
-    def value(self, dotted: str) -> Any:
-        """The resolved config's value at ``dotted`` (``"model.latent_dim"``)."""
-        node: Any = self.config
-        for part in dotted.split("."):
-            if not isinstance(node, dict) or part not in node:
-                raise KeyError(f"config has no key {dotted!r}")
-            node = node[part]
-        return node
-
-    @property
-    def history(self) -> list[dict[str, float]]:
-        """``metrics.csv`` as a list of rows of floats (read on first use)."""
-        if self._history is None:
-            with open(self.run_dir / "metrics.csv", newline="") as handle:
-                self._history = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
-        return self._history
-
-
 def collect_runs(sweep_dir: str | Path, prefix: str = "") -> list[RunRecord]:
     """The finished runs (those with ``summary.json`` and at least one epoch) of a sweep
     directory, in the order the sweep listed them; ``prefix`` is put before each setting name
@@ -142,22 +109,16 @@ def collect_runs(sweep_dir: str | Path, prefix: str = "") -> list[RunRecord]:
     meta = yaml.safe_load(meta_path.read_text()) or {}
     records = []
     for name in meta.get("resolved_runs", []):
-        run_dir = sweep_dir / "runs" / name
-        summary_path = run_dir / "summary.json"
-        if not summary_path.is_file():
+        files = RunDir(sweep_dir / "runs" / name)
+        summary = files.read_summary()
+        if not summary or not summary.get("epochs"):
             continue
-        summary = json.loads(summary_path.read_text())
-        if not summary.get("epochs"):
-            continue
-        config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
-        evaluation_path = run_dir / "evaluation.json"
-        evaluation = json.loads(evaluation_path.read_text()) if evaluation_path.is_file() else None
-        probes_path = run_dir / "probes.json"
-        probes = json.loads(probes_path.read_text()) if probes_path.is_file() else {}
+        record = read_run(files.path)
+        probes = json.loads(files.probes_json.read_text()) if files.probes_json.is_file() else {}
         match = re.search(r"seed(\d+)$", name)
-        seed = int(match.group(1)) if match else int(config.get("seed", 0))
-        records.append(RunRecord(name, prefix + setting_of(name), seed, run_dir, config, summary, evaluation,
-                                 probes))
+        record.setting, record.probes = prefix + setting_of(name), probes
+        record.seed = int(match.group(1)) if match else int(record.config.seed)
+        records.append(record)
     return records
 
 
@@ -646,7 +607,7 @@ def _figure(claim, records, result: ClaimResult, budget: str | None = None) -> C
     if claim.get("along"):
         chosen.sort(key=lambda r: (r.value(claim["along"]), r.seed))
     for record in chosen:
-        paths = [record.run_dir / "figures" / name for name in names]
+        paths = [record.files.figures / name for name in names]
         present = [p for p in paths if p.is_file()]
         if record.setting not in seen and present:
             seen.add(record.setting)

@@ -182,5 +182,5 @@ def compute_probe(record: "RunRecord", name: str) -> float:
     if name not in PROBES:
         raise KeyError(f"unknown probe {name!r} (known: {', '.join(PROBES)})")
     model = load_model(record.run_dir, "last")
-    images = _eval_images(yaml.safe_dump(record.config["data"], sort_keys=True))
+    images = _eval_images(yaml.safe_dump(record.config.to_dict()["data"], sort_keys=True))
     return float(PROBES[name](model, images))

@@ -39,10 +39,10 @@ import yaml
 
 from ..errors import ConfigError
 from ..io import atomic_write_text
+from ..rundir import RunDir
 from .claims import Pending, RunRecord, collect_runs, group_stats, matches
 from .sweep import summarize_sweep
 
-RUN_FILES = ("config.yaml", "summary.json", "metrics.csv", "evaluation.json")
 GRID_KINDS = ("toy2d_grid", "reference_bars")
 
 
@@ -123,14 +123,15 @@ def export_sweep(spec_path: str | Path, runs_root: str | Path, budget: str, resu
         for record in records:
             target = staging / "runs" / record.name
             target.mkdir(parents=True)
-            for file in RUN_FILES:
-                if (record.run_dir / file).is_file():
-                    shutil.copyfile(record.run_dir / file, target / file)
+            files = RunDir(record.run_dir)
+            for path in (files.config_yaml, files.summary_json, files.metrics_csv, files.evaluation_json()):
+                if path.is_file():
+                    shutil.copyfile(path, target / path.name)
             needed = sorted({p for p, sides in probes if any(matches(record, side) for side in sides)})
             if needed:
                 values = {p: compute_probe(record, p) for p in needed}
                 values = {p: (None if v != v else v) for p, v in values.items()}  # NaN -> null
-                atomic_write_text(target / "probes.json", json.dumps(values, indent=2, sort_keys=True) + "\n")
+                atomic_write_text(RunDir(target).probes_json, json.dumps(values, indent=2, sort_keys=True) + "\n")
                 record.probes = {p: (float("nan") if v is None else v) for p, v in values.items()}
         for entry in spec.get("figures") or []:
             _draw(entry, spec, records, staging / "figures", plot_run)
@@ -189,7 +190,6 @@ def _draw(entry: dict[str, Any], spec: dict[str, Any], records: list[RunRecord],
         return
     if kind == "toy2d_grid":
         from ..data import load_dataset
-        from ..config import Config
         from ..plots.latents import plot_toy2d_grid
         from ..training import load_model
 
@@ -201,7 +201,7 @@ def _draw(entry: dict[str, Any], spec: dict[str, Any], records: list[RunRecord],
         col_values = sorted({r.value(cols_key) for r in chosen})
         cells = [(row_values.index(r.value(rows_key)), col_values.index(r.value(cols_key)),
                   load_model(r.run_dir, "last")) for r in chosen]
-        test = load_dataset(Config.from_dict(chosen[0].config).data).test
+        test = load_dataset(chosen[0].config.data).test
         fig = plot_toy2d_grid(cells, test.images, test.labels, [_value_label(rows_key, v) for v in row_values],
                               [_value_label(cols_key, v) for v in col_values],
                               title=entry.get("title", ""), seed=chosen[0].seed)

@@ -49,6 +49,7 @@ import yaml
 from ..config import Config, load_config, set_dotted, yaml_load
 from ..errors import ConfigError, VaelabError
 from ..io import atomic_write_text, read_text
+from ..rundir import RunDir
 
 METRICS = ("neg_elbo", "recon", "kl")
 
@@ -180,7 +181,8 @@ def load_sweep(spec: dict[str, Any] | str | Path, budget: str = "quick", output_
 
 
 def read_summary(path: Path) -> dict[str, Any] | None:
-    """A run's ``summary.json``, or None when it is missing or damaged (not UTF-8, truncated)."""
+    """A run's ``summary.json``, or None when it is missing, damaged (not UTF-8, truncated) or
+    records no epoch."""
     try:
         value = json.loads(read_text(path, "run summary"))
     except (FileNotFoundError, VaelabError, ValueError):
@@ -238,23 +240,24 @@ def _train_one(config: dict[str, Any], device: str | None = None) -> dict[str, A
     if device is not None:
         config = {**config, "training": {**config["training"], "device": device}}
 
-    run_dir = Path(config["output_dir"]) / config["name"]
+    files = RunDir(Path(config["output_dir"]) / config["name"])
+    run_dir = files.path
     start = time.perf_counter()
-    if read_summary(run_dir / "summary.json") is not None:
+    if read_summary(files.summary_json) is not None:
         return {"status": "skipped", "seconds": 0.0}
     if _STOPPING:
         return {"status": "not started", "seconds": 0.0}
     try:
-        if (run_dir / "config.yaml").exists():
+        if files.config_yaml.exists():
             run = resume(run_dir, None if device is None else {"training.device": device}, verbose=False)
         else:
             run = train(config, verbose=False)
-        (run_dir / "error.txt").unlink(missing_ok=True)
+        files.error_txt.unlink(missing_ok=True)
         return {"status": "done", "seconds": time.perf_counter() - start, "final": run.summary.get("final")}
     except Exception as exc:  # recorded, and the sweep goes on
         run_dir.mkdir(parents=True, exist_ok=True)
         message = f"{type(exc).__name__}: {exc}"
-        atomic_write_text(run_dir / "error.txt", message + "\n")
+        atomic_write_text(files.error_txt, message + "\n")
         status = "interrupted" if type(exc).__name__ == "TrainingInterrupted" else "failed"
         _STOPPING = _STOPPING or status == "interrupted"
         return {"status": status, "seconds": time.perf_counter() - start, "error": message}
@@ -605,7 +608,7 @@ def summarize_sweep(directory: str | Path, figures: bool = True) -> dict[str, An
     for name in meta.get("resolved_runs", []):
         run_dir = directory / "runs" / name
         group = groups.setdefault(setting_of(name), {"runs": [], "values": {}})
-        summary = read_summary(run_dir / "summary.json")
+        summary = read_summary(RunDir(run_dir).summary_json)
         if summary is None:  # not finished, or a damaged summary (a relaunch resumes it)
             failed.append(name)
             continue
@@ -693,7 +696,7 @@ def sweep_figures(directory: str | Path, meta: dict[str, Any] | None = None,
     records, skipped = [], {}
     for name in meta.get("resolved_runs", []):
         run_dir = directory / "runs" / name
-        if not (run_dir / "summary.json").is_file():
+        if not RunDir(run_dir).finished():
             skipped[name] = "not finished"
             continue
         try:

@@ -130,7 +130,7 @@ def _ensure_figures(record: RunRecord, redraw: bool, data_dir: str | None) -> st
 
 
 def _figures_html(record: RunRecord) -> str:
-    figures = record.run_dir / "figures"
+    figures = record.files.figures
     paths = sorted(figures.glob("*.png")) if figures.is_dir() else []
     order = {kind: i for i, kind in enumerate(KINDS)}
     paths.sort(key=lambda p: (order.get(p.stem, len(order)), p.name))

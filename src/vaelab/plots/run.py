@@ -10,16 +10,12 @@ what to do, never a traceback.
 from __future__ import annotations
 
 import dataclasses
-
-import csv
 import json
-import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..config import Config, load_config
 from ..errors import CheckpointError, ConfigError
+from ..rundir import RunRecord, read_run  # noqa: F401  (read_run: re-exported for vaelab.plots)
 from ..training.callbacks import Callback
 
 KINDS = ("loss_curves", "reconstructions", "samples", "latent_manifold", "latent_scatter",
@@ -33,130 +29,6 @@ N_RECONSTRUCTIONS = 20
 
 N_INTERPOLATIONS = 8
 """interpolations.png has 8 rows (pairs of consecutive fixed test examples: 0-1, 2-3, ...)."""
-
-
-# --- reading a run directory ---------------------------------------------------------------
-
-
-@dataclass
-class RunRecord:
-    """What a run directory holds, read without touching the model or the data.
-
-    ``history`` holds the rows of ``metrics.csv`` as floats (``epoch`` as int); ``summary`` is
-    ``summary.json`` (None while the run is still training); ``eval_name`` is the evaluated
-    split (``test`` or ``val``). Empty cells of ``metrics.csv`` read as NaN.
-    """
-
-    run_dir: Path
-    config: Config
-    history: list[dict[str, float]] = field(default_factory=list)
-    summary: dict[str, Any] | None = None
-    environment: dict[str, Any] | None = None
-    evaluation: dict[str, Any] | None = None
-    """``evaluation.json`` when the run has been evaluated (``vaelab evaluate``), else None."""
-
-    @property
-    def name(self) -> str:
-        return self.run_dir.name
-
-    @property
-    def eval_name(self) -> str:
-        if self.summary and self.summary.get("eval_split"):
-            return self.summary["eval_split"]
-        if self.history and "val_neg_elbo" in self.history[0]:
-            return "val"
-        return "test"
-
-    @property
-    def finished(self) -> bool:
-        """True when ``summary.json`` exists (the training command completed)."""
-        return self.summary is not None
-
-    @property
-    def best_row(self) -> dict[str, float] | None:
-        """The epoch with the lowest evaluation negative ELBO (None without history)."""
-        key = f"{self.eval_name}_neg_elbo"
-        rows = [row for row in self.history if key in row and math.isfinite(row[key])]
-        return min(rows, key=lambda row: row[key]) if rows else None
-
-    def checkpoint(self, which: str) -> Path:
-        return self.run_dir / "checkpoints" / f"{which}.safetensors"
-
-
-def read_run(run_dir: str | Path) -> RunRecord:
-    """Read ``run_dir``'s config, metrics, summary and environment.
-
-    A run still training (no ``summary.json`` yet) is fine, and so is one that has not
-    finished an epoch (empty history).
-
-    Raises:
-        CheckpointError: ``run_dir`` is not a directory, has no or an invalid ``config.yaml``,
-            or a damaged ``metrics.csv``/``summary.json`` (naming the file, the line and what
-            to do).
-    """
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise CheckpointError(f"run directory {run_dir} does not exist; check the path")
-    config_path = run_dir / "config.yaml"
-    if not config_path.is_file():
-        present = ", ".join(sorted(p.name for p in run_dir.iterdir() if not p.name.startswith("."))[:8]) or "nothing"
-        raise CheckpointError(
-            f"{run_dir} is not a run directory: config.yaml is missing (found: {present}); "
-            "pass the directory that `vaelab train` wrote (runs/<name>)"
-        )
-    try:
-        config = load_config(config_path)
-    except ConfigError as exc:
-        raise CheckpointError(f"cannot use the run's config: {exc}") from None
-    record = RunRecord(run_dir=run_dir, config=config, history=_read_metrics(run_dir / "metrics.csv"))
-    record.summary = _read_json(run_dir / "summary.json")
-    record.environment = _read_json(run_dir / "environment.json")
-    record.evaluation = _read_json(run_dir / "evaluation.json")
-    return record
-
-
-def _read_metrics(path: Path) -> list[dict[str, float]]:
-    if not path.exists():
-        return []
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path} cannot be read ({exc}); copy the run directory again") from None
-    rows = list(csv.reader(text.splitlines()))
-    if not rows:
-        return []
-    header, history = rows[0], []
-    if "epoch" not in header:
-        raise CheckpointError(f"{path} has no 'epoch' column (header: {','.join(header)[:80]}); "
-                              "it is not a vaelab metrics file")
-    for line, values in enumerate(rows[1:], start=2):
-        if not values:
-            continue
-        if len(values) != len(header):
-            raise CheckpointError(
-                f"{path}, line {line}: {len(values)} values for {len(header)} columns; the file is "
-                "truncated or damaged (copy it again, or delete the line)"
-            )
-        try:  # an empty cell (a metric not computed that epoch) reads as NaN
-            row = {k: float(v) if v.strip() else math.nan for k, v in zip(header, values)}
-        except ValueError:
-            raise CheckpointError(f"{path}, line {line}: a value is not a number; the file is damaged") from None
-        row["epoch"] = int(row["epoch"])
-        history.append(row)
-    return history
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    if not path.exists():
-        return None
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise CheckpointError(f"{path} is not valid JSON ({exc}); the file is truncated or damaged, "
-                              "copy it again or delete it") from None
-    if not isinstance(value, dict):
-        raise CheckpointError(f"{path} should hold a JSON object; it is damaged")
-    return value
 
 
 # --- drawing -------------------------------------------------------------------------------
@@ -438,7 +310,7 @@ def plot_run(run_dir: str | Path, kinds=None, *, which: str = "last", output_dir
         trained = read_checkpoint_config(record.checkpoint(which))
         record.config = dataclasses.replace(trained, figures=record.config.figures)
     ctx = _Context(record, which, model=model, dataset=dataset, data_dir=data_dir)
-    out = Path(output_dir) if output_dir is not None else record.run_dir / "figures"
+    out = Path(output_dir) if output_dir is not None else record.files.figures
     chosen = requested or list(KINDS)
     if only_missing:
         chosen = [kind for kind in chosen if not (out / f"{kind}.png").is_file()]

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..errors import CheckpointError
 from ..io import atomic_write_bytes
+from ..rundir import RunDir
 
 
 @dataclass
@@ -47,7 +48,6 @@ def sample_run(run_dir: str | Path, sampler: str = "prior", n: int = 64, *, seed
         ConfigError: an unknown sampler or ``n < 1``.
         DataError: (gmm) the dataset cannot be found.
     """
-    from ..config import load_config
     from ..data import load_dataset
     from ..errors import ConfigError
     from ..evaluation.samplers import SAMPLERS, decode_latents, draw_latents, training_view
@@ -60,10 +60,10 @@ def sample_run(run_dir: str | Path, sampler: str = "prior", n: int = 64, *, seed
         raise ConfigError(f"unknown sampler {sampler!r}; use one of {', '.join(SAMPLERS)}")
     if n < 1:
         raise ConfigError(f"--n must be >= 1, got {n}")
-    if not (run_dir / "config.yaml").is_file():
+    if not RunDir(run_dir).is_run():
         raise CheckpointError(f"{run_dir} is not a run directory (no config.yaml); pass a directory written by `vaelab train`")
     device = resolve_device(device)
-    config = load_config(run_dir / "config.yaml")
+    config = RunDir(run_dir).read_config()
     model = load_model(run_dir, which).to(device)
     train_images = train_labels = None
     if sampler == "gmm":

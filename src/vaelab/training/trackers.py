@@ -35,7 +35,7 @@ from ..config import LOGGER_NAMES as TRACKER_NAMES
 from ..config import Config
 from ..errors import ConfigError
 from ..io import atomic_write_text
-TRACKERS_FILE = "trackers.json"
+from ..rundir import RunDir
 
 
 def logger_names(value: str) -> list[str]:
@@ -95,10 +95,11 @@ class Tracker:
 
 def _artifacts(run_dir: Path) -> list[tuple[Path, str]]:
     """(file, artifact folder) pairs logged at the end of a run."""
-    files = [(p, "figures") for p in sorted((run_dir / "figures").glob("*")) if p.is_file()]
-    files += [(run_dir / name, "") for name in ("summary.json", "config.yaml", "environment.json", "data.json")
-              if (run_dir / name).is_file()]
-    last = run_dir / "checkpoints" / "last.safetensors"
+    run = RunDir(run_dir)
+    files = [(p, "figures") for p in sorted(run.figures.glob("*")) if p.is_file()]
+    files += [(path, "") for path in (run.summary_json, run.config_yaml, run.environment_json, run.data_json)
+              if path.is_file()]
+    last = run.checkpoint("last")
     if last.is_file():
         files.append((last, "checkpoints"))
     return files
@@ -257,7 +258,7 @@ class Trackers:
         names = logger_names(config.training.logger)
         self.run_dir = run_dir
         previous = {}
-        path = run_dir / TRACKERS_FILE
+        path = RunDir(run_dir).trackers_json
         if path.is_file():
             try:
                 previous = json.loads(path.read_text())
@@ -268,7 +269,7 @@ class Trackers:
 
     def _save(self) -> None:
         if self.items:
-            atomic_write_text(self.run_dir / TRACKERS_FILE,
+            atomic_write_text(RunDir(self.run_dir).trackers_json,
                               json.dumps({t.name: t.state() for t in self.items}, indent=2))
 
     def on_train_start(self, config: Config, run_dir: Path, resumed: bool) -> None:
