@@ -21,7 +21,7 @@ _LAZY = {
     "CheckpointError": "errors", "TrainingError": "errors",
     "run_sweep": "experiments", "load_sweep": "experiments", "summarize_sweep": "experiments",
     "plot_run": "plots", "compare_runs": "plots", "write_report": "plots",
-    "evaluate": "evaluation", "EvaluationConfig": "config", "train_classifier": "evaluation",
+    "evaluate": "evaluation", "EvaluationConfig": "evaluation", "train_classifier": "evaluation",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

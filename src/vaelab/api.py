@@ -16,8 +16,7 @@ from typing import Any
 
 from .config import Config
 from .evaluation.latents import PosteriorCollapseCheck
-from .plots.run import Figures
-from .plots.tensorboard import TensorBoard
+from .plots.callbacks import Figures, TensorBoard
 from .training.callbacks import (Callback, Checkpointing, Console, Progress, RunFiles, StopOnSignals,
                                  TrackerCallbacks)
 from .training.runs import Run

@@ -60,7 +60,7 @@ def _add_field_option(group, f: dataclasses.Field, hint, dest: str) -> None:
         kwargs.update(nargs="+", type=typing.get_args(kind)[0], metavar="N")
     else:
         kwargs["type"] = kind
-        if f.metadata.get("choices"):
+        if f.metadata.get("choices"):  # a tuple, or a component registry (its names)
             kwargs["choices"] = [c for c in f.metadata["choices"] if c is not None]
         else:
             kwargs["metavar"] = {int: "N", float: "X", str: "STR"}.get(kind, "V")
@@ -120,7 +120,10 @@ def _suggest(parser: argparse.ArgumentParser, args: argparse.Namespace, extras: 
     return "unrecognized arguments: " + ", ".join(shown)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``vaelab`` parser. ``command``: the subcommand about to run; the options of ``train``,
+    whose choices come from the component registries (:mod:`vaelab.registry`, which import torch),
+    are built only for ``train`` or when it is None (every command's options)."""
     parser = _Parser(
         prog="vaelab",
         description="Train, evaluate and study variational autoencoders.",
@@ -147,7 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--threads", type=int, metavar="N",
                        help="CPU threads for torch (default: $OMP_NUM_THREADS, else torch's choice); "
                             "on a busy machine 1 is often fastest")
-    _add_config_options(train)
+    if command in (None, "train"):
+        _add_config_options(train)
 
     datasets = commands.add_parser("datasets", help="list the datasets vaelab knows")
     datasets.set_defaults(handler=_cmd_datasets)
@@ -189,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep_summary.add_argument("sweep_dir", metavar="SWEEP_DIR")
     sweep_summary.set_defaults(handler=_cmd_sweep_summary)
     _add_figure_commands(commands)
-    _add_evaluation_commands(commands)
+    _add_evaluation_commands(commands, command)
     return parser
 
 
@@ -436,9 +440,9 @@ def _cmd_sweep_summary(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_evaluation_commands(commands) -> None:
-    from .config import ClassifierConfig, EvaluationConfig
-
+def _add_evaluation_commands(commands, command: str | None) -> None:
+    """``evaluate`` and ``classifier``; their options (from EvaluationConfig and
+    ClassifierConfig, which live beside torch code) are built only for the command that runs."""
     evaluate = commands.add_parser(
         "evaluate", help="measure a trained run: ELBO, importance-sampled NLL, latents, FID",
         description="Evaluate a run's checkpoint on a split: negative ELBO, reconstruction NLL and KL, "
@@ -450,8 +454,12 @@ def _add_evaluation_commands(commands) -> None:
     evaluate.add_argument("--quiet", action="store_true", help="print only the table")
     evaluate.add_argument("--threads", type=int, metavar="N",
                           help="CPU threads for torch (default: $OMP_NUM_THREADS, else torch's choice)")
-    _add_section_options(evaluate, EvaluationConfig)
-    evaluate.set_defaults(handler=_cmd_evaluate, section=EvaluationConfig)
+    if command in (None, "evaluate"):
+        from .evaluation.run import EvaluationConfig
+
+        _add_section_options(evaluate, EvaluationConfig)
+        evaluate.set_defaults(section=EvaluationConfig)
+    evaluate.set_defaults(handler=_cmd_evaluate)
 
     classifier = commands.add_parser("classifier", help="the dataset classifier behind FID and the perceptual loss")
     actions = classifier.add_subparsers(dest="action", metavar="ACTION")
@@ -462,8 +470,12 @@ def _add_evaluation_commands(commands) -> None:
     )
     classifier_train.add_argument("--force", action="store_true", help="retrain even if one is cached")
     classifier_train.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N")
-    _add_section_options(classifier_train, ClassifierConfig)
-    classifier_train.set_defaults(handler=_cmd_classifier_train, section=ClassifierConfig)
+    if command in (None, "classifier"):
+        from .models.classifier import ClassifierConfig
+
+        _add_section_options(classifier_train, ClassifierConfig)
+        classifier_train.set_defaults(section=ClassifierConfig)
+    classifier_train.set_defaults(handler=_cmd_classifier_train)
     classifier.set_defaults(handler=lambda args: classifier.print_help() or 0)
 
 
@@ -516,7 +528,8 @@ def main(argv: list[str] | None = None) -> int:
     Errors caused by input (:class:`VaelabError`) are printed as ``vaelab: error: ...`` and
     give exit status 2.
     """
-    parser = build_parser()
+    words = sys.argv[1:] if argv is None else argv
+    parser = build_parser(words[0] if words and not words[0].startswith("-") else "")
     args, extras = parser.parse_known_args(argv)
     if extras:
         parser.error(_suggest(parser, args, extras))

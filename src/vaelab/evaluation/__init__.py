@@ -9,7 +9,7 @@ def __getattr__(name):  # the rest on first use: `vaelab train` need not import 
     import importlib
 
     modules = {
-        "evaluate": "run", "Evaluation": "run",
+        "evaluate": "run", "Evaluation": "run", "EvaluationConfig": "run",
         "train_classifier": "classifier", "class_histogram": "classifier", "predict": "classifier",
         "active_units": "latents", "posterior_summary": "latents", "probe_accuracy": "latents",
         "fid_classifier": "fid", "fid_inception": "fid", "generate_samples": "fid",
@@ -20,6 +20,6 @@ def __getattr__(name):  # the rest on first use: `vaelab train` need not import 
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["Evaluation", "GMMSampler", "LogLikelihood", "LogMeanExp", "active_units", "class_histogram", "decode_latents", "draw_latents", "evaluate",
+__all__ = ["Evaluation", "EvaluationConfig", "GMMSampler", "LogLikelihood", "LogMeanExp", "active_units", "class_histogram", "decode_latents", "draw_latents", "evaluate",
            "evaluate_elbo", "example_noise", "fid_classifier", "fid_inception", "generate_samples",
            "importance_log_likelihood", "posterior_summary", "predict", "probe_accuracy", "train_classifier"]

@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from .. import __version__
-from ..config import ClassifierConfig, DataConfig
+from ..config import DataConfig
+from ..models.classifier import ClassifierConfig
 from ..data import load_dataset
 from ..errors import ConfigError
 from ..models.classifier import (Classifier, ClassifierInfo, classifier_paths, load_classifier,

@@ -30,12 +30,12 @@ from typing import Any
 import torch
 
 from .. import __version__
-from ..config import EvaluationConfig
 from ..data import binarize_split, load_dataset
 from ..errors import CheckpointError, ConfigError
 from ..models.classifier import load_classifier
 from ..rundir import RunDir
 from ..runtime import resolve_device
+from ..schema import at_least, config_field, section_from_dict
 from .classifier import accuracy, class_histogram, predict
 from .fid import balanced_labels, fid_classifier, fid_inception, find_inception_weights, generate_samples
 from .latents import ACTIVE_THRESHOLD, active_units, posterior_summary, probe_accuracy
@@ -44,6 +44,51 @@ from .samplers import decode_latents, draw_latents, training_view
 
 UNITS = ("nats per example (summed over pixels and latent dimensions, averaged over examples) "
          "unless the key says bits_per_dim, accuracy or fid")
+
+
+@dataclass
+class EvaluationConfig:
+    """What ``vaelab evaluate`` measures on a run (not part of a run's config)."""
+
+    split: str = config_field("test", "split to evaluate: test, val (needs data.validation_size) or train",
+                        choices=("test", "val", "train"))
+    checkpoint: str = config_field("best", "checkpoint to evaluate", choices=("best", "last"))
+    k: int = config_field(1000, "importance samples K per example for the log-likelihood (Burda et al. 2016)",
+                    check=at_least(1))
+    examples: int | None = config_field(None, "evaluate only the first N examples of the split (default all)",
+                                  check=at_least(1))
+    batch_size: int | None = config_field(
+        None, "examples per batch (default: as many as fit chunk_size latent samples)", check=at_least(1))
+    chunk_size: int = config_field(4096, "latent samples decoded at once (bounds memory: about "
+                             "chunk_size * pixels * 12 bytes)", check=at_least(1))
+    seed: int = config_field(0, "seed of the importance samples and of the generated samples", check=at_least(0))
+    probe: bool = config_field(True, "fit a logistic-regression and a 5-NN probe on the latent means")
+    probe_train_examples: int | None = config_field(
+        10000, "training examples the probes are fit on (null: all)", check=at_least(1))
+    fid: str = config_field(
+        "auto", "sample quality: auto (classifier FID when a classifier is cached), classifier, "
+        "inception (needs torch-fidelity and local weights), none", choices=("auto", "classifier", "inception", "none"))
+    fid_samples: int = config_field(10000, "generated samples for the FID and the class histogram", check=at_least(2))
+    sampler: str = config_field(
+        "prior", "latent sampler of the generated samples: prior (z ~ p(z)), or gmm, which also scores "
+        "samples from a Gaussian mixture fitted to the training set's posterior means (Ghosh et al. 2020), "
+        "beside the prior's", choices=("prior", "gmm"))
+    gmm_components: int = config_field(10, "sampler=gmm: mixture components (full covariance; Ghosh et al. 2020 use 10)",
+                                 check=at_least(1))
+    inception_weights: str | None = config_field(
+        None, "path of the FID Inception weights (default: $VAELAB_INCEPTION_WEIGHTS, then the "
+        "torch-fidelity cache in the torch hub directory)")
+    data_dir: str | None = config_field(None, "directory holding the dataset files (default: the run's)")
+    device: str = config_field("auto", "device: auto (CUDA if present), cpu, cuda or cuda:N")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None) -> "EvaluationConfig":
+        """Build and validate (see :meth:`Config.from_dict`).
+
+        Raises:
+            ConfigError: unknown keys, wrong types or out-of-range values.
+        """
+        return section_from_dict(cls, values)
 
 
 @dataclass

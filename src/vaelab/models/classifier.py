@@ -33,13 +33,41 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
-from ..config import ClassifierConfig
 from ..data import cache_dir
 from ..errors import CheckpointError, ConfigError
 from ..io import atomic_write_bytes, atomic_write_text
+from ..schema import at_least, config_field, positive, positive_list, probability, section_from_dict
 
 FORMAT = "vaelab-classifier-1"
 LAYER_NAMES = ("relu1", "relu2", "relu3", "relu4", "features")
+
+
+@dataclass
+class ClassifierConfig:
+    """The small CNN behind classifier-feature FID, sample class histograms and the perceptual
+    loss (``vaelab classifier train``)."""
+
+    dataset: str = config_field("mnist", "dataset whose training split the classifier learns")
+    epochs: int = config_field(4, "passes over the training set", check=at_least(1))
+    batch_size: int = config_field(128, "training examples per step", check=at_least(1))
+    learning_rate: float = config_field(2e-3, "Adam learning rate (cosine decay to 0 over the epochs)", check=positive)
+    channels: list[int] = config_field(None, "output channels of the four 3x3 convolutions",
+                                 factory=lambda: [16, 16, 32, 32], check=positive_list)
+    hidden: int = config_field(128, "width of the penultimate layer (the FID feature space)", check=at_least(1))
+    dropout: float = config_field(0.25, "dropout before the last layer", check=probability)
+    seed: int = config_field(1, "seed of the initialisation and data order", check=at_least(0))
+    train_examples: int | None = config_field(
+        None, "use only the first N training images (quick runs; default all)", check=at_least(1))
+    data_dir: str | None = config_field(None, "directory holding the dataset files (default: $VAELAB_DATA_DIR)")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None) -> "ClassifierConfig":
+        """Build and validate (see :meth:`Config.from_dict`).
+
+        Raises:
+            ConfigError: unknown keys, wrong types or out-of-range values.
+        """
+        return section_from_dict(cls, values)
 
 
 class Classifier(nn.Module):

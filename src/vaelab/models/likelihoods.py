@@ -10,7 +10,8 @@ depends on z (Kingma & Welling 2014, Appendix C.2: the Gaussian MLP decoder outp
 log sigma^2); either way it is kept above ``scale_floor`` by ``floor + softplus(raw)``.
 
 Adding a likelihood: write one class here with ``distribution(params)`` and ``mean(params)``,
-and add it to :data:`LIKELIHOODS` (and to ``config.LIKELIHOOD_NAMES``).
+and add it to :data:`LIKELIHOODS`: the config, its validation and the CLI's ``--likelihood``
+read the names from there (:mod:`vaelab.registry`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,12 @@ class Likelihood(nn.Module):
     """Base class. ``distribution(params)`` has event shape ``(C, H, W)``."""
 
     params_per_pixel = 1
+    has_scale = False
+    """Whether it has a scale (``likelihood_scale``, ``learn_scale``, ``scale_floor`` apply)."""
+    unit_interval = True
+    """Whether it models values in [0, 1] only (data below 0 are refused)."""
+    binary_data = True
+    """Whether it can model binarised data (a density on (0, 1) cannot)."""
 
     def __init__(self, config: ModelConfig | None = None, image_shape: tuple[int, int, int] = (1, 1, 1)):
         super().__init__()
@@ -93,6 +100,9 @@ class _ScaledLikelihood(Likelihood):
     """A location-scale likelihood with a fixed or learned scale (scalar or per pixel), or with
     the scale as a second decoder output per pixel (``learn_scale: decoder``; then ``params``
     holds ``2C`` channels: the C location outputs, then the C raw scales)."""
+
+    has_scale = True
+    unit_interval = False
 
     def __init__(self, config: ModelConfig | None = None, image_shape: tuple[int, int, int] = (1, 1, 1)):
         super().__init__(config, image_shape)
@@ -158,6 +168,9 @@ class LogitNormalLikelihood(_ScaledLikelihood):
     a density on the pixel scale (``TransformedDistribution`` with ``SigmoidTransform``). The
     figures show sigmoid(out), the median of x."""
 
+    unit_interval = True
+    binary_data = False
+
     def __init__(self, config: ModelConfig | None = None, image_shape: tuple[int, int, int] = (1, 1, 1)):
         super().__init__(config, image_shape)
         self.eps = (config or ModelConfig()).logit_eps
@@ -181,3 +194,30 @@ LIKELIHOODS: dict[str, type[Likelihood]] = {
     "laplace": LaplaceLikelihood,
     "logit_normal": LogitNormalLikelihood,
 }
+
+
+def binarised_data_problem(likelihood: str, binarize: str, reason: str, advice: str) -> str | None:
+    """The one rule on likelihoods and binarised data (checked on the config, and again on the
+    loaded data, whose dataset may imply binarisation): None when ``likelihood`` can model data
+    binarised by ``binarize``, else why not (``reason``) and what to do (``advice``)."""
+    if binarize == "none" or LIKELIHOODS[likelihood].binary_data:
+        return None
+    return (f"model.likelihood {likelihood} is a density on (0, 1) and cannot model binarised data ({reason}); "
+            f"{advice}")
+
+
+def config_problems(config) -> list[str]:
+    """The likelihood's checks of a whole :class:`~vaelab.config.Config` (see :mod:`vaelab.registry`)."""
+    m, d = config.model, config.data
+    cls, problems = LIKELIHOODS[m.likelihood], []
+    problem = binarised_data_problem(m.likelihood, d.binarize, f"data.binarize={d.binarize}",
+                                     "use bernoulli, or binarize: none")
+    if problem:
+        problems.append(problem)
+    if cls.has_scale and m.likelihood_scale < m.scale_floor:
+        problems.append(
+            f"model.likelihood_scale={m.likelihood_scale} is below model.scale_floor={m.scale_floor}, the "
+            "smallest scale the likelihood takes; raise the scale or lower scale_floor")
+    if m.learn_scale != "none" and not cls.has_scale:
+        problems.append(f"model.learn_scale={m.learn_scale}: the {m.likelihood} likelihood has no scale")
+    return problems

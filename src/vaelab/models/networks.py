@@ -130,6 +130,13 @@ CONV_PRESETS = {
                       fc_hidden=False),
 }
 
+NETWORKS = {
+    # model.network -> what it builds (vae.build_model): MLPs, or convolutions by ConvSpec
+    "mlp": "MLPEncoder / MLPDecoder",
+    "conv": "ConvEncoder / ConvDecoder of model.conv_channels, conv_kernels, conv_downsample",
+    **{name: f"ConvEncoder / ConvDecoder of CONV_PRESETS[{name!r}]" for name in CONV_PRESETS},
+}
+
 
 def conv_spec(config: ModelConfig, image_shape: tuple[int, int, int]) -> ConvSpec:
     """The conv stack ``config`` asks for, checked against ``image_shape``.
@@ -245,24 +252,39 @@ class ConvDecoder(nn.Module):
 _KAIMING_NONLINEARITY = {"relu": "relu", "leaky_relu": "leaky_relu", "elu": "relu", "softplus": "relu",
                          "tanh": "tanh"}
 
+INITIALISERS = {
+    # scheme -> fn(weight, activation); "default" keeps PyTorch's own initialisation
+    "default": None,
+    "xavier_uniform": lambda weight, activation: nn.init.xavier_uniform_(weight),
+    "xavier_normal": lambda weight, activation: nn.init.xavier_normal_(weight),
+    "kaiming_normal": lambda weight, activation: nn.init.kaiming_normal_(
+        weight, nonlinearity=_KAIMING_NONLINEARITY[activation]),
+    "kaiming_uniform": lambda weight, activation: nn.init.kaiming_uniform_(
+        weight, nonlinearity=_KAIMING_NONLINEARITY[activation]),
+}
+
 
 def initialise(module: nn.Module, scheme: str, activation: str) -> None:
     """Re-initialise every linear and convolution weight by ``scheme`` (biases to zero):
     Xavier/Glorot (Glorot & Bengio 2010) or Kaiming/He (He et al. 2015, fan-in mode, gain for
     ``activation``). ``default`` keeps PyTorch's own initialisation."""
-    if scheme == "default":
+    if scheme not in INITIALISERS:
+        raise ValueError(f"unknown initialisation {scheme!r}")
+    init = INITIALISERS[scheme]
+    if init is None:
         return
     for layer in module.modules():
         if isinstance(layer, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
-            if scheme == "xavier_uniform":
-                nn.init.xavier_uniform_(layer.weight)
-            elif scheme == "xavier_normal":
-                nn.init.xavier_normal_(layer.weight)
-            elif scheme == "kaiming_normal":
-                nn.init.kaiming_normal_(layer.weight, nonlinearity=_KAIMING_NONLINEARITY[activation])
-            elif scheme == "kaiming_uniform":
-                nn.init.kaiming_uniform_(layer.weight, nonlinearity=_KAIMING_NONLINEARITY[activation])
-            else:
-                raise ValueError(f"unknown initialisation {scheme!r}")
+            init(layer.weight, activation)
             if layer.bias is not None:
                 nn.init.zeros_(layer.bias)
+
+
+def config_problems(config) -> list[str]:
+    """The network's checks of a whole :class:`~vaelab.config.Config` (see :mod:`vaelab.registry`)."""
+    m, problems = config.model, []
+    if m.network == "mlp" and (m.conv_channels or m.conv_kernels):
+        problems.append("model.conv_channels/conv_kernels need network: conv")
+    if m.conv_kernels and m.conv_channels and len(m.conv_kernels) not in (1, len(m.conv_channels)):
+        problems.append("model.conv_kernels needs one value or one per entry of model.conv_channels")
+    return problems

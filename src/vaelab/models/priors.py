@@ -192,3 +192,28 @@ def factorises(p: Distribution) -> bool:
     """True for a diagonal Gaussian prior, whose KL to a diagonal Gaussian posterior is a sum of
     closed-form terms per dimension; False for mixtures (KL estimated by Monte Carlo)."""
     return isinstance(p, Independent) and isinstance(p.base_dist, Normal)
+
+
+def config_problems(config) -> list[str]:
+    """The prior's checks of a whole :class:`~vaelab.config.Config` (see :mod:`vaelab.registry`):
+    the normal prior's parameters, and what a mixture prior (MoG, VampPrior) cannot do."""
+    m, problems = config.model, []
+    if m.prior_std is not None and m.prior_variance is not None:
+        problems.append("give model.prior_std or model.prior_variance, not both")
+    for key in ("prior_loc", "prior_std", "prior_variance"):
+        value = getattr(m, key)
+        if value is not None and len(value) not in (1, m.latent_dim):
+            problems.append(f"model.{key} needs 1 or latent_dim={m.latent_dim} values, got {len(value)}")
+    if m.prior == "standard_normal" and (m.prior_loc != [0.0] or m.prior_scale() != [1.0]):
+        problems.append("model.prior standard_normal is N(0, I); use prior: normal with prior_loc/prior_std")
+    if PRIORS[m.prior] is not NormalPrior:  # a mixture
+        if m.prior_loc != [0.0] or m.prior_std is not None or m.prior_variance is not None:
+            problems.append(f"model.prior_loc/prior_std/prior_variance set a normal prior; prior {m.prior} learns "
+                            "its own (drop them, or use prior: normal)")
+        if config.objective.free_bits:
+            problems.append(f"objective.free_bits needs the KL per latent dimension, which prior {m.prior} (a "
+                            "mixture) does not have; use prior: normal or free_bits: 0")
+    if m.conditional and PRIORS[m.prior] is VampPrior:
+        problems.append("model.conditional with prior vamp: the VampPrior's pseudo-inputs have no labels; "
+                        "use prior normal or mog")
+    return problems

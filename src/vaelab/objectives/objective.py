@@ -28,6 +28,12 @@ from .iwae import iwae_terms
 from .perceptual import PerceptualDistance
 
 EXTRA_TERMS = ("neg_iwae", "perceptual")
+
+BOUNDS = {
+    # objective.bound -> the bound the loss maximises (Objective.__call__)
+    "elbo": "the (beta-weighted) ELBO, Kingma & Welling 2014 (objectives.elbo)",
+    "iwae": "the K-sample importance-weighted bound, Burda et al. 2016 (objectives.iwae)",
+}
 """Names of the per-example terms an :class:`Objective` may report beside recon and kl."""
 
 
@@ -98,3 +104,16 @@ def build_objective(config: ObjectiveConfig, dataset: str, device: torch.device 
     check_layer_names(config.perceptual_layers)
     classifier, _ = load_classifier(dataset, device=device)
     return Objective(config, PerceptualDistance(classifier, config.perceptual_layers))
+
+
+def config_problems(config) -> list[str]:
+    """The bound's checks of a whole :class:`~vaelab.config.Config` (see :mod:`vaelab.registry`)."""
+    o, problems = config.objective, []
+    if o.bound == "iwae":
+        if o.n_samples != 1:
+            problems.append("objective.n_samples is the ELBO's sample count; with bound iwae set objective.iwae_k")
+        if o.free_bits:
+            problems.append("objective.free_bits applies to the ELBO's KL term, not to bound iwae")
+        if o.reconstruction != "likelihood":
+            problems.append("bound iwae needs reconstruction: likelihood (a perceptual term is not a log-density)")
+    return problems

@@ -14,9 +14,9 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
+from ..config import manifold_dims_problem
 from ..errors import CheckpointError, ConfigError
 from ..rundir import RunRecord, read_run  # noqa: F401  (read_run: re-exported for vaelab.plots)
-from ..training.callbacks import Callback
 
 KINDS = ("loss_curves", "reconstructions", "samples", "latent_manifold", "latent_scatter",
          "singular_values", "interpolations", "toy2d", "class_samples")
@@ -113,9 +113,9 @@ class _Context:
     def manifold_dims(self) -> list[int]:
         d = self.model.latent_dim
         if self.figures.manifold_dims is not None:
-            if max(self.figures.manifold_dims) >= d:
-                raise ConfigError(f"figures.manifold_dims {self.figures.manifold_dims} must be below the "
-                                  f"latent size {d}")
+            problem = manifold_dims_problem(self.figures.manifold_dims, d)  # the checkpoint's model
+            if problem:
+                raise ConfigError(problem)
             return list(self.figures.manifold_dims)
         if d <= 2:
             return list(range(d))
@@ -334,12 +334,3 @@ def plot_run(run_dir: str | Path, kinds=None, *, which: str = "last", output_dir
                 print(f"wrote {path}")
     return written
 
-
-class Figures(Callback):
-    """At the end of training, every figure of :func:`plot_run` of the last model, into
-    ``RUN_DIR/figures`` (the same figures as ``vaelab plot RUN_DIR``). Put it after the
-    summary's writer (the loss curves mark its best epoch) and before the trackers (which keep
-    the figures as artifacts)."""
-
-    def on_fit_end(self, trainer, summary: dict) -> None:
-        plot_run(trainer.run_dir.path, model=trainer.model, dataset=trainer.dataset)

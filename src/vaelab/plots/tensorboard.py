@@ -15,7 +15,6 @@ import numpy as np
 import torch
 
 from ..config import Config
-from ..training.callbacks import Callback
 
 IMAGE_TAGS = ("images/reconstructions", "images/samples", "images/latent_manifold")
 
@@ -111,36 +110,3 @@ def _png_to_array(png: bytes) -> np.ndarray:
 
     return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
 
-
-class TensorBoard(Callback):
-    """``--logger tensorboard``: ``RUN_DIR/tensorboard/`` gets the config as hyper-parameters,
-    every ``metrics.csv`` column as a scalar per epoch (``train/neg_elbo``, ...) and image grids
-    on :func:`should_log_images`'s schedule. A resumed run purges the events after its epoch."""
-
-    def __init__(self):
-        self.writer = None
-
-    def on_train_start(self, trainer) -> None:
-        from ..training.trackers import logger_names
-
-        if "tensorboard" not in logger_names(trainer.config.training.logger):
-            return
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.writer = SummaryWriter(log_dir=str(trainer.run_dir.tensorboard), purge_step=trainer.state.epoch + 1)
-        log_config(self.writer, trainer.config, trainer.dataset.eval_name)
-
-    def on_epoch_end(self, trainer, row: dict[str, float], improved: bool) -> None:
-        if self.writer is None:
-            return
-        epoch = row["epoch"]
-        for key, value in row.items():
-            if key != "epoch":
-                self.writer.add_scalar(key.replace("_", "/", 1), value, epoch)
-        log_epoch_images(self.writer, trainer.model, trainer.dataset, trainer.config, epoch)
-        self.writer.flush()
-
-    def on_loop_end(self, trainer) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None

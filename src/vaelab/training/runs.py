@@ -23,7 +23,8 @@ import torch
 from ..config import Config, load_config
 from ..data import Dataset, is_user_dataset, load_dataset, save_arrays
 from ..errors import CheckpointError, ConfigError, VaelabError
-from ..models import VAE, build_model
+from ..models import LIKELIHOODS, VAE, build_model
+from ..models.likelihoods import binarised_data_problem
 from ..objectives import build_objective
 from ..rundir import RunDir
 from ..runtime import match_optimizer_state_layout, place_model, resolve_device
@@ -243,12 +244,11 @@ def check_model_fits_data(config: Config, dataset: Dataset) -> None:
         ConfigError: the likelihood cannot model this data.
     """
     likelihood = config.model.likelihood
-    if likelihood == "logit_normal" and dataset.binarize != "none":
-        raise ConfigError(
-            f"model.likelihood logit_normal is a density on (0, 1) and cannot model binarised data "
-            f"({dataset.spec.name} is binarised: {dataset.binarize}); use bernoulli"
-        )
-    if likelihood in ("bernoulli", "continuous_bernoulli", "logit_normal") and dataset.train.images.min() < 0:
+    problem = binarised_data_problem(likelihood, dataset.binarize, f"{dataset.spec.name} is binarised: "
+                                     f"{dataset.binarize}", "use bernoulli")
+    if problem:
+        raise ConfigError(problem)
+    if LIKELIHOODS[likelihood].unit_interval and dataset.train.images.min() < 0:
         raise ConfigError(
             f"model.likelihood {likelihood} models values in [0, 1], but {dataset.spec.name} has values "
             f"down to {dataset.train.images.min().item():.2f}; use --likelihood gaussian or laplace"

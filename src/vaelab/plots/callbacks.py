@@ -1,0 +1,52 @@
+"""The plots' training callbacks (wired by :mod:`vaelab.api`): TensorBoard scalars, image grids
+and hyper-parameters during training, and every figure of the run at its end."""
+
+from __future__ import annotations
+
+from ..training.callbacks import Callback
+from .run import plot_run
+from .tensorboard import log_config, log_epoch_images
+
+
+class TensorBoard(Callback):
+    """``--logger tensorboard``: ``RUN_DIR/tensorboard/`` gets the config as hyper-parameters,
+    every ``metrics.csv`` column as a scalar per epoch (``train/neg_elbo``, ...) and image grids
+    on :func:`~vaelab.plots.tensorboard.should_log_images`'s schedule. A resumed run purges the events after its epoch."""
+
+    def __init__(self):
+        self.writer = None
+
+    def on_train_start(self, trainer) -> None:
+        from ..training.trackers import logger_names
+
+        if "tensorboard" not in logger_names(trainer.config.training.logger):
+            return
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(log_dir=str(trainer.run_dir.tensorboard), purge_step=trainer.state.epoch + 1)
+        log_config(self.writer, trainer.config, trainer.dataset.eval_name)
+
+    def on_epoch_end(self, trainer, row: dict[str, float], improved: bool) -> None:
+        if self.writer is None:
+            return
+        epoch = row["epoch"]
+        for key, value in row.items():
+            if key != "epoch":
+                self.writer.add_scalar(key.replace("_", "/", 1), value, epoch)
+        log_epoch_images(self.writer, trainer.model, trainer.dataset, trainer.config, epoch)
+        self.writer.flush()
+
+    def on_loop_end(self, trainer) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+class Figures(Callback):
+    """At the end of training, every figure of :func:`plot_run` of the last model, into
+    ``RUN_DIR/figures`` (the same figures as ``vaelab plot RUN_DIR``). Put it after the
+    summary's writer (the loss curves mark its best epoch) and before the trackers (which keep
+    the figures as artifacts)."""
+
+    def on_fit_end(self, trainer, summary: dict) -> None:
+        plot_run(trainer.run_dir.path, model=trainer.model, dataset=trainer.dataset)

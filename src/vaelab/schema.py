@@ -1,0 +1,218 @@
+"""Typed configuration sections: dataclass fields with help, choices and checks, built and
+validated from plain values (as read from YAML), and the YAML dialect configs are written in.
+
+:func:`build_section` turns a nested dict into a dataclass, collecting every problem (unknown
+keys with the closest valid name, wrong types, invalid choices, out-of-range values) instead of
+stopping at the first; :mod:`vaelab.config` composes the sections of a run. No torch here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import re
+import types
+import typing
+from dataclasses import field
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, with two changes for configs: a key given twice in one mapping is an
+    error (not silently the last value), and numbers are read the way people write them:
+    ``1e-3`` and ``3E5`` are floats (YAML 1.1 wants ``1.0e-3``)."""
+
+
+_FLOAT = (r"^(?:[-+]?(?:[0-9][0-9_]*)?\.[0-9_]*(?:[eE][-+]?[0-9]+)?"
+          r"|[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+"
+          r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$")
+_StrictLoader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+for _first in list(_StrictLoader.yaml_implicit_resolvers):
+    _StrictLoader.yaml_implicit_resolvers[_first] = [
+        (tag, regexp) for tag, regexp in _StrictLoader.yaml_implicit_resolvers[_first]
+        if tag != "tag:yaml.org,2002:float"]
+_StrictLoader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(_FLOAT), list("-+0123456789."))
+
+
+def _construct_mapping(loader, node, deep=False):
+    loader.flatten_mapping(node)
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} appears twice in one mapping (lines {seen[key] + 1} and "
+                f"{key_node.start_mark.line + 1}); keep one", key_node.start_mark)
+        seen[key] = key_node.start_mark.line
+    return yaml.SafeLoader.construct_mapping(loader, node, deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def yaml_load(text: str) -> Any:
+    """Parse config YAML: safe (no objects), duplicate keys rejected, ``1e-3`` a number.
+
+    Raises:
+        yaml.YAMLError: invalid YAML or a duplicate key (with its line).
+    """
+    return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def config_field(default, help: str, *, choices: tuple | None = None, check=None, factory=None):
+    """A dataclass field carrying ``help``, optional ``choices`` and a ``check`` predicate.
+
+    ``check(value) -> str | None`` returns a problem description, or None when valid.
+    """
+    meta = {"help": help, "choices": choices, "check": check}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def at_least(lo):
+    return lambda v: None if v >= lo else f"must be >= {lo}"
+
+
+def positive(v):
+    return None if v > 0 else "must be > 0"
+
+
+def positive_list(v):
+    return None if all(w >= 1 for w in v) else "every width must be >= 1"
+
+
+def probability(v):
+    return None if 0 <= v < 1 else "must be in [0, 1)"
+
+
+def positive_floats(v):
+    return None if all(x > 0 for x in v) else "every value must be > 0"
+
+
+def section_from_dict(cls, values: dict[str, Any] | None):
+    """Build and validate one config dataclass ``cls`` from plain values.
+
+    Raises:
+        ConfigError: listing every problem found.
+    """
+    problems: list[str] = []
+    config = build_section(cls, values or {}, "", problems)
+    if problems:
+        raise ConfigError(format_problems(problems))
+    return config
+
+
+def set_dotted(values: dict[str, Any], overrides: dict[str, Any]) -> None:
+    """Apply ``{"section.key": value}`` overrides to a nested dict in place."""
+    for dotted, value in overrides.items():
+        target = values
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise ConfigError(f"cannot set {dotted}: {part} is not a section")
+        target[leaf] = value
+
+
+def build_section(cls, values: Any, prefix: str, problems: list[str]):
+    where = prefix.rstrip(".") or "config"
+    if not isinstance(values, dict):
+        problems.append(f"{where} must be a mapping, got {values!r}")
+        return cls()
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in values:
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f" (did you mean {prefix}{close[0]}?)" if close else f" (valid: {', '.join(fields)})"
+            problems.append(f"unknown key {prefix}{key}{hint}")
+    kwargs = {}
+    for name, f in fields.items():
+        if name not in values:
+            continue
+        kind = hints[name]
+        if dataclasses.is_dataclass(kind):
+            kwargs[name] = build_section(kind, values[name], f"{prefix}{name}.", problems)
+            continue
+        ok, value = _coerce(values[name], kind)
+        if ok and any(isinstance(v, float) and not math.isfinite(v) for v in (value if isinstance(value, list) else [value])):
+            problems.append(f"{prefix}{name} must be a finite number, got {values[name]!r}")
+            continue
+        if not ok:
+            problems.append(f"{prefix}{name} must be {_type_name(kind)}, got {values[name]!r}")
+            continue
+        choices = f.metadata.get("choices")
+        if choices and value is not None and value not in choices:
+            close = difflib.get_close_matches(str(value), choices, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            problems.append(f"{prefix}{name} must be one of {', '.join(choices)}; got {value!r}{hint}")
+            continue
+        check = f.metadata.get("check")
+        if check is not None and value is not None:
+            problem = check(value)
+            if problem:
+                problems.append(f"{prefix}{name} {problem} (got {value!r})")
+                continue
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, kind) -> tuple[bool, Any]:
+    """Check ``value`` against a simple type hint, allowing int -> float and scalar -> [scalar]."""
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(kind)
+        if value is None and type(None) in args:
+            return True, None
+        for arg in args:
+            if arg is type(None):
+                continue
+            ok, out = _coerce(value, arg)
+            if ok:
+                return True, out
+        return False, value
+    if origin is list:
+        (item,) = typing.get_args(kind)
+        items = value if isinstance(value, (list, tuple)) else [value]
+        out = []
+        for v in items:
+            ok, c = _coerce(v, item)
+            if not ok:
+                return False, value
+            out.append(c)
+        return (len(out) > 0), out
+    if kind is bool:
+        return isinstance(value, bool), value
+    if kind is int:
+        return (isinstance(value, int) and not isinstance(value, bool)), value
+    if kind is float:
+        if isinstance(value, bool):
+            return False, value
+        if isinstance(value, (int, float)):
+            return True, float(value)
+        return False, value
+    if kind is str:
+        return isinstance(value, str), value
+    return False, value
+
+
+def _type_name(kind) -> str:
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        names = [_type_name(a) for a in typing.get_args(kind) if a is not type(None)]
+        return " or ".join(names) + " or null"
+    if origin is list:
+        return f"a non-empty list of {_type_name(typing.get_args(kind)[0])}"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(kind, str(kind))
+
+
+def format_problems(problems: list[str]) -> str:
+    if len(problems) == 1:
+        return f"invalid config: {problems[0]}"
+    return "invalid config (" + str(len(problems)) + " problems):\n  - " + "\n  - ".join(problems)
