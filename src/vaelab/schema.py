@@ -120,6 +120,18 @@ def set_dotted(values: dict[str, Any], overrides: dict[str, Any]) -> None:
         target[leaf] = value
 
 
+def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"model": {"hidden": [400]}}`` -> ``{"model.hidden": [400]}`` (the inverse of
+    :func:`set_dotted`), depth first in the mapping's order."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def build_section(cls, values: Any, prefix: str, problems: list[str]):
     where = prefix.rstrip(".") or "config"
     if not isinstance(values, dict):

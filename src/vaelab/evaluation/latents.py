@@ -19,10 +19,9 @@ import sys
 from typing import NamedTuple
 
 import torch
-from torch.distributions import kl_divergence
-
 from ..models.priors import factorises
 from ..models.vae import VAE
+from ..objectives.elbo import kl_estimate
 from ..runtime import flush_denormals
 from ..training.callbacks import Callback
 
@@ -48,17 +47,17 @@ def posterior_summary(model: VAE, images: torch.Tensor, batch_size: int = 1000,
     was_training = model.training
     model.eval()
     prior = model.prior_distribution()
-    prior = prior.base_dist if factorises(prior) else None
+    prior = prior if factorises(prior) else None  # a mixture has no KL per dimension
     means, kl_sum = [], torch.zeros(model.latent_dim, dtype=torch.float64, device=device)
     try:
         with flush_denormals():
             label_batches = labels.split(batch_size) if labels is not None else [None] * len(images.split(batch_size))
             for x, y in zip(images.split(batch_size), label_batches):
                 y = y.to(device) if y is not None else None
-                q = model.posterior(x.to(device, non_blocking=True), y).base_dist
-                means.append(q.loc.float().cpu())
+                q = model.posterior(x.to(device, non_blocking=True), y)
+                means.append(q.base_dist.loc.float().cpu())
                 if prior is not None:
-                    kl_sum += kl_divergence(q, prior).sum(0, dtype=torch.float64)
+                    kl_sum += kl_estimate(q, prior)[1].sum(0, dtype=torch.float64)  # closed form, (D,)
     finally:
         model.train(was_training)
     return LatentSummary(torch.cat(means), (kl_sum / images.shape[0]).cpu() if prior is not None else None)

@@ -36,11 +36,10 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from torch.distributions import kl_divergence
-
 from ..errors import ConfigError
 from ..models.priors import factorises
 from ..models.vae import VAE
+from ..objectives.elbo import kl_estimate
 from ..runtime import flush_denormals
 
 LN2 = math.log(2.0)
@@ -194,7 +193,7 @@ def importance_log_likelihood(model: VAE, images: torch.Tensor, k: int = 1000, *
                 log_px[start:start + b] = lme.compute().cpu()
                 recon[start:start + b] = (-log_px_z_sum / k).cpu()
                 if closed_form:
-                    kl[start:start + b] = kl_divergence(q.base_dist, prior.base_dist).sum(-1).double().cpu()
+                    kl[start:start + b] = kl_estimate(q, prior)[0].double().cpu()
                 else:  # a mixture prior: the Monte Carlo KL of the same K samples
                     kl[start:start + b] = (log_ratio_sum / k).cpu()
                 if bar is not None:

@@ -40,8 +40,10 @@ from typing import TYPE_CHECKING, Callable
 
 import torch
 
+from ..models.vae import posterior_means
+
 if TYPE_CHECKING:
-    from .claims import RunRecord
+    from ..rundir import RunRecord
 
 EDGE = 0.05
 
@@ -67,7 +69,7 @@ def toy_curve_length(model, images: torch.Tensor, points: int = 1000) -> float:
 
 def latent_kurtosis(model, images: torch.Tensor, batch_size: int = 1000) -> float:
     """Mardia's multivariate kurtosis of the posterior means (Mardia 1970), in float64."""
-    means = torch.cat([model.posterior(x).base_dist.loc for x in images.split(batch_size)]).double()
+    means = posterior_means(model, images, batch_size)
     centred = means - means.mean(0, keepdim=True)
     cov = centred.T @ centred / len(centred)
     inverse, info = torch.linalg.inv_ex(cov)
@@ -79,12 +81,11 @@ def latent_kurtosis(model, images: torch.Tensor, batch_size: int = 1000) -> floa
 
 def pca_variance_shares(model, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """Cumulative share of variance of the posterior means held by the 1, 2, ... largest
-    principal components: ``(D,)`` float64, increasing to 1."""
-    means = torch.cat([model.posterior(x).base_dist.loc for x in images.split(batch_size)]).double()
-    centred = means - means.mean(0, keepdim=True)
-    singular = torch.linalg.svdvals(centred)
-    energy = singular.pow(2)
-    return energy.cumsum(0) / energy.sum()
+    principal components: ``(D,)`` float64, increasing to 1 (the spectrum of the
+    singular-value figure, :func:`vaelab.plots.latents.latent_spectrum`)."""
+    from ..plots.latents import latent_spectrum
+
+    return torch.from_numpy(latent_spectrum(posterior_means(model, images, batch_size).numpy()).cumulative)
 
 
 def pca_components(model, images: torch.Tensor, share: float = 0.985) -> float:
@@ -102,7 +103,7 @@ def pca_top1_share(model, images: torch.Tensor) -> float:
 
 
 def _means(model, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    return torch.cat([model.posterior(x).base_dist.loc for x in images.split(batch_size)]).double()
+    return posterior_means(model, images, batch_size)
 
 
 def latent_trustworthiness(model, images: torch.Tensor, n_neighbors: int = 10) -> float:

@@ -102,6 +102,19 @@ def reparameterize(q: Independent, n_samples: int, generator: torch.Generator | 
     return mean + std * eps
 
 
+
+@torch.no_grad()
+def posterior_means(model: nn.Module, images: torch.Tensor, batch_size: int = 1000,
+                    labels: torch.Tensor | None = None) -> torch.Tensor:
+    """The posterior means E_q[z|x] of ``images: (N, C, H, W)`` under ``model.posterior`` (E_q[z|x,y]
+    with ``labels: (N,)`` for a conditional VAE), in batches on the model's device: ``(N, D)``
+    float64 on the CPU. The model's train/eval mode is left as it is."""
+    device = next(model.parameters(), images).device
+    label_batches = labels.split(batch_size) if labels is not None else [None] * len(images.split(batch_size))
+    means = [model.posterior(x.to(device), *(() if y is None else (y.to(device).long(),))).base_dist.loc.double().cpu()
+             for x, y in zip(images.split(batch_size), label_batches)]
+    return torch.cat(means)
+
 def build_model(config: ModelConfig, image_shape: tuple[int, int, int], num_classes: int | None = None) -> VAE:
     """The VAE described by ``config`` for data of shape ``(C, H, W)``; a conditional one
     (``config.conditional``) for labels in ``0..num_classes-1``: its encoder takes

@@ -65,19 +65,24 @@ def kl_term(q: Distribution, p: Distribution) -> torch.Tensor:
     return kl_divergence(q, p)
 
 
-def kl_estimate(q: Independent, p: Distribution, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+def kl_estimate(q: Independent, p: Distribution, z: torch.Tensor | None = None, *,
+                log_qz: torch.Tensor | None = None,
+                log_pz: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """KL(q(z|x) || p(z)) for a diagonal-Gaussian posterior ``q`` (batch (B,), event (D,)).
 
     A diagonal Gaussian ``p`` gives the closed form per dimension (Kingma & Welling 2014,
     Appendix B): ``(kl (B,), kl_per_dim (B, D))``. Any other prior (a mixture) gives the
     unbiased Monte Carlo estimate from the samples ``z: (S, B, D)`` drawn from q,
     ``mean_s [log q(z_s|x) - log p(z_s)]`` (Tomczak & Welling 2018, Sec. 3.1), and no per-dimension
-    split (the prior does not factorise): ``(kl (B,), None)``. Both in nats.
+    split (the prior does not factorise): ``(kl (B,), None)``. Both in nats. ``log_qz`` and
+    ``log_pz`` (``(S, B)``) are log q(z_s|x) and log p(z_s) when the caller has them already.
     """
     if factorises(p):
         kl_per_dim = kl_divergence(q.base_dist, p.base_dist)  # (B, D)
         return kl_per_dim.sum(-1), kl_per_dim
-    return (q.log_prob(z) - p.log_prob(z)).mean(0), None
+    log_qz = q.log_prob(z) if log_qz is None else log_qz
+    log_pz = p.log_prob(z) if log_pz is None else log_pz
+    return (log_qz - log_pz).mean(0), None
 
 
 def elbo_terms(model: VAE, x: torch.Tensor, n_samples: int = 1,
@@ -88,11 +93,19 @@ def elbo_terms(model: VAE, x: torch.Tensor, n_samples: int = 1,
     Returns:
         :class:`ELBOTerms` with ``recon`` and ``kl`` of shape ``(B,)``, nats per example.
     """
+    return elbo_pass(model, x, n_samples, generator, y)[0]
+
+
+def elbo_pass(model: VAE, x: torch.Tensor, n_samples: int = 1, generator: torch.Generator | None = None,
+              y: torch.Tensor | None = None) -> tuple[ELBOTerms, torch.Tensor]:
+    """:func:`elbo_terms` and the decoder's outputs (the likelihood's parameters, ``(S, B, ...)``)
+    it computed them from (a perceptual term compares their means with ``x``)."""
     q = model.posterior(x, y)
     z = reparameterize(q, n_samples, generator)  # (S, B, D)
-    log_px_z = model.likelihood.log_prob(x, model.decode(z, y))  # (S, B)
-    kl, kl_per_dim = kl_estimate(q, model.prior_distribution(), z)  # closed form for a Gaussian prior
-    return ELBOTerms(recon=-log_px_z.mean(0), kl=kl, kl_per_dim=kl_per_dim)
+    params = model.decode(z, y)
+    log_px_z = model.likelihood.log_prob(x, params)  # (S, B)
+    kl, kl_per_dim = kl_estimate(q, model.prior_distribution(), z)  # closed form, or MC for a mixture prior
+    return ELBOTerms(recon=-log_px_z.mean(0), kl=kl, kl_per_dim=kl_per_dim), params
 
 
 @torch.inference_mode()

@@ -20,10 +20,10 @@ import math
 from typing import NamedTuple
 
 import torch
-from torch.distributions import Distribution, kl_divergence
+from torch.distributions import Distribution
 
-from ..models.priors import factorises
 from ..models.vae import VAE, reparameterize
+from .elbo import kl_estimate
 
 
 class LogWeights(NamedTuple):
@@ -100,10 +100,6 @@ def iwae_terms(model: VAE, x: torch.Tensor, k: int, beta: float = 1.0,
     z = reparameterize(q, k, generator)  # (K, B, D)
     p = model.prior_distribution()  # once: the VampPrior encodes its pseudo-inputs
     parts = log_weights(model, x, z, q, p, y)
-    if factorises(p):
-        kl_per_dim = kl_divergence(q.base_dist, p.base_dist)  # (B, D)
-        kl = kl_per_dim.sum(-1)
-    else:  # a mixture prior: Monte Carlo from the same K samples
-        kl, kl_per_dim = (parts.log_qz - parts.log_pz).mean(0), None
+    kl, kl_per_dim = kl_estimate(q, p, log_qz=parts.log_qz, log_pz=parts.log_pz)  # a mixture: MC of the K samples
     return IWAETerms(neg_bound=-log_mean_exp(parts.total(beta), 0), recon=-parts.log_px_z.mean(0),
                      kl=kl, kl_per_dim=kl_per_dim)

@@ -22,8 +22,8 @@ from typing import NamedTuple
 
 import torch
 from ..config import ObjectiveConfig
-from ..models.vae import VAE, reparameterize
-from .elbo import ELBOTerms, kl_estimate
+from ..models.vae import VAE
+from .elbo import ELBOTerms, elbo_pass
 from .iwae import iwae_terms
 from .perceptual import PerceptualDistance
 
@@ -74,13 +74,10 @@ class Objective:
         if c.bound == "iwae":
             terms = iwae_terms(model, x, c.iwae_k, beta, generator, y)
             return LossTerms(terms.loss(), terms.recon, terms.kl, {"neg_iwae": terms.neg_bound})
-        q = model.posterior(x, y)
-        z = reparameterize(q, c.n_samples, generator)  # (S, B, D)
-        params = model.decode(z, y)
-        recon = -model.likelihood.log_prob(x, params).mean(0)  # (B,)
-        kl, kl_per_dim = kl_estimate(q, model.prior_distribution(), z)  # closed form, or MC for a mixture prior
+        terms, params = elbo_pass(model, x, c.n_samples, generator, y)
+        recon, kl, kl_per_dim = terms
         if c.reconstruction == "likelihood":
-            return LossTerms(ELBOTerms(recon, kl, kl_per_dim).loss(beta, c.free_bits), recon, kl, {})
+            return LossTerms(terms.loss(beta, c.free_bits), recon, kl, {})
         perceptual = self.perceptual(x, model.likelihood.mean(params)).mean(0)  # (B,)
         surrogate = c.perceptual_weight * perceptual
         if c.reconstruction == "perceptual+likelihood":

@@ -20,6 +20,7 @@ from matplotlib.ticker import MaxNLocator
 
 from ..errors import ConfigError
 from ..io import atomic_write_text
+from ..schema import flatten
 from .figures import UNITS, save_figure, set_log_scale, styled
 from .run import RunRecord, read_run
 
@@ -35,17 +36,7 @@ SHORT_TITLES = {"neg_elbo": "negative ELBO (lower is better)", "recon": "reconst
 
 def flat_config(record: RunRecord) -> dict[str, Any]:
     """The run's config as ``{"model.latent_dim": 2, "objective.beta": 1.0, ...}``."""
-    out: dict[str, Any] = {}
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for key, item in value.items():
-                walk(f"{prefix}{key}.", item)
-        else:
-            out[prefix[:-1]] = value
-
-    walk("", record.config.to_dict())
-    return out
+    return flatten(record.config.to_dict())
 
 
 def _ignored(key: str) -> bool:

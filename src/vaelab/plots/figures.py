@@ -28,7 +28,7 @@ from matplotlib.ticker import MaxNLocator
 
 from ..io import atomic_write_bytes
 from ..models.priors import sample_prior
-from ..models.vae import VAE
+from ..models.vae import VAE, posterior_means
 
 DPI = 100
 """Figures are rendered at 100 dots per inch, so a figure of W x H inches is 100W x 100H pixels."""
@@ -191,10 +191,8 @@ def encode_means(model: VAE, images: torch.Tensor, batch_size: int = 1000,
     """Posterior means E_q[z|x] of ``images: (N, C, H, W)`` -> ``(N, D)`` float64 numpy
     (E_q[z|x,y] with ``labels: (N,)`` for a conditional VAE)."""
     model.eval()
-    device = model_device(model)
-    parts = _label_parts(labels, images.shape[0], batch_size, device)
-    means = [model.posterior(x.to(device), y).mean.double().cpu() for x, y in zip(images.split(batch_size), parts)]
-    return torch.cat(means).numpy()
+    labels = torch.as_tensor(labels).long() if labels is not None else None
+    return posterior_means(model, images, batch_size, labels).numpy()
 
 
 @torch.no_grad()

@@ -24,6 +24,7 @@ from typing import Any, Sequence
 from .. import __version__
 from ..errors import VaelabError
 from ..io import atomic_write_text
+from ..schema import flatten
 from .compare import (comparison_figure, differing_keys, flat_config, format_table, load_comparison,
                       metric_values)
 from .figures import figure_png
@@ -179,15 +180,9 @@ def _run_summary_rows(record: RunRecord) -> list[dict[str, Any]]:
     return rows
 
 
-def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def _flatten(values: dict[str, Any]) -> dict[str, Any]:
     """Nested JSON values as ``{"a.b": value}`` (lists shown as text)."""
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value if isinstance(value, (int, float, str, type(None))) else json.dumps(value)
-    return out
+    return {k: v if isinstance(v, (int, float, str, type(None))) else json.dumps(v) for k, v in flatten(values).items()}
 
 
 def _run_section(record: RunRecord, index: int, differing: set[str], note: str | None) -> str:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..config import Config
+from ..schema import flatten
 
 IMAGE_TAGS = ("images/reconstructions", "images/samples", "images/latent_manifold")
 
@@ -22,22 +23,12 @@ IMAGE_TAGS = ("images/reconstructions", "images/samples", "images/latent_manifol
 def hparam_values(config: Config) -> dict[str, Any]:
     """The config flattened to ``{"model.latent_dim": 20, ...}`` with values TensorBoard accepts
     (numbers and strings; lists and None become strings, booleans 'true'/'false')."""
-    out: dict[str, Any] = {}
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for key, item in value.items():
-                walk(f"{prefix}{key}." if isinstance(item, dict) else f"{prefix}{key}", item)
-            return
+    def shown(value: Any) -> Any:
         if isinstance(value, bool):
-            value = "true" if value else "false"
-        elif value is None or isinstance(value, (list, tuple)):
-            value = str(value)
-        out[prefix] = value
+            return "true" if value else "false"
+        return str(value) if value is None or isinstance(value, (list, tuple)) else value
 
-    for key, item in config.to_dict().items():
-        walk(f"{key}." if isinstance(item, dict) else key, item)
-    return {k.rstrip("."): v for k, v in out.items()}
+    return {key: shown(value) for key, value in flatten(config.to_dict()).items()}
 
 
 def log_config(writer, config: Config, eval_name: str = "test") -> None:

@@ -27,6 +27,7 @@ from ..models import LIKELIHOODS, VAE, build_model
 from ..models.likelihoods import binarised_data_problem
 from ..objectives import build_objective
 from ..rundir import RunDir
+from ..schema import flatten
 from ..runtime import match_optimizer_state_layout, place_model, resolve_device
 from .callbacks import Callback, training_callbacks
 from .checkpoint import (TrainingState, check_checkpoint_fits, checkpoint_config, load_model, read_checkpoint,
@@ -34,7 +35,6 @@ from .checkpoint import (TrainingState, check_checkpoint_fits, checkpoint_config
 from .environment import check_data_source
 from .lock import run_lock
 from .optim import check_model_fits_memory, make_optimizer, make_scheduler
-from .trackers import flatten
 from .trainer import Trainer
 
 

@@ -36,6 +36,7 @@ from ..config import Config
 from ..errors import ConfigError
 from ..io import atomic_write_text
 from ..rundir import RunDir
+from ..schema import flatten
 
 
 def logger_names(value: str) -> list[str]:
@@ -53,17 +54,6 @@ def logger_names(value: str) -> list[str]:
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise ConfigError(f"unknown logger {name!r}{hint}; use a comma-separated list of {', '.join(TRACKER_NAMES)}")
     return list(dict.fromkeys(names))
-
-
-def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"model": {"hidden": [400]}}`` -> ``{"model.hidden": [400]}``."""
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def _import(module: str, extra: str):
