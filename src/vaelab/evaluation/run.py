@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -134,6 +135,174 @@ def evaluate(run_dir: str | Path, config: EvaluationConfig | dict[str, Any] | No
         return _evaluate(run_dir, config, verbose=verbose, **overrides)
 
 
+@dataclass
+class EvaluationContext:
+    """What every metric reads: the run's model (on ``device``) and config (the checkpoint's),
+    the evaluated ``images: (N, C, H, W)`` and ``labels: (N,)``, the loaded dataset, and the
+    classifier that scores samples (None when there is none)."""
+
+    run_dir: Path
+    config: EvaluationConfig
+    run_config: Any
+    data_config: Any
+    dataset: Any
+    model: Any
+    images: torch.Tensor
+    labels: torch.Tensor
+    device: torch.device
+    classifier: Any = None
+    classifier_info: Any = None
+
+    @property
+    def cond(self) -> torch.Tensor | None:
+        """The labels a conditional VAE is given (log p(x|y), q(z|x,y)); None otherwise."""
+        return self.labels if self.model.conditional else None
+
+
+@dataclass
+class LikelihoodResult:
+    """The bound and the importance-sampled NLL, nats per example (and bits per dimension)."""
+
+    neg_elbo: float
+    neg_elbo_stderr: float
+    recon: float
+    kl: float
+    nll_iwae: float
+    nll_iwae_stderr: float
+    bits_per_dim: float
+    neg_elbo_bits_per_dim: float
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class LatentResult:
+    """Active units and KL per dimension (``latent``) and the probe accuracies (``probe``)."""
+
+    latent: dict[str, Any]
+    probe: dict[str, Any] | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"latent": self.latent, "probe": self.probe}
+
+
+@dataclass
+class SamplesResult:
+    """Sample quality: FIDs, the class histogram and its entropy (None when not measured)."""
+
+    samples: dict[str, Any] | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"samples": self.samples}
+
+
+class Metric:
+    """One measurement of ``vaelab evaluate``: ``compute(ctx, verbose)`` returns a typed result
+    whose ``to_json()`` goes into ``evaluation.json``; ``seconds[name]`` times it. When it does
+    not ``apply`` (no classifier for sample quality), ``empty()`` stands in its place."""
+
+    name = ""
+
+    def applies(self, ctx: EvaluationContext) -> bool:
+        return True
+
+    def compute(self, ctx: EvaluationContext, verbose: bool):
+        raise NotImplementedError
+
+    def empty(self):
+        raise NotImplementedError(f"metric {self.name} always applies")
+
+
+class LogLikelihoodMetric(Metric):
+    """-ELBO, recon, KL and the K-sample importance-sampled NLL (Burda et al. 2016)."""
+
+    name = "log_likelihood"
+
+    def compute(self, ctx: EvaluationContext, verbose: bool) -> LikelihoodResult:
+        c, pixels = ctx.config, math.prod(ctx.images.shape[1:])
+        ll = importance_log_likelihood(ctx.model, ctx.images, c.k, seed=c.seed, batch_size=c.batch_size,
+                                       chunk_size=c.chunk_size, device=ctx.device, progress=verbose, labels=ctx.cond)
+        nll, nll_se = mean_and_stderr(ll.nll)
+        neg_elbo, neg_elbo_se = mean_and_stderr(ll.neg_elbo)
+        return LikelihoodResult(neg_elbo, neg_elbo_se, ll.recon.mean().item(), ll.kl.mean().item(), nll, nll_se,
+                                bits_per_dim(nll, pixels), bits_per_dim(neg_elbo, pixels))
+
+
+class LatentMetric(Metric):
+    """Active units, KL per latent dimension, and logistic / 5-NN probes on the posterior means
+    (labelled data, not on the training split)."""
+
+    name = "latents"
+
+    def compute(self, ctx: EvaluationContext, verbose: bool) -> LatentResult:
+        model, config = ctx.model, ctx.config
+        summary = posterior_summary(model, ctx.images, device=ctx.device, labels=ctx.cond)
+        count, variances = active_units(summary.means)
+        latent = {
+            "dim": model.latent_dim, "active_units": count, "active_threshold": ACTIVE_THRESHOLD,
+            "posterior_mean_variance": variances.tolist(),
+            "kl_per_dim": summary.kl_per_dim.tolist() if summary.kl_per_dim is not None else None,
+        }
+        probe = None
+        if config.probe and config.split != "train" and len(ctx.dataset.spec.classes) > 1:
+            train = _evaluation_view(ctx.dataset.train, ctx.run_config).head(config.probe_train_examples)
+            train_means = posterior_summary(model, train.images, device=ctx.device,
+                                            labels=train.labels if model.conditional else None).means
+            probe = {
+                "train_examples": len(train),
+                "logistic_accuracy": probe_accuracy(train_means, train.labels, summary.means, ctx.labels, "logistic"),
+                "knn5_accuracy": probe_accuracy(train_means, train.labels, summary.means, ctx.labels, "knn"),
+            }
+        return LatentResult(latent, probe)
+
+
+class SampleQualityMetric(Metric):
+    """Samples z ~ p(z) (and from the ex-post GMM, ``sampler: gmm``) scored by the classifier's
+    FID and class histogram, and by Inception's FID when asked for."""
+
+    name = "samples"
+
+    def applies(self, ctx: EvaluationContext) -> bool:
+        return ctx.classifier is not None or ctx.config.fid == "inception"
+
+    def compute(self, ctx: EvaluationContext, verbose: bool) -> SamplesResult:
+        model, config, classifier, info = ctx.model, ctx.config, ctx.classifier, ctx.classifier_info
+        dataset_name = ctx.run_config.data.dataset
+        samples = generate_samples(model, config.fid_samples, seed=config.seed, device=ctx.device)
+        real = _gray_test_images(ctx.run_config, ctx.data_config, ctx.dataset)
+        block: dict[str, Any] = {"n": config.fid_samples, "reference": f"{dataset_name} test, gray levels ({len(real)})"}
+        if classifier is not None:
+            block["fid_classifier"] = fid_classifier(real, samples, classifier)
+            counts, entropy = class_histogram(predict(classifier, samples))
+            block.update({
+                "class_histogram": counts, "class_names": list(ctx.dataset.spec.classes),
+                "class_entropy_nats": entropy, "class_entropy_max_nats": math.log(len(counts)),
+                "classifier_sha256": info.sha256, "classifier_test_accuracy": info.test_accuracy,
+            })
+            if model.conditional:  # how often a sample of class y is classified as y
+                asked = balanced_labels(config.fid_samples, model.num_classes)
+                block["label_accuracy"] = accuracy(classifier, samples, asked)
+            if not info.test_accuracy >= WEAK_CLASSIFIER:
+                block["classifier_warning"] = (
+                    f"the cached {dataset_name} classifier has test accuracy {info.test_accuracy:.3f} (below "
+                    f"{WEAK_CLASSIFIER}): its FID and class histogram are unreliable; retrain it on the whole "
+                    f"training set (`vaelab classifier train --dataset {dataset_name} --force`)")
+                print(f"warning: {block['classifier_warning']}", file=sys.stderr)
+        if config.fid == "inception":
+            block["fid_inception"] = fid_inception(real, samples, config.inception_weights, device=ctx.device)
+        if config.sampler == "gmm":
+            block["gmm"] = _gmm_samples(model, ctx.dataset, ctx.run_config, config, real, classifier, ctx.device)
+        return SamplesResult(block)
+
+    def empty(self) -> SamplesResult:
+        return SamplesResult(None)
+
+
+METRICS = (LogLikelihoodMetric(), LatentMetric(), SampleQualityMetric())
+"""What ``vaelab evaluate`` measures, in the order of ``evaluation.json``."""
+
+
 def _evaluate(run_dir: Path, config, *, verbose: bool, **overrides: Any) -> Evaluation:
     if isinstance(config, EvaluationConfig):
         config = dataclasses.replace(config, **overrides) if overrides else config
@@ -141,7 +310,45 @@ def _evaluate(run_dir: Path, config, *, verbose: bool, **overrides: Any) -> Eval
     else:
         config = EvaluationConfig.from_dict({**(config or {}), **overrides})
     say = print if verbose else (lambda *a, **k: None)
-    run_dir = Path(run_dir)
+    ctx = _context(Path(run_dir), config, say)
+    n, pixels = ctx.images.shape[0], math.prod(ctx.images.shape[1:])
+    dataset_name = ctx.run_config.data.dataset
+    say(f"evaluating {run_dir} ({config.checkpoint} checkpoint) on {dataset_name} {config.split}: {n} examples, "
+        f"K={config.k} importance samples, on {ctx.device}")
+    results: dict[str, Any] = {
+        "run_dir": str(run_dir), "checkpoint": config.checkpoint, "dataset": dataset_name,
+        "binarize": ctx.dataset.binarize, "likelihood": ctx.run_config.model.likelihood,
+        "split": config.split, "examples": n, "pixels": pixels, "k": config.k, "seed": config.seed,
+        "units": UNITS,
+    }
+    seconds: dict[str, float] = {}
+    for metric in METRICS:
+        if not metric.applies(ctx):
+            results.update(metric.empty().to_json())
+            continue
+        start = time.perf_counter()
+        results.update(metric.compute(ctx, verbose).to_json())
+        seconds[metric.name] = time.perf_counter() - start
+        if metric.name == "log_likelihood":
+            results["notes"] = _notes(ctx.run_config, ctx.dataset.binarize)
+    results["seconds"] = seconds
+    results.update({"vaelab": __version__, "torch": torch.__version__,
+                    "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    path = RunDir(run_dir).write_evaluation(results, config.split)
+    if verbose:
+        print_table(results)
+        print(f"written to {path}")
+    return Evaluation(run_dir, results, path)
+
+
+def _context(run_dir: Path, config: EvaluationConfig, say) -> EvaluationContext:
+    """Check the run directory, then load what the metrics read: everything that can fail
+    cheaply (a missing checkpoint or classifier) fails before the expensive work.
+
+    Raises:
+        CheckpointError: not a run directory, no such checkpoint, no classifier (``fid: classifier``).
+        ConfigError: a split the run does not have, no Inception weights (``fid: inception``).
+    """
     if not run_dir.is_dir():
         raise CheckpointError(f"run directory {run_dir} does not exist; check the path")
     files = RunDir(run_dir)
@@ -156,7 +363,7 @@ def _evaluate(run_dir: Path, config, *, verbose: bool, **overrides: Any) -> Eval
         )
     from ..data import get_spec
     from ..data.datasets import resolve_binarize
-    from ..training.checkpoint import read_checkpoint_config
+    from ..training.checkpoint import load_model, read_checkpoint_config
 
     # the model and the data come from the checkpoint's config (the run's truth), with the
     # binarisation actually used (binarized-mnist implies dynamic)
@@ -164,20 +371,16 @@ def _evaluate(run_dir: Path, config, *, verbose: bool, **overrides: Any) -> Eval
     run_config = dataclasses.replace(run_config, data=dataclasses.replace(
         run_config.data, binarize=resolve_binarize(get_spec(run_config.data.dataset), run_config.data)))
     device = resolve_device(config.device)
-    dataset_name = run_config.data.dataset
-    # everything that can fail cheaply fails before the expensive work
     classifier = info = None
     if config.fid in ("auto", "classifier"):
         try:
-            classifier, info = load_classifier(classifier_dataset(dataset_name), device=device)
+            classifier, info = load_classifier(classifier_dataset(run_config.data.dataset), device=device)
         except CheckpointError as exc:
             if config.fid == "classifier":
                 raise
             say(f"note: sample quality skipped: {exc}")
     if config.fid == "inception":
         find_inception_weights(config.inception_weights)
-
-    from ..training import load_model
 
     model = load_model(run_dir, config.checkpoint).to(device)
     data_config = dataclasses.replace(run_config.data, train_examples=None, eval_examples=None,
@@ -186,92 +389,8 @@ def _evaluate(run_dir: Path, config, *, verbose: bool, **overrides: Any) -> Eval
     if dataset.binarize != run_config.data.binarize:  # binarized-mnist implies dynamic with data.binarize none
         run_config = run_config.replace({"data.binarize": dataset.binarize})
     split = _pick_split(dataset, config.split, run_config)
-    images, labels = split.images[: config.examples], split.labels[: config.examples]
-    n, pixels = images.shape[0], math.prod(images.shape[1:])
-    seconds: dict[str, float] = {}
-    say(f"evaluating {run_dir} ({config.checkpoint} checkpoint) on {dataset_name} {config.split}: {n} examples, "
-        f"K={config.k} importance samples, on {device}")
-
-    start = time.perf_counter()
-    cond = labels if model.conditional else None  # a conditional VAE: log p(x|y), q(z|x,y)
-    ll = importance_log_likelihood(model, images, config.k, seed=config.seed, batch_size=config.batch_size,
-                                   chunk_size=config.chunk_size, device=device, progress=verbose, labels=cond)
-    seconds["log_likelihood"] = time.perf_counter() - start
-    nll, nll_se = mean_and_stderr(ll.nll)
-    neg_elbo, neg_elbo_se = mean_and_stderr(ll.neg_elbo)
-    results: dict[str, Any] = {
-        "run_dir": str(run_dir), "checkpoint": config.checkpoint, "dataset": dataset_name,
-        "binarize": dataset.binarize, "likelihood": run_config.model.likelihood,
-        "split": config.split, "examples": n, "pixels": pixels, "k": config.k, "seed": config.seed,
-        "units": UNITS,
-        "neg_elbo": neg_elbo, "neg_elbo_stderr": neg_elbo_se,
-        "recon": ll.recon.mean().item(), "kl": ll.kl.mean().item(),
-        "nll_iwae": nll, "nll_iwae_stderr": nll_se,
-        "bits_per_dim": bits_per_dim(nll, pixels),
-        "neg_elbo_bits_per_dim": bits_per_dim(neg_elbo, pixels),
-        "notes": _notes(run_config, dataset.binarize),
-    }
-
-    start = time.perf_counter()
-    summary = posterior_summary(model, images, device=device, labels=cond)
-    count, variances = active_units(summary.means)
-    results["latent"] = {
-        "dim": model.latent_dim, "active_units": count, "active_threshold": ACTIVE_THRESHOLD,
-        "posterior_mean_variance": variances.tolist(),
-        "kl_per_dim": summary.kl_per_dim.tolist() if summary.kl_per_dim is not None else None,
-    }
-    results["probe"] = None
-    if config.probe and config.split != "train" and len(dataset.spec.classes) > 1:
-        train = _evaluation_view(dataset.train, run_config).head(config.probe_train_examples)
-        train_means = posterior_summary(model, train.images, device=device,
-                                        labels=train.labels if model.conditional else None).means
-        results["probe"] = {
-            "train_examples": len(train),
-            "logistic_accuracy": probe_accuracy(train_means, train.labels, summary.means, labels, "logistic"),
-            "knn5_accuracy": probe_accuracy(train_means, train.labels, summary.means, labels, "knn"),
-        }
-    seconds["latents"] = time.perf_counter() - start
-
-    results["samples"] = None
-    if classifier is not None or config.fid == "inception":
-        start = time.perf_counter()
-        samples = generate_samples(model, config.fid_samples, seed=config.seed, device=device)
-        real = _gray_test_images(run_config, data_config, dataset)
-        block: dict[str, Any] = {"n": config.fid_samples, "reference": f"{dataset_name} test, gray levels ({len(real)})"}
-        if classifier is not None:
-            block["fid_classifier"] = fid_classifier(real, samples, classifier)
-            counts, entropy = class_histogram(predict(classifier, samples))
-            block.update({
-                "class_histogram": counts, "class_names": list(dataset.spec.classes),
-                "class_entropy_nats": entropy, "class_entropy_max_nats": math.log(len(counts)),
-                "classifier_sha256": info.sha256, "classifier_test_accuracy": info.test_accuracy,
-            })
-            if model.conditional:  # how often a sample of class y is classified as y
-                asked = balanced_labels(config.fid_samples, model.num_classes)
-                block["label_accuracy"] = accuracy(classifier, samples, asked)
-            if not info.test_accuracy >= WEAK_CLASSIFIER:
-                block["classifier_warning"] = (
-                    f"the cached {dataset_name} classifier has test accuracy {info.test_accuracy:.3f} (below "
-                    f"{WEAK_CLASSIFIER}): its FID and class histogram are unreliable; retrain it on the whole "
-                    f"training set (`vaelab classifier train --dataset {dataset_name} --force`)")
-                import sys
-
-                print(f"warning: {block['classifier_warning']}", file=sys.stderr)
-        if config.fid == "inception":
-            block["fid_inception"] = fid_inception(real, samples, config.inception_weights, device=device)
-        if config.sampler == "gmm":
-            block["gmm"] = _gmm_samples(model, dataset, run_config, config, real, classifier, device)
-        results["samples"] = block
-        seconds["samples"] = time.perf_counter() - start
-
-    results["seconds"] = seconds
-    results.update({"vaelab": __version__, "torch": torch.__version__,
-                    "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
-    path = RunDir(run_dir).write_evaluation(results, config.split)
-    if verbose:
-        print_table(results)
-        print(f"written to {path}")
-    return Evaluation(run_dir, results, path)
+    return EvaluationContext(run_dir, config, run_config, data_config, dataset, model,
+                             split.images[: config.examples], split.labels[: config.examples], device, classifier, info)
 
 
 def _gmm_samples(model, dataset, run_config, config, real, classifier, device) -> dict[str, Any]:
