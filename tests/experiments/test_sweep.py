@@ -53,7 +53,7 @@ def test_expansion_names_and_budgets(tmp_path):
 def test_a_stopping_worker_starts_no_queued_run(tmp_path, monkeypatch):
     # the pool hands a worker its next run before the current one ends; once the sweep is
     # stopping (SIGTERM reached the worker, or its run was interrupted) that run is not started
-    import vaelab.experiments.sweep as sweep_module
+    import vaelab.experiments.sweep_runner as sweep_module
 
     root = tmp_path / "data"
     make_tiny_dataset(root)

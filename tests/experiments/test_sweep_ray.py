@@ -139,7 +139,7 @@ def test_a_ray_task_trains_on_its_gpu_if_it_has_one_with_its_cpus_as_threads(gpu
     ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'vaelab[ray]')")
     import torch
 
-    import vaelab.experiments.sweep as sweep_module
+    import vaelab.experiments.sweep_runner as sweep_module
 
     seen = {}
 
@@ -182,7 +182,7 @@ def test_runs_that_ask_for_more_than_the_machine_has_are_refused(ray_instance, t
 
 
 def test_an_unreachable_ray_address_is_one_line():
-    from vaelab.experiments.sweep import _check_reachable
+    from vaelab.experiments.sweep_runner import _check_reachable
 
     with pytest.raises(VaelabError, match=r"^cannot reach the Ray cluster at 127.0.0.1:1 \(Connection refused\); "
                                           r"check the address"):

@@ -76,7 +76,7 @@ def test_sweeps_group_their_runs_under_one_parent_made_before_the_workers(tiny_d
     from mlflow.tracking import MlflowClient
 
     from vaelab.experiments import load_sweep
-    from vaelab.experiments.sweep import _create_tracker_groups
+    from vaelab.experiments.sweep_runner import _create_tracker_groups
 
     root, _ = tiny_data
     base = tiny_config(root, tmp_path, None, logger="csv,mlflow")
