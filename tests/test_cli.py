@@ -70,7 +70,7 @@ def test_existing_run_directory_is_not_overwritten(tiny_data, tmp_path, capsys):
     assert main(args) == 0
     before = (tmp_path / "r" / "metrics.csv").read_bytes()
     assert main(args) == 2
-    assert "already holds a run; continue it with --resume" in capsys.readouterr().err
+    assert "already holds a run; continue it with `vaelab train --resume" in capsys.readouterr().err
     assert (tmp_path / "r" / "metrics.csv").read_bytes() == before
 
 

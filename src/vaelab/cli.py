@@ -18,7 +18,7 @@ import yaml
 
 from . import __version__
 from .config import Config, load_config, sections, yaml_load
-from .errors import TrainingInterrupted, VaelabError
+from .errors import TrainingInterrupted, VaelabError, cli_spelling
 
 
 def _flag(name: str) -> str:
@@ -544,7 +544,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return args.handler(args)
+        with cli_spelling():  # messages name flags (--clip-norm 5), not config keys
+            return args.handler(args)
     except TrainingInterrupted as exc:
         print(f"vaelab: {exc}", file=sys.stderr)
         return 130

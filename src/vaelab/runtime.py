@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import torch
 
-from .errors import ConfigError
+from .errors import ConfigError, option
 
 
 def resolve_device(name: str) -> torch.device:
@@ -24,7 +24,7 @@ def resolve_device(name: str) -> torch.device:
     except RuntimeError:
         raise ConfigError(f"training.device {name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"training.device is {name!r} but no CUDA device is available; use --device cpu")
+        raise ConfigError(f"training.device is {name!r} but no CUDA device is available; use {option('training.device', 'cpu')}")
     return device
 
 

@@ -46,8 +46,8 @@ def test_an_alias_binarises_dynamically_and_rejects_a_conflicting_mode(tiny_alia
         load_dataset(DataConfig(dataset=spec.name, data_dir=str(root), binarize="static"))
     assert str(info.value) == (
         "data.binarize=static conflicts with data.dataset=tiny-binarized, which means dynamic binarisation; "
-        "leave --binarize unset, or use a dataset without implied binarisation "
-        "(e.g. --dataset tiny-mnist --binarize static)")
+        "leave data.binarize unset, or use a dataset without implied binarisation "
+        "(e.g. data.dataset=tiny-mnist data.binarize=static)")
     assert load_dataset(DataConfig(dataset="tiny-mnist", data_dir=str(root))).binarize == "none"
 
 

@@ -81,7 +81,7 @@ def test_image_folder_round_trips_and_resizes_only_when_asked(tmp_path):
     first = np.asarray(Image.open(tmp_path / "imgs" / "train" / "cat" / "0.png"), dtype=np.float32) / 255
     assert torch.allclose(ds.train.images[0, 0], torch.from_numpy(first))
     Image.fromarray(np.zeros((7, 9), np.uint8)).save(tmp_path / "imgs" / "test" / "dog" / "odd.png")
-    with pytest.raises(DataError, match=r"mixed image sizes: .*odd.png is 9x7 .*--image-size"):
+    with pytest.raises(DataError, match=r"mixed image sizes: .*odd.png is 9x7 .*data.image_size=H W"):
         load_dataset(DataConfig(dataset=str(tmp_path / "imgs")))
     resized = load_dataset(DataConfig(dataset=str(tmp_path / "imgs"), image_size=[8, 6]))
     assert resized.image_shape == (1, 8, 6) and len(resized.test) == 5

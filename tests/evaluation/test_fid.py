@@ -74,4 +74,4 @@ def test_inception_without_weights_says_how_to_enable_it(tmp_path, monkeypatch):
         fid_inception(images, images)
     message = str(info.value)
     assert "weights-inception-2015-12-05-6726825d.pth" in message and str(tmp_path / "hub") in message
-    assert "--inception-weights PATH" in message and "--fid classifier" in message
+    assert "inception_weights=PATH" in message and "fid=classifier" in message  # Python spelling

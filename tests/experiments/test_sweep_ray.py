@@ -187,7 +187,7 @@ def test_an_unreachable_ray_address_is_one_line():
     with pytest.raises(VaelabError, match=r"^cannot reach the Ray cluster at 127.0.0.1:1 \(Connection refused\); "
                                           r"check the address"):
         _check_reachable("127.0.0.1:1")
-    with pytest.raises(VaelabError, match=r"--ray-address 'head' is not auto or HOST:PORT"):
+    with pytest.raises(VaelabError, match=r"ray_address 'head' is not auto or HOST:PORT"):
         _check_reachable("head")
 
 

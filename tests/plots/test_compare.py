@@ -31,7 +31,7 @@ def test_labels_come_from_the_differing_config_values(beta_runs):
     labels, keys = run_labels(records)
     assert labels == ["beta=4", "beta=0.1", "beta=1", "beta=0.5"] and keys == ["objective.beta"]
     assert run_labels(records, ["model.latent_dim"])[0] == [f"latent_dim=20 (b{i})" for i in range(4)]
-    with pytest.raises(Exception, match=r"--label latnt_dim: no such config key \(did you mean latent_dim\?\)"):
+    with pytest.raises(Exception, match=r"label latnt_dim: no such config key \(did you mean latent_dim\?\)"):
         run_labels(records, ["latnt_dim"])
 
 

@@ -86,3 +86,32 @@ def test_the_run_callbacks_come_in_hook_order_and_users_last():
     assert not any(isinstance(c, (Console, Progress)) for c in quiet)
     assert isinstance(quiet[0], StopOnSignals) and isinstance(quiet[1], Checkpointing)
     assert any(isinstance(c, RunFiles) for c in quiet)
+
+
+def test_an_epoch_slowed_down_by_other_processes_gets_one_note(monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    import torch
+
+    from vaelab.training import callbacks
+    from vaelab.training.callbacks import Console, slow_epoch_hint
+
+    assert slow_epoch_hint(10.0, 19.0, 2) is None  # an idle machine: both threads busy
+    assert slow_epoch_hint(1.0, 0.1, 2) is None  # too short to judge
+    note = slow_epoch_hint(10.0, 4.0, 2)
+    assert note.startswith("note: this epoch got 20% of the CPU time its 2 thread(s) could use") and "5x slower" in note
+    clock = {"wall": 0.0, "cpu": 0.0}
+    monkeypatch.setattr(callbacks.time, "perf_counter", lambda: clock["wall"])
+    monkeypatch.setattr(callbacks.time, "process_time", lambda: clock["cpu"])
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    trainer = SimpleNamespace(device=torch.device("cpu"), dataset=SimpleNamespace(eval_name="test"),
+                              config=SimpleNamespace(training=SimpleNamespace(epochs=3)))
+    row = {"epoch": 1, "train_neg_elbo": 1.0, "test_neg_elbo": 1.0, "test_recon": 1.0, "test_kl": 0.0,
+           "train_seconds": 10.0}
+    console = Console()
+    for epoch in (1, 2):  # two slow epochs: the note is printed once
+        console.on_epoch_start(trainer, epoch)
+        clock["wall"] += 10.0
+        clock["cpu"] += 2.0
+        console.on_epoch_end(trainer, dict(row, epoch=epoch), False)
+    assert capsys.readouterr().out.count("note: this epoch got 10% of the CPU time") == 1

@@ -126,7 +126,7 @@ def test_nonfinite_gradient_names_the_parameter(tmp_path):
     config, model, opt, batches = nonfinite_setup(tmp_path)
     model.decoder.out.weight.register_hook(lambda g: g * float("nan"))
     with pytest.raises(TrainingError, match=r"epoch 1, step 1: the gradient of decoder.out.weight is not finite; "
-                                            r"training stopped. Try a lower --learning-rate, gradient clipping"):
+                                            r"training stopped. Try a lower training.learning_rate, gradient clipping"):
         train_epoch(model, opt, batches, config.objective, config.training, torch.device("cpu"), 1)
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..config import DataConfig
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, option
 from .arrays import Splits
 from .files import is_user_dataset, user_spec
 from .registry import DatasetSpec, fetch_files, get_spec
@@ -114,14 +114,14 @@ def resolve_binarize(spec: DatasetSpec, config: DataConfig) -> str:
     if spec.binarize is not None and mode not in ("none", spec.binarize):
         raise ConfigError(
             f"data.binarize={mode} conflicts with data.dataset={spec.name}, which means "
-            f"{spec.binarize} binarisation; leave --binarize unset, or use a dataset without implied "
-            f"binarisation (e.g. --dataset {spec.dirnames[0]} --binarize {mode})"
+            f"{spec.binarize} binarisation; leave {option('data.binarize')} unset, or use a dataset without implied "
+            f"binarisation (e.g. {option('data.dataset', spec.dirnames[0])} {option('data.binarize', mode)})"
         )
     if spec.binarize is not None:
         mode = spec.binarize
     if spec.kind == "points" and mode != "none":
         raise ConfigError(
-            f"data.binarize={mode} applies to images; {spec.name} is point data: use --binarize none"
+            f"data.binarize={mode} applies to images; {spec.name} is point data: use {option('data.binarize', 'none')}"
         )
     return mode
 
@@ -145,7 +145,7 @@ def dataset_spec(config: DataConfig) -> DatasetSpec:
     if not is_user_dataset(config.dataset):
         if config.image_size is not None:
             raise ConfigError(f"data.image_size resizes the images of your own image folder; "
-                              f"{config.dataset} is a built-in dataset: drop --image-size")
+                              f"{config.dataset} is a built-in dataset: drop {option('data.image_size')}")
         return get_spec(config.dataset)
     path = Path(config.dataset).expanduser().resolve()
     stat = path.stat() if path.exists() else None

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, option
 from .arrays import RawSplit, Splits
 from .registry import DatasetSpec, dataset_names
 
@@ -75,7 +75,7 @@ def user_spec(path: str | os.PathLike, image_size: list[int] | None = None) -> D
     else:
         if image_size is not None:
             raise DataError(f"data.image_size resizes the images of an image folder, not of {path.name}; "
-                            "resize the arrays before saving them, or drop --image-size")
+                            f"resize the arrays before saving them, or drop {option('data.image_size')}")
         arrays, digest = read_array_file(path)
         splits, classes = arrays_to_splits(arrays, path.name)
     return DatasetSpec(name=path.name, files={}, image_shape=tuple(splits.train.images.shape[1:]),
@@ -313,7 +313,7 @@ def read_image_folder(root: Path, image_size: list[int] | None = None) -> tuple[
                 image = image.resize((image_size[1], image_size[0]), Image.Resampling.BILINEAR)
             elif image.size != first_image.size:
                 raise DataError(f"mixed image sizes: {path} is {image.size[0]}x{image.size[1]} but {first_path} is "
-                                f"{first_image.size[0]}x{first_image.size[1]} (width x height); pass --image-size H W "
+                                f"{first_image.size[0]}x{first_image.size[1]} (width x height); pass {option('data.image_size', 'H W')} "
                                 "to resize them all")
             array = np.asarray(image, dtype=np.uint8)
             arrays.append(array[None] if array.ndim == 2 else np.moveaxis(array, -1, 0))

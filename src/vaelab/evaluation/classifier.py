@@ -19,7 +19,7 @@ from .. import __version__
 from ..config import DataConfig
 from ..models.classifier import ClassifierConfig
 from ..data import load_dataset
-from ..errors import ConfigError
+from ..errors import ConfigError, option
 from ..models.classifier import (Classifier, ClassifierInfo, classifier_paths, load_classifier,
                                  save_classifier, train_command)
 from ..runtime import flush_denormals, resolve_device
@@ -71,7 +71,7 @@ def train_classifier(config: ClassifierConfig | dict[str, Any] | None = None, *,
     if weights_path.exists() and not force:
         net, info = load_classifier(config.dataset, directory)
         say(f"a {config.dataset} classifier is already cached at {weights_path} (test accuracy "
-            f"{info.test_accuracy:.4f}); pass --force to train a new one")
+            f"{info.test_accuracy:.4f}); pass {option('force')} to train a new one")
         return net, info
     device = resolve_device(device)
     dataset = load_dataset(DataConfig(dataset=config.dataset, data_dir=config.data_dir,

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from ..errors import ConfigError, option
 from ..models.classifier import Classifier
 from ..models.priors import sample_prior
 from ..models.vae import VAE
@@ -110,8 +110,9 @@ def find_inception_weights(path: str | os.PathLike | None = None) -> Path:
         missing.append(f"the FID Inception weights {INCEPTION_WEIGHTS_FILE} (from torch-fidelity's v0.2.0 "
                        f"release; looked at {', '.join(str(p) for _, p in candidates)})")
     raise ConfigError(
-        "--fid inception needs " + " and ".join(missing) + "; vaelab never downloads them: put the file "
-        "there or pass --inception-weights PATH, or use --fid classifier (fid_classifier, no download)"
+        f"{option('fid', 'inception')} needs " + " and ".join(missing) + "; vaelab never downloads them: put "
+        f"the file there or pass {option('inception_weights', 'PATH')}, or use {option('fid', 'classifier')} "
+        "(fid_classifier, no download)"
     )
 
 

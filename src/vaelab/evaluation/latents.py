@@ -19,6 +19,7 @@ import sys
 from typing import NamedTuple
 
 import torch
+from ..errors import option
 from ..models.priors import factorises
 from ..models.vae import VAE
 from ..objectives.elbo import kl_estimate
@@ -111,8 +112,9 @@ def posterior_collapse(model: VAE, images: torch.Tensor, latent_dim: int, batch_
         return None
     return (f"posterior collapse: none of the {latent_dim} latent dimensions is active (the "
             f"posterior means vary by less than {ACTIVE_THRESHOLD} across examples), so the model ignores z; "
-            "try a KL warm-up (--kl-schedule linear), free bits (--free-bits 0.5), a likelihood with a "
-            "learned scale (--likelihood gaussian --learn-scale scalar) or more epochs")
+            f"try a KL warm-up ({option('objective.kl_schedule', 'linear')}), free bits "
+            f"({option('objective.free_bits', 0.5)}), a likelihood with a learned scale "
+            f"({option('model.likelihood', 'gaussian')} {option('model.learn_scale', 'scalar')}) or more epochs")
 
 
 class PosteriorCollapseCheck(Callback):

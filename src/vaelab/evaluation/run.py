@@ -32,7 +32,7 @@ import torch
 
 from .. import __version__
 from ..data import binarize_split, load_dataset
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, option
 from ..models.classifier import load_classifier
 from ..rundir import RunDir
 from ..runtime import resolve_device
@@ -428,7 +428,7 @@ def _pick_split(dataset, name: str, run_config):
         return dataset.test
     if name == "val":
         if dataset.validation is None:
-            raise ConfigError("this run has no validation split (data.validation_size is 0); use --split test")
+            raise ConfigError(f"this run has no validation split (data.validation_size is 0); use {option('split', 'test')}")
         return dataset.validation
     return _evaluation_view(dataset.train, run_config)
 

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import yaml
 
 from ..config import Config
-from ..errors import ConfigError, VaelabError
+from ..errors import ConfigError, VaelabError, option
 from ..io import atomic_write_text
 from ..rundir import RunDir
 from .sweep_spec import Sweep, load_sweep, read_summary
@@ -175,7 +175,7 @@ def _check_reachable(address: str, timeout: float = 10.0) -> None:
 
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
-        raise VaelabError(f"--ray-address {address!r} is not auto or HOST:PORT, e.g. 10.0.0.5:6379")
+        raise VaelabError(f"{option('ray_address')} {address!r} is not auto or HOST:PORT, e.g. 10.0.0.5:6379")
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
     except OSError as exc:
@@ -201,9 +201,9 @@ class _RayTasks:
 
         ray = self.ray = _import_ray()
         if cpus_per_run < 1:
-            raise ConfigError(f"cpus_per_run (--cpus-per-run) must be >= 1, got {cpus_per_run}")
+            raise ConfigError(f"{option('cpus_per_run')} must be >= 1, got {cpus_per_run}")
         if gpus_per_run < 0:
-            raise ConfigError(f"gpus_per_run (--gpus-per-run) must be >= 0, got {gpus_per_run}")
+            raise ConfigError(f"{option('gpus_per_run')} must be >= 0, got {gpus_per_run}")
         self.connected = not ray.is_initialized()  # connected (or started) here: disconnect in close()
         if self.connected:
             if address and address != "auto" and "://" not in address:

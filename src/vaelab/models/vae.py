@@ -7,7 +7,7 @@ from torch import nn
 from torch.distributions import Distribution, Independent, Normal
 
 from ..config import ModelConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, option
 from .likelihoods import LIKELIHOODS
 from .networks import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, conv_spec, initialise
 from .priors import PRIORS, sample_prior
@@ -133,7 +133,7 @@ def build_model(config: ModelConfig, image_shape: tuple[int, int, int], num_clas
     if config.conditional:
         if num_classes is None or num_classes < 2:
             raise ConfigError(f"model.conditional needs labelled data with at least 2 classes, got {num_classes}; "
-                              "use a labelled dataset or drop --conditional")
+                              f"use a labelled dataset or drop {option('model.conditional')}")
         n = num_classes
     c, h, w = image_shape
     if config.network == "mlp":

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from ..errors import ConfigError
+from ..errors import ConfigError, option
 from ..io import atomic_write_text
 from ..schema import flatten
 from .figures import UNITS, save_figure, set_log_scale, styled
@@ -65,10 +65,10 @@ def resolve_key(key: str, records: Sequence[RunRecord]) -> str:
     if len(matches) == 1:
         return matches[0]
     if len(matches) > 1:
-        raise ConfigError(f"--label {key} is ambiguous: use one of {', '.join(matches)}")
+        raise ConfigError(f"{option('label')} {key} is ambiguous: use one of {', '.join(matches)}")
     close = difflib.get_close_matches(key, known + [k.rsplit(".", 1)[-1] for k in known], n=1)
     hint = f" (did you mean {close[0]}?)" if close else ""
-    raise ConfigError(f"--label {key}: no such config key{hint}; keys look like model.latent_dim or beta")
+    raise ConfigError(f"{option('label')} {key}: no such config key{hint}; keys look like model.latent_dim or beta")
 
 
 def _format_value(value: Any) -> str:

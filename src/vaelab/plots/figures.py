@@ -26,6 +26,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from ..errors import option
 from ..io import atomic_write_bytes
 from ..models.priors import sample_prior
 from ..models.vae import VAE, posterior_means
@@ -351,7 +352,7 @@ def plot_class_samples(model: VAE, class_names: Sequence[str] | None = None, n_p
         ValueError: ``model`` is not conditional.
     """
     if not model.conditional:
-        raise ValueError("a per-class sample grid needs a conditional VAE (--conditional)")
+        raise ValueError(f"a per-class sample grid needs a conditional VAE ({option('model.conditional')})")
     k = model.num_classes
     z = prior_samples(model, n_per_class, seed).repeat(k, 1)  # (k * n, D): the same z in every row
     labels = torch.arange(k).repeat_interleave(n_per_class)

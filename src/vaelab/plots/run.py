@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..config import manifold_dims_problem
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, option
 from ..rundir import RunRecord, read_run  # noqa: F401  (read_run: re-exported for vaelab.plots)
 
 KINDS = ("loss_curves", "reconstructions", "samples", "latent_manifold", "latent_scatter",
@@ -48,7 +48,7 @@ class _Context:
             path = self.record.checkpoint(self.which)
             if not path.is_file():
                 others = sorted(p.name for p in path.parent.glob("*.safetensors")) if path.parent.is_dir() else []
-                hint = (f" (it has {', '.join(others)}: pass --checkpoint {others[0].split('.')[0]})"
+                hint = (f" (it has {', '.join(others)}: pass {option('checkpoint', others[0].split('.')[0])})"
                         if others else " (the run has not finished an epoch yet, or the checkpoints were not copied)")
                 raise CheckpointError(
                     f"{self.record.run_dir} has no checkpoints/{self.which}.safetensors{hint}; every figure "
@@ -236,7 +236,7 @@ _DRAW: dict[str, Callable[[_Context, Path], list[Path]]] = {
 def _not_applicable(kind: str, points: bool, latent_dim: int, conditional: bool = False) -> str | None:
     """Why ``kind`` does not apply to this run (None when it does)."""
     if kind == "class_samples" and not conditional:
-        return "class_samples is drawn for a conditional VAE (--conditional)"
+        return f"class_samples is drawn for a conditional VAE ({option('model.conditional')})"
     if kind in ("latent_manifold", "interpolations") and conditional:
         return f"{kind} decodes z without a label; a conditional VAE's samples per class are in class_samples"
     if kind in ("reconstructions", "interpolations") and points:

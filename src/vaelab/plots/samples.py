@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, option
 from ..io import atomic_write_bytes
 from ..rundir import RunDir
 
@@ -59,7 +59,7 @@ def sample_run(run_dir: str | Path, sampler: str = "prior", n: int = 64, *, seed
     if sampler not in SAMPLERS:
         raise ConfigError(f"unknown sampler {sampler!r}; use one of {', '.join(SAMPLERS)}")
     if n < 1:
-        raise ConfigError(f"--n must be >= 1, got {n}")
+        raise ConfigError(f"{option('n')} must be >= 1, got {n}")
     if not RunDir(run_dir).is_run():
         raise CheckpointError(f"{run_dir} is not a run directory (no config.yaml); pass a directory written by `vaelab train`")
     device = resolve_device(device)

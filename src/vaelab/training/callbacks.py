@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..errors import option
 from .checkpoint import EpochPosition
 
 if TYPE_CHECKING:
@@ -210,14 +211,19 @@ class TrackerCallbacks(Callback):
 
 class Console(Callback):
     """The lines a run prints: where it trains (and a hint on a busy machine), one line per
-    epoch, and the summary at the end."""
+    epoch (with a note, once, when an epoch was slowed down by other processes), and the summary
+    at the end."""
+
+    def __init__(self):
+        self.clocks: tuple[float, float] | None = None  # (wall, CPU) at the epoch's start
+        self.warned_slow = False
 
     def on_train_start(self, trainer: Trainer) -> None:
         from .environment import busy_machine_hint
 
         config, state, run_dir, dataset = trainer.config, trainer.state, trainer.run_dir, trainer.dataset
         if state.epoch >= config.training.epochs:
-            print(f"run {run_dir} already finished {state.epoch} epochs; pass --epochs N to train longer")
+            print(f"run {run_dir} already finished {state.epoch} epochs; pass {option('training.epochs', 'N')} to train longer")
         elif state.epoch or state.position:
             where = f", step {state.position.step}" if state.position else ""
             print(f"resuming {run_dir} after epoch {state.epoch}{where}")
@@ -227,14 +233,53 @@ class Console(Callback):
         if busy:
             print(busy)
 
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
+        self.clocks = (time.perf_counter(), time.process_time())
+
     def on_epoch_end(self, trainer: Trainer, row: dict[str, float], improved: bool) -> None:
         split = trainer.dataset.eval_name
         print(f"epoch {row['epoch']:3d}/{trainer.config.training.epochs}  train -ELBO {row['train_neg_elbo']:8.3f}  "
               f"{split} -ELBO {row[f'{split}_neg_elbo']:8.3f} (recon {row[f'{split}_recon']:.3f}, KL "
               f"{row[f'{split}_kl']:.3f})  {row['train_seconds']:.1f} s")
+        if trainer.device.type == "cpu" and not self.warned_slow and self.clocks is not None:
+            slow = slow_epoch_hint(time.perf_counter() - self.clocks[0], time.process_time() - self.clocks[1],
+                                   torch.get_num_threads())
+            if slow:
+                print(slow)
+                self.warned_slow = True
 
     def on_fit_end(self, trainer: Trainer, summary: dict[str, Any]) -> None:
         print_summary(summary)
+
+
+SLOW_SHARE = 0.35  # below this share of its threads' CPU time an epoch is reported as slowed down
+
+
+def slow_epoch_hint(wall_seconds: float, cpu_seconds: float, threads: int) -> str | None:
+    """A one-line note when an epoch got much less CPU time than its threads could use.
+
+    On an idle machine a CPU epoch keeps its ``threads`` busy, so its process CPU time is close
+    to ``wall_seconds * threads``; when other processes share the cores the epoch gets a smaller
+    share and takes about ``1 / share`` times as long as it would alone. Epochs under 2 s are not
+    judged (start-up costs dominate them).
+
+    Args:
+        wall_seconds: the epoch's wall-clock time (s).
+        cpu_seconds: the CPU time the process used in it, all threads together (s).
+        threads: torch's intra-op thread count.
+
+    Returns:
+        The note, or None when the epoch got at least ``SLOW_SHARE`` of its threads' time.
+    """
+    if wall_seconds < 2.0 or threads < 1:
+        return None
+    share = cpu_seconds / (wall_seconds * threads)
+    if share >= SLOW_SHARE:
+        return None
+    return (f"note: this epoch got {share:.0%} of the CPU time its {threads} thread(s) could use "
+            f"({cpu_seconds:.1f} s of CPU in {wall_seconds:.1f} s), so it ran about {1 / max(share, 1e-3):.0f}x "
+            f"slower than on an idle machine: other processes share the cores; stop them, or use "
+            f"{option('threads', 1)}")
 
 
 def print_summary(summary: dict[str, Any]) -> None:

@@ -20,7 +20,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as save_safetensors
 
 from ..config import Config
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, option
 from ..io import atomic_write_bytes
 from ..models import VAE, build_model
 from ..rundir import RunDir
@@ -197,7 +197,7 @@ def _other_advice(path: Path) -> str:
     other = {"last": "best", "best": "last"}.get(path.stem)
     if other is None:
         return "use another checkpoint of the run, or start a new run"
-    return (f"use the other checkpoint, {path.with_name(other + path.suffix)} (`--checkpoint {other}` for "
+    return (f"use the other checkpoint, {path.with_name(other + path.suffix)} ({option('checkpoint', other)} for "
             f"evaluate and plot; to resume from it, copy it over {path.name}), or start a new run")
 
 

@@ -17,7 +17,7 @@ import torch
 from .. import __version__
 from ..config import Config
 from ..data import Dataset
-from ..errors import ConfigError
+from ..errors import ConfigError, option
 from ..rundir import RunDir
 
 
@@ -127,5 +127,5 @@ def busy_machine_hint(device: torch.device) -> str | None:
     if load <= cores:
         return None
     return (f"note: the machine is busy (load average {load:.1f} on {cores} cores) and torch uses "
-            f"{torch.get_num_threads()} threads: epochs will be slower than usual; --threads 1 (or "
+            f"{torch.get_num_threads()} threads: epochs will be slower than usual; {option('threads', 1)} (or "
             "OMP_NUM_THREADS=1) often helps")

@@ -22,7 +22,7 @@ import torch
 
 from ..config import Config, load_config
 from ..data import Dataset, is_user_dataset, load_dataset, save_arrays
-from ..errors import CheckpointError, ConfigError, VaelabError
+from ..errors import CheckpointError, ConfigError, VaelabError, option
 from ..models import LIKELIHOODS, VAE, build_model
 from ..models.likelihoods import binarised_data_problem
 from ..objectives import build_objective
@@ -99,8 +99,8 @@ def train(config: Config | dict | str | Path, verbose: bool = True, argv: list[s
     with run_lock(run_dir):
         if RunDir(run_dir).config_yaml.exists():
             raise ConfigError(
-                f"run directory {run_dir} already holds a run; continue it with --resume {run_dir} "
-                "or choose another --name"
+                f"run directory {run_dir} already holds a run; continue it with `vaelab train --resume {run_dir}` "
+                f"or choose another {option('name')}"
             )
         if data is not None:
             path = save_arrays(RunDir(run_dir).data_npz, data)
@@ -183,7 +183,7 @@ def resume_config(run_dir: str | Path, overrides: dict[str, Any] | None = None):
                 raise ConfigError(
                     f"{run_dir}/config.yaml differs from the run's checkpoint ({shown}); a resume may change "
                     f"only {allowed}: undo the edit (or delete config.yaml to use the checkpoint's config), "
-                    "or start a new run with --config"
+                    "or start a new run from the edited file"
                 )
             base = base.replace({k: edits[k][1] for k in edits})
     config = base.replace(overrides)
@@ -219,7 +219,7 @@ def resume(run_dir: str | Path, overrides: dict[str, Any] | None = None, verbose
                 and isinstance(summary, dict)):
             if verbose:
                 print(f"run {run_dir} already finished {state.epoch} epochs: nothing to do, nothing changed; "
-                      f"pass --epochs N (N > {state.epoch}) to train longer")
+                      f"pass {option('training.epochs', 'N')} (N > {state.epoch}) to train longer")
             return Run(run_dir=run_dir, config=checkpoint_config(checkpoint), history=state.history,
                        summary=summary)
         return _fit(config, run_dir, checkpoint, _callbacks(callbacks, verbose), argv=argv, changes=changes)
@@ -251,7 +251,7 @@ def check_model_fits_data(config: Config, dataset: Dataset) -> None:
     if LIKELIHOODS[likelihood].unit_interval and dataset.train.images.min() < 0:
         raise ConfigError(
             f"model.likelihood {likelihood} models values in [0, 1], but {dataset.spec.name} has values "
-            f"down to {dataset.train.images.min().item():.2f}; use --likelihood gaussian or laplace"
+            f"down to {dataset.train.images.min().item():.2f}; use {option('model.likelihood', 'gaussian')} or laplace"
         )
 
 
@@ -265,11 +265,11 @@ def check_labels_for_conditional(config: Config, dataset: Dataset) -> None:
         return
     classes = dataset.spec.classes
     if len(classes) < 2:
-        raise ConfigError(f"--conditional needs labelled data, but {dataset.spec.name} has no labels (one class "
-                          f"{classes[0]!r}); give labels (y_train, y_test) or drop --conditional")
+        raise ConfigError(f"{option('model.conditional')} needs labelled data, but {dataset.spec.name} has no labels (one class "
+                          f"{classes[0]!r}); give labels (y_train, y_test) or drop {option('model.conditional')}")
     top = int(max(dataset.train.labels.max(), dataset.test.labels.max()))
     if top >= len(classes):
-        raise ConfigError(f"--conditional: label {top} is outside the {len(classes)} classes of {dataset.spec.name}")
+        raise ConfigError(f"{option('model.conditional')}: label {top} is outside the {len(classes)} classes of {dataset.spec.name}")
 
 
 def _fit(config: Config, run_dir: Path, checkpoint, callbacks: list[Callback], argv, changes=None) -> Run:

@@ -33,7 +33,7 @@ from typing import Any
 
 from ..config import LOGGER_NAMES as TRACKER_NAMES
 from ..config import Config
-from ..errors import ConfigError
+from ..errors import ConfigError, option
 from ..io import atomic_write_text
 from ..rundir import RunDir
 from ..schema import flatten
@@ -62,7 +62,7 @@ def _import(module: str, extra: str):
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise ConfigError(f"--logger {extra} needs the {module} package: pip install 'vaelab[{extra}]'") from None
+        raise ConfigError(f"{option('training.logger', extra)} needs the {module} package: pip install 'vaelab[{extra}]'") from None
 
 
 class Tracker:

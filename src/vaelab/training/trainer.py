@@ -19,7 +19,7 @@ import torch
 
 from ..config import Config, ObjectiveConfig, TrainingConfig
 from ..data import Dataset, InMemoryBatches
-from ..errors import TrainingError, TrainingInterrupted
+from ..errors import TrainingError, TrainingInterrupted, option
 from ..models import VAE
 from ..objectives import EXTRA_TERMS, Objective, evaluate_elbo, kl_weight
 from ..rundir import RunDir
@@ -204,7 +204,8 @@ def train_epoch(model: VAE, optimizer: torch.optim.Optimizer, batches: InMemoryB
     if position.n_seen == 0 and len(batches) > 0:
         raise TrainingError(
             f"epoch {epoch}: every one of its {len(batches)} steps was skipped (non-finite), so it has no "
-            "result; training stopped. Try a lower --learning-rate or gradient clipping (--clip-norm 5)"
+            f"result; training stopped. Try a lower {option('training.learning_rate')} or gradient clipping "
+            f"({option('training.clip_norm', 5)})"
         )
     recon, kl = position.recon_total / max(position.n_seen, 1), position.kl_total / max(position.n_seen, 1)
     return {"recon": recon, "kl": kl, "neg_elbo": recon + kl, "kl_weight": position.kl_weight,
@@ -264,8 +265,9 @@ def _skip_or_stop(bad: str, training: TrainingConfig, state: TrainingState, epoc
     why = "" if training.nonfinite == "stop" else f" after {state.skipped_steps} skipped steps"
     raise TrainingError(
         f"epoch {epoch}, step {step}: {bad} is not finite{why}; training stopped. Try a lower "
-        "--learning-rate, gradient clipping (--clip-norm 5) or --nonfinite skip (each allowed on "
-        "--resume), or a new run with a larger --scale-floor for learned scales"
+        f"{option('training.learning_rate')}, gradient clipping ({option('training.clip_norm', 5)}) or "
+        f"{option('training.nonfinite', 'skip')} (each allowed on resume), or a new run with a larger "
+        f"{option('model.scale_floor')} for learned scales"
     )
 
 
