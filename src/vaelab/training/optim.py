@@ -6,6 +6,7 @@ import math
 from typing import Any, Callable, NamedTuple
 
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from .. import runtime
 from ..config import TrainingConfig
@@ -63,6 +64,17 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainingConfig):
         return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=config.lr_gamma,
                                                           patience=config.lr_patience)
     return None
+
+
+def make_ema(model: torch.nn.Module, decay: float) -> AveragedModel | None:
+    """The exponential moving average of ``model``'s weights (and buffers) with ``decay``, or
+    None when ``decay`` is 0: ``torch.optim.swa_utils.AveragedModel`` with
+    ``get_ema_multi_avg_fn(decay)``, so ``ema = decay * ema + (1 - decay) * w`` after each
+    :meth:`~AveragedModel.update_parameters` (the first copies ``w``). The trainer updates it
+    after every optimiser step; ``ema.module`` is the averaged model."""
+    if not decay:
+        return None
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def step_scheduler(scheduler, eval_neg_elbo: float) -> None:
