@@ -290,7 +290,8 @@ class TrainingConfig:
     max_minutes: float | None = config_field(
         None, "wall-clock budget of training in minutes, counted from the start (or resume) of the "
         "command: training ends cleanly, checkpoint and summary written, before an epoch that would "
-        "end past it (judged by the last epoch's duration), or at a step once it is past (default: none)",
+        "end past it (judged by the longest of the last three epochs), or at a step once it is past "
+        "(default: none; a resume may change it)",
         check=positive,
     )
     checkpoint_every_steps: int | None = config_field(

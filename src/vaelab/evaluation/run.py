@@ -575,7 +575,8 @@ def print_table(results: dict[str, Any]) -> None:
                 rows.append(("sample class entropy, gmm", f"{gmm['class_entropy_nats']:.3f}", "nats"))
     width = max(len(r[0]) for r in rows)
     value_width = max(len(value) for _, value, _ in rows if len(value) <= 20)
-    print(f"\n{results['dataset']} {results['split']}, {results['examples']} examples, {results['checkpoint']} checkpoint")
+    source = "weights file" if results["checkpoint"] == "weights" else f"{results['checkpoint']} checkpoint"
+    print(f"\n{results['dataset']} {results['split']}, {results['examples']} examples, {source}")
     for name, value, unit in rows:
         shown = f"{value:>{value_width}}" if len(value) <= 20 else value  # long lists left-aligned
         print(f"  {name:<{width}}  {shown}  {unit}".rstrip())

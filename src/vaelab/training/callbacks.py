@@ -137,8 +137,9 @@ class TimeBudget(Callback):
     """``training.max_minutes``: a wall-clock budget on training, counted from the start of this
     ``train`` (or ``--resume``: each command gets the budget, which a resume may change).
 
-    It is checked at epoch granularity: after an epoch, when the time so far plus that epoch's
-    duration (training and evaluation) would pass the budget, training ends there
+    It is checked at epoch granularity: after an epoch, when the time so far plus the longest
+    of the last three epochs (training and evaluation; on a shared machine epochs vary) would
+    pass the budget, training ends there
     (:meth:`Trainer.end_training`), so every epoch in ``metrics.csv`` is complete and the last
     checkpoint is an end-of-epoch one. As a backstop, a step that ends past the budget (an epoch
     slower than the last) ends training there with a mid-epoch checkpoint. Either way the run
@@ -150,6 +151,7 @@ class TimeBudget(Callback):
         self._clock = clock
         self.start: float | None = None
         self.epoch_started: float | None = None
+        self.durations: list[float] = []
 
     def now(self) -> float:
         return self._clock() if self._clock is not None else monotonic()
@@ -179,7 +181,8 @@ class TimeBudget(Callback):
         if budget is None or row["epoch"] >= trainer.config.training.epochs:
             return
         now = self.now()
-        if now - self.start + (now - self.epoch_started) > budget:
+        self.durations = [*self.durations[-2:], now - self.epoch_started]
+        if now - self.start + max(self.durations) > budget:
             self._end(trainer, f"after epoch {row['epoch']} (another epoch would end past it)")
 
 
