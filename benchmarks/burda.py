@@ -82,6 +82,7 @@ def run_recipe(recipe: str | Path, output: str | Path | None = None, weights: st
     output.parent.mkdir(parents=True, exist_ok=True)
     export_weights(run.run_dir, weights, which)
     e = evaluation.results
+    target = "vae_1_layer_k1" if config.objective.bound == "elbo" else "iwae_1_layer_k50"  # the row to beat
     result = {
         "recipe": str(recipe.resolve().relative_to(REPO)) if recipe.resolve().is_relative_to(REPO) else str(recipe),
         "smoke": smoke,
@@ -99,6 +100,8 @@ def run_recipe(recipe: str | Path, output: str | Path | None = None, weights: st
         "active_units": e["latent"]["active_units"], "latent_dim": e["latent"]["dim"],
         "test_examples": e["examples"],
         "paper": PAPER,
+        "target": target, "target_nll": PAPER[target], "minus_target": e["nll_iwae"] - PAPER[target],
+        "budget_seconds": None if config.training.max_minutes is None else 60 * config.training.max_minutes,
         "weights": _shown(weights),
         "threads": threads,
         "machine": {**machine(), "cpu_count": os.cpu_count(), "load_average": list(os.getloadavg())},
@@ -108,7 +111,8 @@ def run_recipe(recipe: str | Path, output: str | Path | None = None, weights: st
     if verbose:
         print(f"\n{result['recipe']}: test NLL (K={e['k']}) {e['nll_iwae']:.2f} ± {e['nll_iwae_stderr']:.2f} nats, "
               f"-ELBO {e['neg_elbo']:.2f}, {result['active_units']}/{result['latent_dim']} active units; "
-              f"{result['epochs']} epochs in {train_wall:.0f} s of training ({threads} threads)")
+              f"{result['epochs']} epochs in {train_wall:.0f} s of training ({threads} threads); "
+              f"{result['minus_target']:+.2f} nats from the paper's {PAPER[target]}")
         print(f"wrote {output} and {weights}")
     if scratch is not None:
         scratch.cleanup()

@@ -56,6 +56,7 @@ def test_burda_smoke_runs_a_recipe_end_to_end_on_tiny_data(tiny_data, tmp_path):
     assert written["test_nll"] <= written["test_neg_elbo"] + 3 * written["test_nll_stderr"]
     assert 0 <= written["active_units"] <= 3 and written["k"] == 20 and written["threads"] == 1
     assert written["paper"]["vae_1_layer_k1"] == 86.76 and written["machine"]["cpu_count"] >= 1
+    assert written["target_nll"] == 86.76 and written["minus_target"] == pytest.approx(written["test_nll"] - 86.76)
     assert load_weights(tmp_path / "out" / "tiny.safetensors").model.latent_dim == 3
 
 
