@@ -1,11 +1,11 @@
 """The Python entry points ``vaelab.train`` and ``vaelab.resume``: a training run with every
 callback a run has (the CLI calls these too).
 
-The order of the callbacks is the order of their hooks: signals, the time budget, checkpoints, the collapse check (it adds a warning to the summary
-before the summary is written), the run files (``config.yaml``, ``metrics.csv``,
-``summary.json``), TensorBoard, the end-of-run figures (after ``summary.json``, before the
-trackers keep them as artifacts), MLflow/W&B, the console lines and progress bars, and last
-your own ``callbacks``.
+The order of the callbacks is the order of their hooks: signals, the time budget, checkpoints,
+the collapse check (it adds a warning to the summary before the summary is written), the run
+files (``config.yaml``, ``metrics.csv``, ``summary.json``), TensorBoard, the end-of-run figures
+(after ``summary.json``, before the trackers keep them as artifacts), MLflow/W&B, the console
+lines and progress bars, and last your own ``callbacks``.
 """
 
 from __future__ import annotations
