@@ -1,6 +1,8 @@
 """`python -m benchmarks run [--quick] [--only NAME ...]`: every benchmark, tables on stdout,
 JSON in benchmarks/results/. `--quick` is a smoke run on slices (CI runs it, without timing
-assertions). `--only ideas` measures the speed ideas vaelab kept or left out."""
+assertions). `--only ideas` measures the speed ideas vaelab kept or left out; `--only burda`
+trains and evaluates configs/benchmarks/burda-vae.yaml (an hour; `python -m benchmarks.burda`
+runs any recipe)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,8 @@ import argparse
 import importlib
 
 BENCHMARKS = ["train_speed", "eval_speed", "scaling", "memory"]
-EXTRA = ["ideas"]  # speed ideas measured against vaelab's choices; torch.compile needs a C++ compiler
+EXTRA = ["ideas", "burda"]  # ideas: speed ideas measured against vaelab's choices (torch.compile needs a C++
+# compiler); burda: the 60-minute burda-vae recipe (benchmarks/burda.py; --quick: its smoke run)
 
 
 def main() -> None:

@@ -35,3 +35,40 @@ def test_gpu_check_without_cuda_says_so_and_exits_2():
                           env={**os.environ, "PYTHON": sys.executable}, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.startswith("gpu_check: no CUDA device here (torch ") and proc.stderr.count("\n") == 1
+
+
+def test_burda_smoke_runs_a_recipe_end_to_end_on_tiny_data(tiny_data, tmp_path):
+    from benchmarks.burda import run_recipe
+    from vaelab.training.weights import load_weights
+
+    root, _ = tiny_data
+    recipe = tmp_path / "tiny-recipe.yaml"
+    recipe.write_text(
+        "data: {dataset: tiny-mnist, binarize: dynamic, validation_size: 16, data_dir: " + str(root) + "}\n"
+        "model: {hidden: [16], latent_dim: 3, activation: tanh}\n"
+        "training: {epochs: 50, batch_size: 8, max_minutes: 60, ema_decay: 0.9, logger: csv, progress: false}\n"
+        "figures: {tensorboard_images_every: 0}\n")
+    result = run_recipe(recipe, tmp_path / "out" / "tiny.json", smoke=True, output_dir=tmp_path / "runs",
+                        threads=1, verbose=False)
+    written = json.loads((tmp_path / "out" / "tiny.json").read_text())
+    assert written == json.loads(json.dumps(result))
+    assert written["smoke"] and written["epochs"] == 1 and written["checkpoint"] == "last"
+    assert written["test_nll"] <= written["test_neg_elbo"] + 3 * written["test_nll_stderr"]
+    assert 0 <= written["active_units"] <= 3 and written["k"] == 20 and written["threads"] == 1
+    assert written["paper"]["vae_1_layer_k1"] == 86.76 and written["machine"]["cpu_count"] >= 1
+    assert written["target_nll"] == 86.76 and written["minus_target"] == pytest.approx(written["test_nll"] - 86.76)
+    assert load_weights(tmp_path / "out" / "tiny.safetensors").model.latent_dim == 3
+
+
+@pytest.mark.parametrize("name", ["burda-vae", "best-1h"])
+def test_the_benchmark_recipes_train_the_papers_model_within_the_hour(name):
+    from vaelab.config import load_config
+
+    config = load_config(REPO / "configs" / "benchmarks" / f"{name}.yaml")
+    model = config.model
+    assert (model.hidden, model.latent_dim, model.activation, model.likelihood) == ([200, 200], 50, "tanh",
+                                                                                     "bernoulli")
+    assert (config.data.dataset, config.data.binarize) == ("mnist", "dynamic")
+    assert config.training.max_minutes == 60 and config.data.validation_size > 0  # choice never on test
+    if name == "burda-vae":
+        assert config.objective.bound == "elbo" and config.objective.n_samples == 1

@@ -1,11 +1,11 @@
 """The Python entry points ``vaelab.train`` and ``vaelab.resume``: a training run with every
 callback a run has (the CLI calls these too).
 
-The order of the callbacks is the order of their hooks: signals, checkpoints, the collapse check (it adds a warning to the summary
-before the summary is written), the run files (``config.yaml``, ``metrics.csv``,
-``summary.json``), TensorBoard, the end-of-run figures (after ``summary.json``, before the
-trackers keep them as artifacts), MLflow/W&B, the console lines and progress bars, and last
-your own ``callbacks``.
+The order of the callbacks is the order of their hooks: signals, the time budget, checkpoints,
+the collapse check (it adds a warning to the summary before the summary is written), the run
+files (``config.yaml``, ``metrics.csv``, ``summary.json``), TensorBoard, the end-of-run figures
+(after ``summary.json``, before the trackers keep them as artifacts), MLflow/W&B, the console
+lines and progress bars, and last your own ``callbacks``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 from .config import Config
 from .evaluation.latents import PosteriorCollapseCheck
 from .plots.callbacks import Figures, TensorBoard
-from .training.callbacks import (Callback, Checkpointing, Console, Progress, RunFiles, StopOnSignals,
+from .training.callbacks import (Callback, Checkpointing, Console, Progress, RunFiles, StopOnSignals, TimeBudget,
                                  TrackerCallbacks)
 from .training.runs import Run
 from .training.runs import resume as _resume
@@ -26,8 +26,8 @@ from .training.runs import train as _train
 
 def run_callbacks(verbose: bool = True, extra: Sequence[Callback] = ()) -> list[Callback]:
     """Every callback of a ``vaelab train`` run, in hook order, then ``extra``."""
-    callbacks: list[Callback] = [StopOnSignals(), Checkpointing(), PosteriorCollapseCheck(), RunFiles(),
-                                 TensorBoard(), Figures(), TrackerCallbacks()]
+    callbacks: list[Callback] = [StopOnSignals(), TimeBudget(), Checkpointing(), PosteriorCollapseCheck(),
+                                 RunFiles(), TensorBoard(), Figures(), TrackerCallbacks()]
     if verbose:
         callbacks += [Console(), Progress()]
     return callbacks + list(extra)

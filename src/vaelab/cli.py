@@ -141,7 +141,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     train.add_argument("--config", metavar="FILE.yaml", help="start from this config (e.g. a run's config.yaml)")
     train.add_argument("--resume", metavar="RUN_DIR",
-                       help="continue the run in RUN_DIR from its last checkpoint (only --epochs, "
+                       help="continue the run in RUN_DIR from its last checkpoint (only --epochs, --max-minutes, "
                             "--device, --data-dir, --progress, --learning-rate, --clip-norm, --clip-value, "
                             "--nonfinite, --max-skipped-steps may change)")
     train.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
@@ -448,9 +448,17 @@ def _add_evaluation_commands(commands, command: str | None) -> None:
         description="Evaluate a run's checkpoint on a split: negative ELBO, reconstruction NLL and KL, "
                     "the importance-sampled NLL with K samples (Burda et al. 2016) in nats per example and "
                     "bits/dim, active units, KL per latent dimension, probe accuracies, and the samples' "
-                    "classifier-feature FID and class histogram. Writes RUN_DIR/evaluation.json.",
+                    "classifier-feature FID and class histogram. Writes RUN_DIR/evaluation.json, or for "
+                    "a weights file FILE.evaluation.json beside it.",
     )
-    evaluate.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by `vaelab train`")
+    evaluate.add_argument("run_dir", metavar="RUN_DIR|WEIGHTS",
+                          help="a directory written by `vaelab train`, or a weights-only .safetensors file "
+                               "written by `vaelab export-weights` (then --checkpoint does not apply)")
+    evaluate.add_argument("--config", metavar="FILE.yaml", dest="run_config",
+                          help="WEIGHTS: the model's config (default: the one stored in the file)")
+    evaluate.add_argument("-o", "--output", metavar="FILE.json",
+                          help="WEIGHTS: where to write the result (default: FILE.evaluation.json beside "
+                               "the weights); a run's result goes to RUN_DIR/evaluation.json")
     evaluate.add_argument("--quiet", action="store_true", help="print only the table")
     evaluate.add_argument("--threads", type=int, metavar="N",
                           help="CPU threads for torch (default: $OMP_NUM_THREADS, else torch's choice)")
@@ -460,6 +468,17 @@ def _add_evaluation_commands(commands, command: str | None) -> None:
         _add_section_options(evaluate, EvaluationConfig)
         evaluate.set_defaults(section=EvaluationConfig)
     evaluate.set_defaults(handler=_cmd_evaluate)
+
+    export = commands.add_parser(
+        "export-weights", help="write a run's weights only (small safetensors) with its config",
+        description="Write the weights of a run's checkpoint, without optimizer, RNG or history, as float32 "
+                    "safetensors (the moving average of the weights when the run used --ema-decay), with "
+                    "the run's config in the file and as FILE.yaml beside it. `vaelab evaluate FILE` "
+                    "evaluates it.")
+    export.add_argument("run_dir", metavar="RUN_DIR")
+    export.add_argument("--checkpoint", choices=("last", "best"), default="last", help="(default: last)")
+    export.add_argument("-o", "--output", metavar="FILE.safetensors", required=True)
+    export.set_defaults(handler=_cmd_export_weights)
 
     classifier = commands.add_parser("classifier", help="the dataset classifier behind FID and the perceptual loss")
     actions = classifier.add_subparsers(dest="action", metavar="ACTION")
@@ -485,11 +504,27 @@ def _section_values(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluation.run import evaluate, print_table
+    from .evaluation.run import evaluate, evaluate_weights, print_table
 
-    result = evaluate(args.run_dir, _section_values(args), verbose=not args.quiet)
+    weights = Path(args.run_dir).is_file()
+    if not weights and (args.run_config or args.output):
+        raise VaelabError("--config and --output apply to a weights file; a run directory is evaluated with "
+                          "its own config into RUN_DIR/evaluation.json")
+    if weights:
+        result = evaluate_weights(args.run_dir, _section_values(args), run_config=args.run_config,
+                                  output=args.output, verbose=not args.quiet)
+    else:
+        result = evaluate(args.run_dir, _section_values(args), verbose=not args.quiet)
     if args.quiet:
         print_table(result.results)
+    return 0
+
+
+def _cmd_export_weights(args: argparse.Namespace) -> int:
+    from .training.weights import export_weights
+
+    path = export_weights(args.run_dir, args.output, args.checkpoint)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB) and {path.with_suffix('.yaml')}")
     return 0
 
 

@@ -282,6 +282,18 @@ class TrainingConfig:
     clip_value: float | None = config_field(None, "clip each gradient element to [-v, v]", check=positive)
     clip_norm: float | None = config_field(None, "clip the global gradient norm to this value", check=positive)
     eval_batch_size: int = config_field(1000, "examples per evaluation batch", check=at_least(1))
+    ema_decay: float = config_field(
+        0.0, "exponential moving average of the weights, updated after every optimiser step with this "
+        "decay (torch.optim.swa_utils; e.g. 0.999; 0: off); when on, the per-epoch evaluation, the best "
+        "checkpoint, evaluate, export-weights and the figures use the averaged weights", check=probability,
+    )
+    max_minutes: float | None = config_field(
+        None, "wall-clock budget of training in minutes, counted from the start (or resume) of the "
+        "command: training ends cleanly, checkpoint and summary written, before an epoch that would "
+        "end past it (judged by the longest of the last three epochs), or at a step once it is past "
+        "(default: none; a resume may change it)",
+        check=positive,
+    )
     checkpoint_every_steps: int | None = config_field(
         None, "also checkpoint every N optimisation steps inside an epoch (default: end of epoch only)",
         check=at_least(1),

@@ -124,7 +124,7 @@ class PosteriorCollapseCheck(Callback):
     def on_fit_end(self, trainer, summary: dict) -> None:
         if not trainer.state.history:
             return
-        warning = posterior_collapse(trainer.model, trainer.eval_images, trainer.config.model.latent_dim,
+        warning = posterior_collapse(trainer.eval_model, trainer.eval_images, trainer.config.model.latent_dim,
                                      trainer.config.training.eval_batch_size, trainer.eval_labels)
         if warning is not None:
             summary["warnings"] = [warning]

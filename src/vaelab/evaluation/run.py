@@ -14,7 +14,9 @@ For one split of the run's dataset (with the run's binarisation) and one checkpo
   Ghosh et al. 2020).
 
 The result is written atomically to ``RUN_DIR/evaluation.json`` (or ``evaluation-<split>.json``
-for the val and train splits) and printed as a table.
+for the val and train splits) and printed as a table. A weights-only file
+(``vaelab export-weights``, :mod:`vaelab.training.weights`) is evaluated the same way by
+:func:`evaluate_weights`, its result written beside it as ``FILE.evaluation.json``.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from .. import __version__
 from ..data import binarize_split, load_dataset
 from ..errors import CheckpointError, ConfigError, option
 from ..models.classifier import load_classifier
-from ..rundir import RunDir
+from ..rundir import RunDir, write_json
 from ..runtime import resolve_device
 from ..schema import at_least, config_field, section_from_dict
 from .classifier import accuracy, class_histogram, predict
@@ -113,7 +115,8 @@ def evaluate(run_dir: str | Path, config: EvaluationConfig | dict[str, Any] | No
     """Evaluate the run in ``run_dir`` and write ``evaluation.json``.
 
     Args:
-        run_dir: a directory written by ``vaelab train``.
+        run_dir: a directory written by ``vaelab train`` (or a weights file:
+            :func:`evaluate_weights`).
         config: an :class:`~vaelab.config.EvaluationConfig` or a dict of its fields;
             ``overrides`` (e.g. ``k=5000, split="test"``) are applied on top.
         verbose: print progress and the table.
@@ -127,12 +130,47 @@ def evaluate(run_dir: str | Path, config: EvaluationConfig | dict[str, Any] | No
         RunDirectoryBusy: another process is training or evaluating in ``run_dir``.
     """
     run_dir = Path(run_dir)
+    if run_dir.suffix == ".safetensors" and run_dir.is_file():  # a weights-only file
+        return evaluate_weights(run_dir, config, verbose=verbose, **overrides)
     if not run_dir.is_dir():
         raise CheckpointError(f"run directory {run_dir} does not exist; check the path")
     from ..training.lock import run_lock
 
     with run_lock(run_dir, doing="evaluating"):
         return _evaluate(run_dir, config, verbose=verbose, **overrides)
+
+
+def evaluate_weights(weights: str | Path, config: EvaluationConfig | dict[str, Any] | None = None, *,
+                     run_config: Any = None, output: str | Path | None = None, verbose: bool = True,
+                     **overrides: Any) -> Evaluation:
+    """Evaluate the model of a weights-only file (``vaelab export-weights``) as :func:`evaluate`
+    does a run's checkpoint (``config.checkpoint`` does not apply), and write the result to
+    ``output`` (default: beside the file, :func:`~vaelab.training.weights.evaluation_path`).
+
+    Args:
+        weights: a ``.safetensors`` file of model weights.
+        run_config: the model's config (a :class:`~vaelab.config.Config` or a YAML file;
+            default: the config stored in the file).
+
+    Raises:
+        CheckpointError: the file is missing or unreadable, or its weights do not fit the config.
+        ConfigError, DataError: as for :func:`evaluate`.
+    """
+    from ..training.weights import evaluation_path, load_weights
+
+    config = _evaluation_config(config, overrides)
+    say = print if verbose else (lambda *a, **k: None)
+    loaded = load_weights(weights, run_config)
+    ctx = _data_context(loaded.path, config, loaded.config, loaded.model, say)
+    source = {"weights": str(loaded.path), "checkpoint": "weights",
+              "weights_source": {k: loaded.metadata[k] for k in ("source", "checkpoint", "epoch", "ema")
+                                 if k in loaded.metadata}}
+    results = _measure(ctx, source, f"{loaded.path} (weights)", verbose, say)
+    path = write_json(Path(output) if output is not None else evaluation_path(loaded.path, config.split), results)
+    if verbose:
+        print_table(results)
+        print(f"written to {path}")
+    return Evaluation(loaded.path, results, path)
 
 
 @dataclass
@@ -303,20 +341,36 @@ METRICS = (LogLikelihoodMetric(), LatentMetric(), SampleQualityMetric())
 """What ``vaelab evaluate`` measures, in the order of ``evaluation.json``."""
 
 
-def _evaluate(run_dir: Path, config, *, verbose: bool, **overrides: Any) -> Evaluation:
+def _evaluation_config(config, overrides: dict[str, Any]) -> EvaluationConfig:
     if isinstance(config, EvaluationConfig):
         config = dataclasses.replace(config, **overrides) if overrides else config
-        config = EvaluationConfig.from_dict(dataclasses.asdict(config))
-    else:
-        config = EvaluationConfig.from_dict({**(config or {}), **overrides})
+        return EvaluationConfig.from_dict(dataclasses.asdict(config))
+    return EvaluationConfig.from_dict({**(config or {}), **overrides})
+
+
+def _evaluate(run_dir: Path, config, *, verbose: bool, **overrides: Any) -> Evaluation:
+    config = _evaluation_config(config, overrides)
     say = print if verbose else (lambda *a, **k: None)
     ctx = _context(Path(run_dir), config, say)
+    source = {"run_dir": str(run_dir), "checkpoint": config.checkpoint}
+    results = _measure(ctx, source, f"{run_dir} ({config.checkpoint} checkpoint)", verbose, say)
+    path = RunDir(run_dir).write_evaluation(results, config.split)
+    if verbose:
+        print_table(results)
+        print(f"written to {path}")
+    return Evaluation(run_dir, results, path)
+
+
+def _measure(ctx: EvaluationContext, source: dict[str, Any], what: str, verbose: bool, say) -> dict[str, Any]:
+    """Every metric of :data:`METRICS` on ``ctx``: ``evaluation.json``'s content, after the
+    ``source`` keys (what was evaluated)."""
+    config = ctx.config
     n, pixels = ctx.images.shape[0], math.prod(ctx.images.shape[1:])
     dataset_name = ctx.run_config.data.dataset
-    say(f"evaluating {run_dir} ({config.checkpoint} checkpoint) on {dataset_name} {config.split}: {n} examples, "
+    say(f"evaluating {what} on {dataset_name} {config.split}: {n} examples, "
         f"K={config.k} importance samples, on {ctx.device}")
     results: dict[str, Any] = {
-        "run_dir": str(run_dir), "checkpoint": config.checkpoint, "dataset": dataset_name,
+        **source, "dataset": dataset_name,
         "binarize": ctx.dataset.binarize, "likelihood": ctx.run_config.model.likelihood,
         "split": config.split, "examples": n, "pixels": pixels, "k": config.k, "seed": config.seed,
         "units": UNITS,
@@ -334,11 +388,7 @@ def _evaluate(run_dir: Path, config, *, verbose: bool, **overrides: Any) -> Eval
     results["seconds"] = seconds
     results.update({"vaelab": __version__, "torch": torch.__version__,
                     "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
-    path = RunDir(run_dir).write_evaluation(results, config.split)
-    if verbose:
-        print_table(results)
-        print(f"written to {path}")
-    return Evaluation(run_dir, results, path)
+    return results
 
 
 def _context(run_dir: Path, config: EvaluationConfig, say) -> EvaluationContext:
@@ -361,13 +411,24 @@ def _context(run_dir: Path, config: EvaluationConfig, say) -> EvaluationContext:
             f"{run_dir} has no {config.checkpoint} checkpoint ({checkpoint} is missing): the run has not finished "
             f"an epoch; continue it with `vaelab train --resume {run_dir}`"
         )
-    from ..data import get_spec
-    from ..data.datasets import resolve_binarize
     from ..training.checkpoint import load_model, read_checkpoint_config
 
-    # the model and the data come from the checkpoint's config (the run's truth), with the
-    # binarisation actually used (binarized-mnist implies dynamic)
+    # the model and the data come from the checkpoint's config (the run's truth)
     run_config = read_checkpoint_config(checkpoint)
+    return _data_context(run_dir, config, run_config, load_model(run_dir, config.checkpoint), say)
+
+
+def _data_context(source: Path, config: EvaluationConfig, run_config, model, say) -> EvaluationContext:
+    """The context of ``model`` (built with ``run_config``): the classifier, the dataset with
+    the binarisation actually used (binarized-mnist implies dynamic) and the split.
+
+    Raises:
+        CheckpointError: no classifier (``fid: classifier``).
+        ConfigError: a split the run does not have, no Inception weights (``fid: inception``).
+    """
+    from ..data import get_spec
+    from ..data.datasets import resolve_binarize
+
     run_config = dataclasses.replace(run_config, data=dataclasses.replace(
         run_config.data, binarize=resolve_binarize(get_spec(run_config.data.dataset), run_config.data)))
     device = resolve_device(config.device)
@@ -382,14 +443,14 @@ def _context(run_dir: Path, config: EvaluationConfig, say) -> EvaluationContext:
     if config.fid == "inception":
         find_inception_weights(config.inception_weights)
 
-    model = load_model(run_dir, config.checkpoint).to(device)
+    model = model.to(device)
     data_config = dataclasses.replace(run_config.data, train_examples=None, eval_examples=None,
                                       data_dir=config.data_dir or run_config.data.data_dir)
     dataset = load_dataset(data_config)
     if dataset.binarize != run_config.data.binarize:  # binarized-mnist implies dynamic with data.binarize none
         run_config = run_config.replace({"data.binarize": dataset.binarize})
     split = _pick_split(dataset, config.split, run_config)
-    return EvaluationContext(run_dir, config, run_config, data_config, dataset, model,
+    return EvaluationContext(source, config, run_config, data_config, dataset, model,
                              split.images[: config.examples], split.labels[: config.examples], device, classifier, info)
 
 
@@ -514,7 +575,8 @@ def print_table(results: dict[str, Any]) -> None:
                 rows.append(("sample class entropy, gmm", f"{gmm['class_entropy_nats']:.3f}", "nats"))
     width = max(len(r[0]) for r in rows)
     value_width = max(len(value) for _, value, _ in rows if len(value) <= 20)
-    print(f"\n{results['dataset']} {results['split']}, {results['examples']} examples, {results['checkpoint']} checkpoint")
+    source = "weights file" if results["checkpoint"] == "weights" else f"{results['checkpoint']} checkpoint"
+    print(f"\n{results['dataset']} {results['split']}, {results['examples']} examples, {source}")
     for name, value, unit in rows:
         shown = f"{value:>{value_width}}" if len(value) <= 20 else value  # long lists left-aligned
         print(f"  {name:<{width}}  {shown}  {unit}".rstrip())

@@ -33,7 +33,7 @@ class TensorBoard(Callback):
         for key, value in row.items():
             if key != "epoch":
                 self.writer.add_scalar(key.replace("_", "/", 1), value, epoch)
-        log_epoch_images(self.writer, trainer.model, trainer.dataset, trainer.config, epoch)
+        log_epoch_images(self.writer, trainer.eval_model, trainer.dataset, trainer.config, epoch)
         self.writer.flush()
 
     def on_loop_end(self, trainer) -> None:
@@ -43,10 +43,11 @@ class TensorBoard(Callback):
 
 
 class Figures(Callback):
-    """At the end of training, every figure of :func:`plot_run` of the last model, into
-    ``RUN_DIR/figures`` (the same figures as ``vaelab plot RUN_DIR``). Put it after the
+    """At the end of training, every figure of :func:`plot_run` of the last model (the weights'
+    moving average with ``training.ema_decay``), into ``RUN_DIR/figures`` (the same figures as
+    ``vaelab plot RUN_DIR``). Put it after the
     summary's writer (the loss curves mark its best epoch) and before the trackers (which keep
     the figures as artifacts)."""
 
     def on_fit_end(self, trainer, summary: dict) -> None:
-        plot_run(trainer.run_dir.path, model=trainer.model, dataset=trainer.dataset)
+        plot_run(trainer.run_dir.path, model=trainer.eval_model, dataset=trainer.dataset)

@@ -7,7 +7,8 @@ from .checkpoint import Checkpoint, TrainingState, load_model, read_checkpoint
 from .optim import make_optimizer, make_scheduler
 from .runs import Run, resume, seed_everything, train
 from .trainer import Trainer, train_epoch
+from .weights import export_weights, load_weights
 
-__all__ = ["Callback", "Checkpoint", "Run", "StepEnd", "Trainer", "TrainingState", "load_model", "make_optimizer",
-           "make_scheduler", "read_checkpoint", "resume", "seed_everything", "train", "train_epoch",
-           "training_callbacks"]
+__all__ = ["Callback", "Checkpoint", "Run", "StepEnd", "Trainer", "TrainingState", "export_weights", "load_model",
+           "load_weights", "make_optimizer", "make_scheduler", "read_checkpoint", "resume", "seed_everything", "train",
+           "train_epoch", "training_callbacks"]

@@ -41,7 +41,9 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -130,6 +132,59 @@ class StopOnSignals(Callback):
         for sig, old in self._previous.items():
             signal.signal(sig, old)
         self._previous = {}
+
+
+class TimeBudget(Callback):
+    """``training.max_minutes``: a wall-clock budget on training, counted from the start of this
+    ``train`` (or ``--resume``: each command gets the budget, which a resume may change).
+
+    It is checked at epoch granularity: after an epoch, when the time so far plus the longest
+    of the last three epochs (training and evaluation; on a shared machine epochs vary) would
+    pass the budget, training ends there
+    (:meth:`Trainer.end_training`), so every epoch in ``metrics.csv`` is complete and the last
+    checkpoint is an end-of-epoch one. As a backstop, a step that ends past the budget (an epoch
+    slower than the last) ends training there with a mid-epoch checkpoint. Either way the run
+    ends as a finished one (``summary.json`` with ``stopped``, exit status 0); ``--resume`` with
+    a larger ``--max-minutes`` or none continues it exactly.
+    """
+
+    def __init__(self, clock: Callable[[], float] | None = None):
+        self._clock = clock
+        self.start: float | None = None
+        self.epoch_started: float | None = None
+        self.durations: list[float] = []
+
+    def now(self) -> float:
+        return self._clock() if self._clock is not None else monotonic()
+
+    @staticmethod
+    def _budget(trainer: Trainer) -> float | None:
+        minutes = trainer.config.training.max_minutes
+        return None if minutes is None else 60.0 * minutes
+
+    def _end(self, trainer: Trainer, where: str) -> None:
+        trainer.end_training(f"time budget: training.max_minutes={trainer.config.training.max_minutes:g} "
+                             f"reached {where}")
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        self.start = self.now()
+
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
+        self.epoch_started = self.now()
+
+    def on_batch_end(self, trainer: Trainer, step: StepEnd) -> None:
+        budget = self._budget(trainer)
+        if budget is not None and self.now() - self.start > budget:
+            self._end(trainer, f"during epoch {step.epoch}, after step {step.position.step}")
+
+    def on_epoch_end(self, trainer: Trainer, row: dict[str, float], improved: bool) -> None:
+        budget = self._budget(trainer)
+        if budget is None or row["epoch"] >= trainer.config.training.epochs:
+            return
+        now = self.now()
+        self.durations = [*self.durations[-2:], now - self.epoch_started]
+        if now - self.start + max(self.durations) > budget:
+            self._end(trainer, f"after epoch {row['epoch']} (another epoch would end past it)")
 
 
 class Checkpointing(Callback):
@@ -284,6 +339,10 @@ def slow_epoch_hint(wall_seconds: float, cpu_seconds: float, threads: int) -> st
 
 def print_summary(summary: dict[str, Any]) -> None:
     """The end-of-run lines: best and final epoch's negative ELBO, seconds per epoch."""
+    stopped = summary.get("stopped")
+    if stopped:
+        print(f"training ended early: {stopped['reason']} ({stopped['epochs_done']} of "
+              f"{stopped['epochs_planned']} epochs done)")
     if not summary.get("epochs"):
         print(f"no epoch trained; run directory {summary['run_dir']}")
         return
@@ -357,14 +416,14 @@ def progress_bar(config, total: int, epoch: int, position: EpochPosition | None 
 
 
 def training_callbacks(verbose: bool = True) -> list[Callback]:
-    """The callbacks of :mod:`vaelab.training` in the order a run needs them: signals,
-    checkpoints, the run files, trackers, and (``verbose``) the console lines and progress
+    """The callbacks of :mod:`vaelab.training` in the order a run needs them: signals, the time
+    budget, checkpoints, the run files, trackers, and (``verbose``) the console lines and progress
     bars."""
-    callbacks: list[Callback] = [StopOnSignals(), Checkpointing(), RunFiles(), TrackerCallbacks()]
+    callbacks: list[Callback] = [StopOnSignals(), TimeBudget(), Checkpointing(), RunFiles(), TrackerCallbacks()]
     if verbose:
         callbacks += [Console(), Progress()]
     return callbacks
 
 
 __all__ = ["Callback", "Checkpointing", "Console", "Progress", "RunFiles", "StepEnd", "StopOnSignals",
-           "TrackerCallbacks", "print_summary", "progress_bar", "training_callbacks"]
+           "TimeBudget", "TrackerCallbacks", "print_summary", "progress_bar", "training_callbacks"]

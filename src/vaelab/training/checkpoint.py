@@ -1,6 +1,7 @@
 """Checkpoints: one safetensors file holding everything needed to resume a run.
 
-Tensors (model weights, optimizer moments, RNG states) are stored as safetensors; everything
+Tensors (model weights, the weights' moving average when ``training.ema_decay`` is on,
+optimizer moments, RNG states) are stored as safetensors; everything
 else (epoch, best metric, metric history, optimizer hyper-parameters, numpy/python RNG states,
 the resolved config) as JSON in the file's metadata. Loading never executes code, and every
 file is written atomically (:mod:`vaelab.io`).
@@ -116,10 +117,13 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any])
 
 def encode_checkpoint(model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: TrainingState,
                       config: dict[str, Any], data_generator: torch.Generator, scheduler=None,
-                      order: torch.Tensor | None = None) -> bytes:
+                      order: torch.Tensor | None = None, ema: torch.nn.Module | None = None) -> bytes:
     """Serialise a whole training state into safetensors bytes (``order``: the batch order of an
-    unfinished epoch)."""
+    unfinished epoch; ``ema``: the ``AveragedModel`` of the weights, stored as ``ema.*``:
+    ``ema.module.<weight>`` and ``ema.n_averaged``)."""
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if ema is not None:
+        tensors.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.state_dict().items()})
     if order is not None:
         tensors["data.order"] = order.cpu().contiguous()
     opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
@@ -156,6 +160,15 @@ class Checkpoint:
     rng_meta: dict[str, Any]
     scheduler_state: dict[str, Any] | None = None
     order: torch.Tensor | None = None
+    ema_state: dict[str, torch.Tensor] | None = None
+    """The ``AveragedModel``'s state (``module.<weight>``, ``n_averaged``) when the run keeps an EMA."""
+
+    def eval_state(self) -> dict[str, torch.Tensor]:
+        """The weights evaluation uses: the moving average when the run kept one, else the
+        trained weights."""
+        if self.ema_state is None:
+            return self.model_state
+        return {k[len("module."):]: v for k, v in self.ema_state.items() if k.startswith("module.")}
 
 
 def read_checkpoint(path: str | Path) -> Checkpoint:
@@ -185,12 +198,13 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CheckpointError(f"{path}: checkpoint metadata is damaged ({exc}); {_other_advice(path)}") from None
     model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    ema_state = {k[len("ema."):]: v for k, v in tensors.items() if k.startswith("ema.")} or None
     rng = {k: v for k, v in tensors.items() if k.startswith("rng.")}
     if training.position is not None and "data.order" not in tensors:
         raise CheckpointError(f"{path}: a mid-epoch checkpoint without its batch order; it is damaged")
     _validate(path, training, optimizer, rng, rng_meta, tensors.get("data.order"), config)
     return Checkpoint(path, model_state, optimizer, training, config, rng, rng_meta, scheduler,
-                      tensors.get("data.order"))
+                      tensors.get("data.order"), ema_state)
 
 
 def _other_advice(path: Path) -> str:
@@ -298,7 +312,8 @@ def _validate(path: Path, training: TrainingState, optimizer: dict, rng: dict[st
 
 def load_model(run_dir: str | Path, which: str = "best") -> VAE:
     """Rebuild a run's model from ``run_dir/checkpoints/<which>.safetensors`` (with the
-    checkpoint's own config, whatever ``config.yaml`` says).
+    checkpoint's own config, whatever ``config.yaml`` says): with the moving average of the
+    weights when the run kept one (``training.ema_decay``), else the trained weights.
 
     Raises:
         CheckpointError: missing or corrupt checkpoint, weights that do not fit the config, or
@@ -309,11 +324,12 @@ def load_model(run_dir: str | Path, which: str = "best") -> VAE:
     num_classes = checkpoint.config.get("_num_classes")
     config = checkpoint_config(checkpoint)
     model = build_model(config.model, image_shape, num_classes)
+    weights = checkpoint.eval_state()
     try:
-        model.load_state_dict(checkpoint.model_state)
+        model.load_state_dict(weights)
     except RuntimeError as exc:
         raise CheckpointError(f"{checkpoint.path}: weights do not fit the model of its config ({exc})") from None
-    for name, value in checkpoint.model_state.items():
+    for name, value in weights.items():
         if value.is_floating_point() and not torch.isfinite(value).all():
             raise invalid_field(checkpoint.path, f"model.{name}", "holds non-finite values (NaN or inf)")
     return model.eval()

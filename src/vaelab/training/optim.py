@@ -6,6 +6,7 @@ import math
 from typing import Any, Callable, NamedTuple
 
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from .. import runtime
 from ..config import TrainingConfig
@@ -65,6 +66,17 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainingConfig):
     return None
 
 
+def make_ema(model: torch.nn.Module, decay: float) -> AveragedModel | None:
+    """The exponential moving average of ``model``'s weights (and buffers) with ``decay``, or
+    None when ``decay`` is 0: ``torch.optim.swa_utils.AveragedModel`` with
+    ``get_ema_multi_avg_fn(decay)``, so ``ema = decay * ema + (1 - decay) * w`` after each
+    :meth:`~AveragedModel.update_parameters` (the first copies ``w``). The trainer updates it
+    after every optimiser step; ``ema.module`` is the averaged model."""
+    if not decay:
+        return None
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
 def step_scheduler(scheduler, eval_neg_elbo: float) -> None:
     if scheduler is None:
         return
@@ -86,8 +98,8 @@ def clip_gradients(parameters: list[torch.nn.Parameter], config: TrainingConfig)
 def check_model_fits_memory(model_config, training_config, image_shape, device: torch.device,
                             num_classes: int | None = None) -> int:
     """Count the model's parameters without allocating them (on the meta device) and refuse a
-    model whose float32 weights, gradients and optimizer state cannot fit in ``device``'s free
-    memory. Returns the estimated bytes.
+    model whose float32 weights, gradients, optimizer state (and moving average, with
+    ``ema_decay``) cannot fit in ``device``'s free memory. Returns the estimated bytes.
 
     Raises:
         ConfigError: the estimate exceeds the memory available (both are named, in GB).
@@ -96,6 +108,7 @@ def check_model_fits_memory(model_config, training_config, image_shape, device: 
         count = sum(p.numel() for p in build_model(model_config, image_shape, num_classes).parameters())
     entry = OPTIMIZERS.get(training_config.optimizer)
     copies = (entry.state_copies if entry else 4) + (1 if training_config.momentum else 0)
+    copies += 1 if training_config.ema_decay else 0  # the moving average of the weights
     # activations of the dense layers: a training batch keeps them (and their gradients), an
     # evaluation batch holds two layers' worth at a time
     decoder_hidden = model_config.decoder_hidden if model_config.decoder_hidden is not None else model_config.hidden

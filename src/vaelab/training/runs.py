@@ -34,7 +34,7 @@ from .checkpoint import (TrainingState, check_checkpoint_fits, checkpoint_config
                          restore_rng)
 from .environment import check_data_source
 from .lock import run_lock
-from .optim import check_model_fits_memory, make_optimizer, make_scheduler
+from .optim import check_model_fits_memory, make_ema, make_optimizer, make_scheduler
 from .trainer import Trainer
 
 
@@ -110,7 +110,7 @@ def train(config: Config | dict | str | Path, verbose: bool = True, argv: list[s
 
 RESUME_OVERRIDABLE = {
     # where and how a run is shown: no effect on the numbers
-    "training.epochs", "training.device", "training.progress", "data.data_dir",
+    "training.epochs", "training.max_minutes", "training.device", "training.progress", "data.data_dir",
     # the fixes a non-finite loss suggests (a lower learning rate, clipping, skipping steps)
     "training.learning_rate", "training.clip_norm", "training.clip_value", "training.nonfinite",
     "training.max_skipped_steps",
@@ -313,21 +313,23 @@ def build_trainer(config: Config, run_dir: RunDir, checkpoint=None, callbacks: S
     objective = build_objective(config.objective, config.data.dataset, device)
     optimizer = make_optimizer(model, config.training)
     scheduler = make_scheduler(optimizer, config.training)
+    ema = make_ema(model, config.training.ema_decay)
     state, order = TrainingState(), None
     stored_config = {**config.to_dict(), "_image_shape": list(dataset.image_shape)}
     if num_classes is not None:
         stored_config["_num_classes"] = num_classes
     if checkpoint is not None:
-        _restore(checkpoint, model, optimizer, scheduler, data_generator, config, len(dataset.train), changes)
+        _restore(checkpoint, model, optimizer, scheduler, data_generator, config, len(dataset.train), changes, ema)
         state, order = checkpoint.training_state, checkpoint.order
     return Trainer(config, run_dir, dataset, model, optimizer, scheduler, objective, device, data_generator,
                    stored_config, state=state, order=order, callbacks=callbacks, resuming=checkpoint is not None,
-                   changes=changes, argv=argv)
+                   changes=changes, argv=argv, ema=ema)
 
 
 def _restore(checkpoint, model, optimizer, scheduler, data_generator, config: Config, n_train: int,
-             changes) -> None:
-    """Load a checkpoint's weights, optimizer and scheduler states and RNGs into the new run;
+             changes, ema=None) -> None:
+    """Load a checkpoint's weights, their moving average (``ema``), optimizer and scheduler
+    states and RNGs into the new run;
     a resume with a new learning rate scales the restored one (and the schedule's).
 
     Raises:
@@ -340,6 +342,11 @@ def _restore(checkpoint, model, optimizer, scheduler, data_generator, config: Co
         match_optimizer_state_layout(optimizer)
         if scheduler is not None and checkpoint.scheduler_state:
             scheduler.load_state_dict(checkpoint.scheduler_state)
+        if ema is not None:
+            if checkpoint.ema_state is None:
+                raise CheckpointError(f"{checkpoint.path} holds no moving average of the weights, but the run has "
+                                      "training.ema_decay set; it is damaged: use the other checkpoint of the run")
+            ema.load_state_dict(checkpoint.ema_state)
     except (RuntimeError, ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{checkpoint.path} does not fit this run's model ({exc}); use the other "
                               "checkpoint of the run, or start a new run") from None

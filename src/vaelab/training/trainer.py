@@ -31,6 +31,10 @@ from .optim import clip_gradients, step_scheduler
 TERMS = ("recon", "kl", "neg_elbo")
 
 
+class _EndOfTraining(Exception):
+    """Raised after a step by :meth:`Trainer.end_training`'s request: caught by the epoch loop."""
+
+
 class Trainer:
     """A run ready to train: ``fit()`` trains epochs ``state.epoch + 1 .. training.epochs``.
 
@@ -38,7 +42,10 @@ class Trainer:
     :class:`~vaelab.rundir.RunDir`), ``dataset``, ``model``, ``optimizer``, ``device``,
     ``state`` (the :class:`TrainingState` a checkpoint stores), ``batches``, ``eval_images``
     and ``eval_labels``; ``resuming``, ``changes`` (a resume's changed keys) and ``argv`` say
-    how the run was started.
+    how the run was started. ``ema`` is the moving average of the weights
+    (``training.ema_decay``, a ``torch.optim.swa_utils.AveragedModel``) or None, and
+    ``eval_model`` the model evaluation uses: the averaged one when there is one (the per-epoch
+    evaluation, hence the best checkpoint, and the end-of-run figures), else ``model``.
     """
 
     def __init__(self, config: Config, run_dir: RunDir, dataset: Dataset, model: VAE,
@@ -46,7 +53,8 @@ class Trainer:
                  data_generator: torch.Generator, stored_config: dict[str, Any], *,
                  state: TrainingState | None = None, order: torch.Tensor | None = None,
                  callbacks: Sequence[Callback] = (), resuming: bool = False,
-                 changes: dict[str, tuple[Any, Any]] | None = None, argv: list[str] | None = None):
+                 changes: dict[str, tuple[Any, Any]] | None = None, argv: list[str] | None = None,
+                 ema: torch.nn.Module | None = None):
         self.config, self.run_dir, self.dataset, self.model = config, run_dir, dataset, model
         self.optimizer, self.scheduler, self.objective, self.device = optimizer, scheduler, objective, device
         self.data_generator, self.stored_config = data_generator, stored_config
@@ -54,7 +62,9 @@ class Trainer:
         self.order = order
         self.callbacks = list(callbacks)
         self.resuming, self.changes, self.argv = resuming, changes, argv
+        self.ema = ema
         self.stop_reason: str | None = None
+        self.end_reason: str | None = None
         self.epoch_start: EpochPosition | None = None
         """Where the current epoch started: None, or the position of a mid-epoch checkpoint."""
         conditional = config.model.conditional
@@ -68,15 +78,29 @@ class Trainer:
         for callback in self.callbacks:
             getattr(callback, hook)(self, *args)
 
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        """The model evaluation and figures use: the weights' moving average when the run keeps
+        one, else the trained model."""
+        return self.ema.module if self.ema is not None else self.model
+
     def request_stop(self, reason: str) -> None:
         """Stop after the current step's (or epoch's) hooks; ``reason`` starts the message
         (``"stopped by SIGTERM"``)."""
         self.stop_reason = reason
 
+    def end_training(self, reason: str) -> None:
+        """End training cleanly after the current step's (or epoch's) hooks, as if the last
+        epoch had been reached: the checkpoint is written (after a step, ``on_stop``: a
+        mid-epoch one), ``fit`` returns the summary with ``stopped: {"reason": reason, ...}``
+        and the end-of-run hooks run (a time budget, :class:`~.callbacks.TimeBudget`). A
+        resume continues the run."""
+        self.end_reason = reason
+
     def save_checkpoint(self, paths, order: torch.Tensor | None = None) -> None:
         """Write the run's state (weights, optimizer, RNG, position) to each of ``paths``."""
         write_checkpoint(paths, encode_checkpoint(self.model, self.optimizer, self.state, self.stored_config,
-                                                  self.data_generator, self.scheduler, order))
+                                                  self.data_generator, self.scheduler, order, self.ema))
 
     def fit(self) -> dict[str, Any]:
         """Train the remaining epochs and return the summary (``summary.json``'s content).
@@ -94,7 +118,10 @@ class Trainer:
                 try:
                     train_metrics = train_epoch(self.model, self.optimizer, self.batches, self.objective,
                                                 self.config.training, self.device, epoch, order=self.order,
-                                                position=self.epoch_start, state=state, on_step=self._after_step)
+                                                position=self.epoch_start, state=state, on_step=self._after_step,
+                                                ema=self.ema)
+                except _EndOfTraining:
+                    break
                 except TrainingError as exc:
                     if isinstance(exc, TrainingInterrupted) or not last.exists():
                         raise
@@ -102,7 +129,7 @@ class Trainer:
                 finally:
                     self._call("on_train_epoch_end", epoch)
                 self.order, state.position = None, None  # the epoch is complete
-                eval_metrics = evaluate_elbo(self.model, self.eval_images, self.config.training.eval_batch_size,
+                eval_metrics = evaluate_elbo(self.eval_model, self.eval_images, self.config.training.eval_batch_size,
                                              self.config.objective.n_samples, seed=self.config.seed,
                                              device=self.device, labels=self.eval_labels)
                 row = epoch_row(epoch, train_metrics, eval_metrics, self.dataset.eval_name)
@@ -116,17 +143,26 @@ class Trainer:
                 if self.stop_reason:
                     raise TrainingInterrupted(f"{self.stop_reason} after epoch {epoch}; checkpoint written to "
                                               f"{last}; continue with `vaelab train --resume {self.run_dir}`")
+                if self.end_reason:
+                    break
         except BaseException as exc:
             self._call("on_exception", exc)
             raise
         finally:
             self._call("on_loop_end")
         summary = make_summary(state, self.dataset.eval_name, self.run_dir)
+        if self.end_reason:
+            summary["stopped"] = {"reason": self.end_reason, "epochs_done": state.epoch,
+                                  "epochs_planned": self.config.training.epochs,
+                                  "mid_epoch_step": state.position.step if state.position else None}
         self._call("on_fit_end", summary)
         return summary
 
     def _after_step(self, step: StepEnd) -> None:
         self._call("on_batch_end", step)
+        if self.end_reason and not self.stop_reason:
+            self._call("on_stop", step)
+            raise _EndOfTraining
         if self.stop_reason:
             self._call("on_stop", step)
             raise TrainingInterrupted(
@@ -171,15 +207,17 @@ def make_summary(state: TrainingState, eval_name: str, run_dir) -> dict[str, Any
 def train_epoch(model: VAE, optimizer: torch.optim.Optimizer, batches: InMemoryBatches,
                 objective: ObjectiveConfig | Objective, training: TrainingConfig, device: torch.device,
                 epoch: int, *, order: torch.Tensor | None = None, position: EpochPosition | None = None,
-                state: TrainingState | None = None,
-                on_step: Callable[[StepEnd], None] | None = None) -> dict[str, float]:
+                state: TrainingState | None = None, on_step: Callable[[StepEnd], None] | None = None,
+                ema: torch.nn.Module | None = None) -> dict[str, float]:
     """One pass over ``batches`` (epoch ``epoch``, 1-based). ``objective`` is a config (ELBO or
     IWAE bound) or an :class:`~vaelab.objectives.Objective` (a perceptual term needs one:
     :func:`~vaelab.objectives.build_objective`).
 
     ``order`` and ``position`` continue an epoch a mid-epoch checkpoint stopped in (default: a
     fresh permutation from the start); ``position`` is updated after every step and
-    ``on_step(StepEnd)`` is then called (callbacks: checkpoints, progress, interrupts).
+    ``on_step(StepEnd)`` is then called (callbacks: checkpoints, progress, interrupts). ``ema``
+    (an ``AveragedModel`` of ``model``) is updated after every optimiser step (not after a
+    skipped one).
 
     Returns:
         mean train ``recon``, ``kl``, ``neg_elbo`` (nats per example, running averages over the
@@ -200,7 +238,8 @@ def train_epoch(model: VAE, optimizer: torch.optim.Optimizer, batches: InMemoryB
     position = EpochPosition() if position is None else position
     state = TrainingState() if state is None else state
     with flush_denormals():
-        _run_steps(model, optimizer, batches, objective, training, device, epoch, order, position, state, on_step)
+        _run_steps(model, optimizer, batches, objective, training, device, epoch, order, position, state, on_step,
+                   ema)
     if position.n_seen == 0 and len(batches) > 0:
         raise TrainingError(
             f"epoch {epoch}: every one of its {len(batches)} steps was skipped (non-finite), so it has no "
@@ -214,7 +253,7 @@ def train_epoch(model: VAE, optimizer: torch.optim.Optimizer, batches: InMemoryB
 
 
 def _run_steps(model, optimizer, batches, objective, training, device, epoch, order, position, state,
-               on_step) -> None:
+               on_step, ema) -> None:
     steps = len(batches)
     parameters = [p for p in model.parameters() if p.requires_grad]
     clip = training.clip_value is not None or training.clip_norm is not None
@@ -239,6 +278,8 @@ def _run_steps(model, optimizer, batches, objective, training, device, epoch, or
             if clip:
                 clip_gradients(parameters, training)
             optimizer.step()
+            if ema is not None:
+                ema.update_parameters(model)
             position.recon_total += recon_value
             position.kl_total += kl_value
             for name, value in terms.extra.items():
