@@ -42,6 +42,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -56,13 +57,25 @@ if TYPE_CHECKING:
 class StepEnd:
     """What :meth:`Callback.on_batch_end` gets after a step: the epoch, the data order and the
     position inside the epoch (``position.step``: steps done, 1-based), the step's loss per
-    example (recon + β·KL, nats) and its batch size."""
+    example (recon + β·KL, nats) and its batch size.
+
+    The running sums in ``position`` are brought up to date on the host every
+    ``training.sync_every_steps`` steps; a callback that needs them now (a checkpoint) calls
+    :meth:`sync` first, which also raises :class:`~vaelab.errors.TrainingError` if a step
+    since the last check was not finite. Reading :attr:`loss` waits for the step's result
+    (a CPU-GPU sync on CUDA): read it only now and then.
+    """
 
     epoch: int
     order: torch.Tensor
     position: EpochPosition
-    loss: float
+    loss_value: torch.Tensor | float
     batch_size: int
+    sync: Callable[[], None] = lambda: None
+
+    @property
+    def loss(self) -> float:
+        return float(self.loss_value)
 
 
 class Callback:
@@ -142,6 +155,7 @@ class Checkpointing(Callback):
     def _save_position(self, trainer: Trainer, step: StepEnd) -> None:
         if self._saved == (step.epoch, step.position.step):
             return
+        step.sync()  # the position's sums on the host, and no unchecked non-finite step
         trainer.state.position = step.position
         trainer.save_checkpoint([trainer.run_dir.checkpoint("last")], step.order)
         self._saved = (step.epoch, step.position.step)
@@ -266,7 +280,7 @@ class Progress(Callback):
     def on_batch_end(self, trainer: Trainer, step: StepEnd) -> None:
         if self.bar is not None:
             self.bar.update(1)
-            if step.position.step % 20 == 0:
+            if step.position.step % max(20, trainer.config.training.sync_every_steps) == 0:  # a sync
                 self.bar.set_postfix(loss=f"{step.loss:.2f}")
 
     def on_train_epoch_end(self, trainer: Trainer, epoch: int) -> None:

@@ -28,7 +28,7 @@ from ..models.likelihoods import binarised_data_problem
 from ..objectives import build_objective
 from ..rundir import RunDir
 from ..schema import flatten
-from ..runtime import match_optimizer_state_layout, place_model, resolve_device
+from ..runtime import configure_backends, match_optimizer_state_layout, place_model, resolve_device
 from .callbacks import Callback, training_callbacks
 from .checkpoint import (TrainingState, check_checkpoint_fits, checkpoint_config, load_model, read_checkpoint,
                          restore_rng)
@@ -110,7 +110,7 @@ def train(config: Config | dict | str | Path, verbose: bool = True, argv: list[s
 
 RESUME_OVERRIDABLE = {
     # where and how a run is shown: no effect on the numbers
-    "training.epochs", "training.device", "training.progress", "data.data_dir",
+    "training.epochs", "training.device", "training.progress", "training.sync_every_steps", "data.data_dir",
     # the fixes a non-finite loss suggests (a lower learning rate, clipping, skipping steps)
     "training.learning_rate", "training.clip_norm", "training.clip_value", "training.nonfinite",
     "training.max_skipped_steps",
@@ -295,7 +295,10 @@ def build_trainer(config: Config, run_dir: RunDir, checkpoint=None, callbacks: S
     for directory in run_dir.written_directories:
         remove_stale_temporaries(directory)  # left by a process killed while writing
     device = resolve_device(config.training.device)
+    configure_backends(device, config.training.tf32)
     data_generator = seed_everything(config.seed)
+    # on CUDA the batch order and binarisation are drawn on the GPU (no host round trip per step)
+    device_generator = torch.Generator(device).manual_seed(config.seed) if device.type == "cuda" else None
     dataset = load_dataset(config.data)
     check_data_source(run_dir, dataset, resuming=run_dir.is_run())  # train() refuses a used one
     if config.training.batch_size > len(dataset.train):
@@ -311,21 +314,35 @@ def build_trainer(config: Config, run_dir: RunDir, checkpoint=None, callbacks: S
     check_model_fits_memory(config.model, config.training, dataset.image_shape, device, num_classes)  # first
     model = place_model(build_model(config.model, dataset.image_shape, num_classes), device)
     objective = build_objective(config.objective, config.data.dataset, device)
+    if config.training.compile:
+        compile_model(model)
     optimizer = make_optimizer(model, config.training)
     scheduler = make_scheduler(optimizer, config.training)
+    scaler = torch.amp.GradScaler(device.type) if config.training.precision == "fp16" else None
     state, order = TrainingState(), None
     stored_config = {**config.to_dict(), "_image_shape": list(dataset.image_shape)}
     if num_classes is not None:
         stored_config["_num_classes"] = num_classes
     if checkpoint is not None:
-        _restore(checkpoint, model, optimizer, scheduler, data_generator, config, len(dataset.train), changes)
+        _restore(checkpoint, model, optimizer, scheduler, (data_generator, device_generator), config,
+                 len(dataset.train), changes)
+        if scaler is not None and checkpoint.grad_scaler_state:
+            scaler.load_state_dict(checkpoint.grad_scaler_state)
         state, order = checkpoint.training_state, checkpoint.order
     return Trainer(config, run_dir, dataset, model, optimizer, scheduler, objective, device, data_generator,
                    stored_config, state=state, order=order, callbacks=callbacks, resuming=checkpoint is not None,
-                   changes=changes, argv=argv)
+                   changes=changes, argv=argv, device_generator=device_generator, grad_scaler=scaler)
 
 
-def _restore(checkpoint, model, optimizer, scheduler, data_generator, config: Config, n_train: int,
+def compile_model(model: VAE) -> None:
+    """``training.compile``: compile the encoder's and decoder's ``forward`` in place
+    (``nn.Module.compile``), so the weights, their names in the state dict and the rest of the
+    model (prior, likelihood, objective) stay as they are."""
+    for module in (model.encoder, model.decoder):
+        module.compile()
+
+
+def _restore(checkpoint, model, optimizer, scheduler, generators, config: Config, n_train: int,
              changes) -> None:
     """Load a checkpoint's weights, optimizer and scheduler states and RNGs into the new run;
     a resume with a new learning rate scales the restored one (and the schedule's).
@@ -352,4 +369,4 @@ def _restore(checkpoint, model, optimizer, scheduler, data_generator, config: Co
                 group["initial_lr"] *= factor
         if scheduler is not None and hasattr(scheduler, "base_lrs"):
             scheduler.base_lrs = [lr * factor for lr in scheduler.base_lrs]
-    restore_rng(checkpoint.rng_tensors, checkpoint.rng_meta, data_generator)
+    restore_rng(checkpoint.rng_tensors, checkpoint.rng_meta, *generators)

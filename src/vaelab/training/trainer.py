@@ -9,7 +9,6 @@ checkpoint when resuming) is :mod:`vaelab.training.runs`.
 
 from __future__ import annotations
 
-import math
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -23,9 +22,10 @@ from ..errors import TrainingError, TrainingInterrupted
 from ..models import VAE
 from ..objectives import EXTRA_TERMS, Objective, evaluate_elbo, kl_weight
 from ..rundir import RunDir
-from ..runtime import flush_denormals
+from ..runtime import autocast, flush_denormals
 from .callbacks import Callback, StepEnd
 from .checkpoint import EpochPosition, TrainingState, encode_checkpoint, write_checkpoint
+from .stepsync import DeviceSums
 from .optim import clip_gradients, step_scheduler
 
 TERMS = ("recon", "kl", "neg_elbo")
@@ -46,10 +46,15 @@ class Trainer:
                  data_generator: torch.Generator, stored_config: dict[str, Any], *,
                  state: TrainingState | None = None, order: torch.Tensor | None = None,
                  callbacks: Sequence[Callback] = (), resuming: bool = False,
-                 changes: dict[str, tuple[Any, Any]] | None = None, argv: list[str] | None = None):
+                 changes: dict[str, tuple[Any, Any]] | None = None, argv: list[str] | None = None,
+                 device_generator: torch.Generator | None = None, grad_scaler: torch.amp.GradScaler | None = None):
         self.config, self.run_dir, self.dataset, self.model = config, run_dir, dataset, model
         self.optimizer, self.scheduler, self.objective, self.device = optimizer, scheduler, objective, device
         self.data_generator, self.stored_config = data_generator, stored_config
+        self.device_generator = device_generator
+        """A CUDA run's data generator on the GPU (batch order, binarisation); None on the CPU."""
+        self.grad_scaler = grad_scaler
+        """``training.precision: fp16``: the loss scaler (its state is in the checkpoint)."""
         self.state = state if state is not None else TrainingState()
         self.order = order
         self.callbacks = list(callbacks)
@@ -61,7 +66,7 @@ class Trainer:
         self.eval_images = dataset.eval.images.to(device)
         self.eval_labels = dataset.eval.labels.to(device) if conditional else None
         self.batches = InMemoryBatches(dataset.train.images.to(device), config.training.batch_size, shuffle=True,
-                                       dynamic_binarize=dataset.binarize == "dynamic", generator=data_generator,
+                                       dynamic_binarize=dataset.binarize == "dynamic", generator=device_generator or data_generator,
                                        labels=dataset.train.labels.to(device) if conditional else None)
 
     def _call(self, hook: str, *args) -> None:
@@ -76,7 +81,8 @@ class Trainer:
     def save_checkpoint(self, paths, order: torch.Tensor | None = None) -> None:
         """Write the run's state (weights, optimizer, RNG, position) to each of ``paths``."""
         write_checkpoint(paths, encode_checkpoint(self.model, self.optimizer, self.state, self.stored_config,
-                                                  self.data_generator, self.scheduler, order))
+                                                  self.data_generator, self.scheduler, order,
+                                                  self.device_generator, self.grad_scaler))
 
     def fit(self) -> dict[str, Any]:
         """Train the remaining epochs and return the summary (``summary.json``'s content).
@@ -94,7 +100,8 @@ class Trainer:
                 try:
                     train_metrics = train_epoch(self.model, self.optimizer, self.batches, self.objective,
                                                 self.config.training, self.device, epoch, order=self.order,
-                                                position=self.epoch_start, state=state, on_step=self._after_step)
+                                                position=self.epoch_start, state=state, on_step=self._after_step,
+                                                scaler=self.grad_scaler)
                 except TrainingError as exc:
                     if isinstance(exc, TrainingInterrupted) or not last.exists():
                         raise
@@ -128,6 +135,7 @@ class Trainer:
     def _after_step(self, step: StepEnd) -> None:
         self._call("on_batch_end", step)
         if self.stop_reason:
+            step.sync()
             self._call("on_stop", step)
             raise TrainingInterrupted(
                 f"{self.stop_reason} at epoch {step.epoch}, step {step.position.step}; checkpoint written to "
@@ -172,7 +180,8 @@ def train_epoch(model: VAE, optimizer: torch.optim.Optimizer, batches: InMemoryB
                 objective: ObjectiveConfig | Objective, training: TrainingConfig, device: torch.device,
                 epoch: int, *, order: torch.Tensor | None = None, position: EpochPosition | None = None,
                 state: TrainingState | None = None,
-                on_step: Callable[[StepEnd], None] | None = None) -> dict[str, float]:
+                on_step: Callable[[StepEnd], None] | None = None,
+                scaler: torch.amp.GradScaler | None = None) -> dict[str, float]:
     """One pass over ``batches`` (epoch ``epoch``, 1-based). ``objective`` is a config (ELBO or
     IWAE bound) or an :class:`~vaelab.objectives.Objective` (a perceptual term needs one:
     :func:`~vaelab.objectives.build_objective`).
@@ -180,6 +189,11 @@ def train_epoch(model: VAE, optimizer: torch.optim.Optimizer, batches: InMemoryB
     ``order`` and ``position`` continue an epoch a mid-epoch checkpoint stopped in (default: a
     fresh permutation from the start); ``position`` is updated after every step and
     ``on_step(StepEnd)`` is then called (callbacks: checkpoints, progress, interrupts).
+
+    The forward pass runs under ``training.precision``'s autocast; ``scaler`` (fp16) scales
+    the loss, and the steps whose scaled gradients overflow are skipped by it (they are not
+    non-finite steps). The steps do not wait for the device: their sums and finiteness are
+    read every ``training.sync_every_steps`` steps (:mod:`vaelab.training.stepsync`).
 
     Returns:
         mean train ``recon``, ``kl``, ``neg_elbo`` (nats per example, running averages over the
@@ -199,8 +213,9 @@ def train_epoch(model: VAE, optimizer: torch.optim.Optimizer, batches: InMemoryB
     order = batches.permutation() if order is None else order
     position = EpochPosition() if position is None else position
     state = TrainingState() if state is None else state
-    with flush_denormals():
-        _run_steps(model, optimizer, batches, objective, training, device, epoch, order, position, state, on_step)
+    with flush_denormals(device):
+        _run_steps(model, optimizer, batches, objective, training, device, epoch, order, position, state, on_step,
+                   scaler)
     if position.n_seen == 0 and len(batches) > 0:
         raise TrainingError(
             f"epoch {epoch}: every one of its {len(batches)} steps was skipped (non-finite), so it has no "
@@ -213,41 +228,73 @@ def train_epoch(model: VAE, optimizer: torch.optim.Optimizer, batches: InMemoryB
 
 
 def _run_steps(model, optimizer, batches, objective, training, device, epoch, order, position, state,
-               on_step) -> None:
+               on_step, scaler) -> None:
     steps = len(batches)
-    parameters = [p for p in model.parameters() if p.requires_grad]
+    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    parameters = [p for _, p in named]
     clip = training.clip_value is not None or training.clip_norm is not None
-    seconds_before, start = position.seconds, time.perf_counter()
-    for index in range(position.step, steps):
-        step = index + 1
-        x = batches.batch(order, index).to(device, non_blocking=True)  # (B, C, H, W)
-        y = batches.batch_labels(order, index)  # None unless the VAE is conditional
-        beta = kl_weight(objective.config, (epoch - 1) * steps + index, steps, training.epochs)
-        terms = objective(model, x, beta) if y is None else objective(model, x, beta, y=y)
-        # .item(): the step's one CPU-GPU sync, needed for the non-finite check
-        recon_value, kl_value = terms.recon.detach().sum().item(), terms.kl.detach().sum().item()
-        optimizer.zero_grad(set_to_none=True)
-        bad = _nonfinite_term(recon_value, kl_value)
-        if bad is None:
-            terms.loss.backward()
-            bad = _nonfinite_gradient(model, parameters)
+    skip = training.nonfinite == "skip"  # deciding to skip a step needs its check before the optimizer step
+    every = 1 if skip else training.sync_every_steps
+    sums = DeviceSums(position, device, [name for name, _ in named])
+
+    def sync() -> None:
+        """Bring ``position``'s sums up to date (one CPU-GPU sync); stop at a non-finite step."""
+        bad = sums.sync(position)
         if bad is not None:
-            _skip_or_stop(bad, training, state, epoch, step)
+            _skip_or_stop(bad[1], training, state, epoch, bad[0])
+
+    seconds_before, start = position.seconds, time.perf_counter()
+    try:
+        for index in range(position.step, steps):
+            step = index + 1
+            x = batches.batch(order, index).to(device, non_blocking=True)  # (B, C, H, W)
+            y = batches.batch_labels(order, index)  # None unless the VAE is conditional
+            beta = kl_weight(objective.config, (epoch - 1) * steps + index, steps, training.epochs)
+            with autocast(device, training.precision):
+                terms = objective(model, x, beta) if y is None else objective(model, x, beta, y=y)
+            summed = torch.stack([terms.recon.detach().sum(), terms.kl.detach().sum()]).float()  # (2,) on the device
             optimizer.zero_grad(set_to_none=True)
-        else:
-            if clip:
-                clip_gradients(parameters, training)
-            optimizer.step()
-            position.recon_total += recon_value
-            position.kl_total += kl_value
-            for name, value in terms.extra.items():
-                position.extra_totals[name] = position.extra_totals.get(name, 0.0) + value.detach().sum().item()
-            position.n_seen += x.shape[0]
-        position.step = step
-        position.kl_weight = beta
-        position.seconds = seconds_before + time.perf_counter() - start
-        if on_step is not None:
-            on_step(StepEnd(epoch, order, position, (recon_value + beta * kl_value) / x.shape[0], x.shape[0]))
+            if scaler is None:
+                terms.loss.backward()
+                sums.record(step, summed, [p.grad for p in parameters])
+            else:  # fp16: the scaler owns overflowing gradients (it skips their step and lowers the scale)
+                scaler.scale(terms.loss).backward()
+                scaler.unscale_(optimizer)
+                sums.record(step, summed, [None] * len(parameters))
+            skipped = False
+            if skip:
+                bad = sums.sync(position)  # skip mode: one sync per step
+                if bad is not None:
+                    _skip_or_stop(bad[1], training, state, epoch, bad[0])
+                    optimizer.zero_grad(set_to_none=True)
+                    if scaler is not None:
+                        scaler.update()  # ends the step the scaler unscaled
+                    skipped = True
+            if not skipped:
+                if clip:
+                    clip_gradients(parameters, training)
+                if scaler is None:
+                    optimizer.step()
+                else:
+                    scaler.step(optimizer)
+                    scaler.update()
+                sums.add(summed, terms.extra)
+                position.n_seen += x.shape[0]
+            position.step = step
+            position.kl_weight = beta
+            position.seconds = seconds_before + time.perf_counter() - start
+            if step % every == 0 or step == steps:
+                sync()
+            if on_step is not None:
+                loss = (summed[0] + beta * summed[1]) / x.shape[0]
+                on_step(StepEnd(epoch, order, position, loss, x.shape[0], sync=sync))
+    except TrainingError:
+        raise
+    except Exception:
+        # a step after an unchecked non-finite one may fail in its own way (a NaN scale):
+        # report the first non-finite step instead
+        sync()
+        raise
 
 
 def _skip_or_stop(bad: str, training: TrainingConfig, state: TrainingState, epoch: int, step: int) -> None:
@@ -267,23 +314,3 @@ def _skip_or_stop(bad: str, training: TrainingConfig, state: TrainingState, epoc
         "--learning-rate, gradient clipping (--clip-norm 5) or --nonfinite skip (each allowed on "
         "--resume), or a new run with a larger --scale-floor for learned scales"
     )
-
-
-def _nonfinite_term(recon_value: float, kl_value: float) -> str | None:
-    if not math.isfinite(recon_value):
-        return f"the reconstruction NLL ({recon_value})"
-    if not math.isfinite(kl_value):
-        return f"the KL term ({kl_value})"
-    return None
-
-
-def _nonfinite_gradient(model: torch.nn.Module, parameters: list[torch.nn.Parameter]) -> str | None:
-    """None when every gradient is finite (one fused norm over all of them), else which
-    parameter's gradient is not."""
-    grads = [p.grad for p in parameters if p.grad is not None]
-    if not grads or math.isfinite(torch.nn.utils.get_total_norm(grads, foreach=True).item()):
-        return None
-    for name, p in model.named_parameters():
-        if p.grad is not None and not torch.isfinite(p.grad).all():
-            return f"the gradient of {name}"
-    return "a gradient"
