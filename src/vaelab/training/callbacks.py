@@ -72,6 +72,8 @@ class StepEnd:
     loss_value: torch.Tensor | float
     batch_size: int
     sync: Callable[[], None] = lambda: None
+    synced: bool = True
+    """Whether the position's sums were brought up to date at this step (a sync point)."""
 
     @property
     def loss(self) -> float:
@@ -79,7 +81,13 @@ class StepEnd:
 
 
 class Callback:
-    """A training callback: override the hooks you need (see the module's docstring)."""
+    """A training callback: override the hooks you need (see the module's docstring).
+
+    In a run on several processes (torchrun) only rank 0 runs callbacks, unless their class
+    sets ``all_ranks = True`` (signals, and checkpoints, which gather every rank's RNG state
+    and are written by rank 0 alone)."""
+
+    all_ranks = False
 
     def on_train_start(self, trainer: Trainer) -> None:
         pass
@@ -113,7 +121,9 @@ class StopOnSignals(Callback):
     """While training, SIGINT and SIGTERM only note the signal; at the next step (or epoch) end
     it asks the trainer to stop, which then writes a checkpoint (:class:`Checkpointing`) and
     raises. Previous handlers are restored after the loop. Outside the main thread it does
-    nothing."""
+    nothing. It runs on every rank: a signal to one stops them all."""
+
+    all_ranks = True
 
     def __init__(self):
         self.signal: str | None = None
@@ -147,7 +157,10 @@ class StopOnSignals(Callback):
 class Checkpointing(Callback):
     """``checkpoints/last.safetensors`` after every epoch, every
     ``training.checkpoint_every_steps`` steps and when a stop was asked for;
-    ``checkpoints/best.safetensors`` too when the epoch is the best so far."""
+    ``checkpoints/best.safetensors`` too when the epoch is the best so far. It runs on every
+    rank (the checkpoint gathers each rank's RNG state); rank 0 writes."""
+
+    all_ranks = True
 
     def __init__(self):
         self._saved: tuple[int, int] | None = None  # (epoch, step) of the last mid-epoch checkpoint

@@ -127,7 +127,7 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any])
 def encode_checkpoint(model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: TrainingState,
                       config: dict[str, Any], data_generator: torch.Generator, scheduler=None,
                       order: torch.Tensor | None = None, device_generator: torch.Generator | None = None,
-                      grad_scaler=None) -> bytes:
+                      grad_scaler=None, rank_rng: list[dict[str, torch.Tensor]] | None = None) -> bytes:
     """Serialise a whole training state into safetensors bytes (``order``: the batch order of an
     unfinished epoch; ``device_generator``: the CUDA data generator of a CUDA run)."""
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -137,6 +137,8 @@ def encode_checkpoint(model: torch.nn.Module, optimizer: torch.optim.Optimizer, 
     rng_tensors, rng_meta = capture_rng(data_generator, device_generator)
     tensors.update(opt_tensors)
     tensors.update(rng_tensors)
+    for rank, states in enumerate(rank_rng or []):  # a run on several processes: each rank's own
+        tensors.update({f"rng.rank{rank}.{name}": value.cpu().contiguous() for name, value in states.items()})
     meta = {
         "format": FORMAT,
         "training_state": state.to_json(),
@@ -145,6 +147,8 @@ def encode_checkpoint(model: torch.nn.Module, optimizer: torch.optim.Optimizer, 
         "config": json.dumps(config),
         "scheduler": json.dumps(scheduler.state_dict() if scheduler is not None else None),
     }
+    if rank_rng:
+        meta["world_size"] = str(len(rank_rng))
     if grad_scaler is not None:  # fp16: the loss scale and its growth tracker
         meta["grad_scaler"] = json.dumps(grad_scaler.state_dict())
     return save_safetensors(tensors, metadata=meta)
@@ -282,6 +286,9 @@ def _validate(path: Path, training: TrainingState, optimizer: dict, rng: dict[st
         if value is None or value.dtype != reference.dtype or value.shape != reference.shape:
             got = "missing" if value is None else f"{value.dtype} {tuple(value.shape)}"
             raise bad(name, f"must be a {reference.dtype} tensor of shape {tuple(reference.shape)}, got {got}")
+    for name, value in rng.items():
+        if name.startswith("rng.rank") and (value.dtype != torch.uint8 or value.dim() != 1):
+            raise bad(name, f"must be a 1-D uint8 tensor, got {value.dtype} {tuple(value.shape)}")
     device_state = rng.get("rng.data_device")
     if device_state is not None and (device_state.dtype != torch.uint8 or device_state.dim() != 1):
         raise bad("rng.data_device", f"must be a 1-D uint8 tensor, got {device_state.dtype} {tuple(device_state.shape)}")

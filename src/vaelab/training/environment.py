@@ -34,10 +34,18 @@ def environment(config: Config, device: torch.device, argv: list[str] | None) ->
         "device": str(device),
         "cuda_device": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "torch_threads": torch.get_num_threads(),
+        "world_size": _world().size,
+        "distributed_backend": _world().backend,
         "command": argv,
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "git": git_state(),
     }
+
+
+def _world():
+    from .distributed import current
+
+    return current()
 
 
 def git_state(directory: str | Path | None = None) -> dict[str, Any] | None:

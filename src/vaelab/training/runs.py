@@ -10,6 +10,7 @@ The run directory's format is :class:`vaelab.rundir.RunDir`'s.
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from ..objectives import build_objective
 from ..rundir import RunDir
 from ..schema import flatten
 from ..runtime import configure_backends, match_optimizer_state_layout, place_model, resolve_device
+from . import distributed
 from .callbacks import Callback, training_callbacks
 from .checkpoint import (TrainingState, check_checkpoint_fits, checkpoint_config, load_model, read_checkpoint,
                          restore_rng)
@@ -95,14 +97,18 @@ def train(config: Config | dict | str | Path, verbose: bool = True, argv: list[s
         config = config.replace({"name": _default_name(config, "data")})
     elif is_user_dataset(config.data.dataset):  # an absolute path, so the run works from any directory
         config = config.replace({"data.dataset": str(Path(config.data.dataset).expanduser().resolve())})
-    run_dir = Path(config.output_dir) / (config.name or _default_name(config))
-    with run_lock(run_dir):
-        if RunDir(run_dir).config_yaml.exists():
+    world = distributed.setup(resolve_device(config.training.device))  # torchrun: join its processes
+    run_dir = Path(config.output_dir) / distributed.broadcast(config.name or _default_name(config), world)
+    with _main_rank_lock(run_dir, world):
+        if world.main and RunDir(run_dir).config_yaml.exists():
             raise ConfigError(
                 f"run directory {run_dir} already holds a run; continue it with --resume {run_dir} "
                 "or choose another --name"
             )
         if data is not None:
+            if world.distributed:
+                raise ConfigError("data= is not supported in a run on several processes; save the arrays "
+                                  "with numpy.savez and name the file as data.dataset")
             path = save_arrays(RunDir(run_dir).data_npz, data)
             config = config.replace({"data.dataset": str(path.resolve())})
         return _fit(config, run_dir, None, _callbacks(callbacks, verbose), argv=argv)
@@ -208,7 +214,8 @@ def resume(run_dir: str | Path, overrides: dict[str, Any] | None = None, verbose
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(f"{run_dir} is not a run directory (it does not exist); check the path")
-    with run_lock(run_dir):
+    world = distributed.setup(resolve_device(resume_config(run_dir, overrides)[0].training.device))
+    with _main_rank_lock(run_dir, world):
         config, checkpoint, changes = resume_config(run_dir, overrides)
         state = checkpoint.training_state if checkpoint is not None else None
         try:
@@ -223,6 +230,11 @@ def resume(run_dir: str | Path, overrides: dict[str, Any] | None = None, verbose
             return Run(run_dir=run_dir, config=checkpoint_config(checkpoint), history=state.history,
                        summary=summary)
         return _fit(config, run_dir, checkpoint, _callbacks(callbacks, verbose), argv=argv, changes=changes)
+
+
+def _main_rank_lock(run_dir: Path, world: distributed.World):
+    """The run directory's lock, held by rank 0 (the one process that writes it)."""
+    return run_lock(run_dir) if world.main else contextlib.nullcontext()
 
 
 def _callbacks(callbacks: Sequence[Callback] | None, verbose: bool) -> list[Callback]:
@@ -292,21 +304,33 @@ def build_trainer(config: Config, run_dir: RunDir, checkpoint=None, callbacks: S
     """
     from ..io import remove_stale_temporaries
 
-    for directory in run_dir.written_directories:
-        remove_stale_temporaries(directory)  # left by a process killed while writing
-    device = resolve_device(config.training.device)
+    world = distributed.current()
+    if world.main:
+        for directory in run_dir.written_directories:
+            remove_stale_temporaries(directory)  # left by a process killed while writing
+    device = distributed.rank_device(resolve_device(config.training.device), world)
     configure_backends(device, config.training.tf32)
     data_generator = seed_everything(config.seed)
+    if world.rank:  # each rank's own latent noise; the data generator (batch order) is the same on all
+        torch.manual_seed(config.seed + world.rank)
     # on CUDA the batch order and binarisation are drawn on the GPU (no host round trip per step)
     device_generator = torch.Generator(device).manual_seed(config.seed) if device.type == "cuda" else None
     dataset = load_dataset(config.data)
-    check_data_source(run_dir, dataset, resuming=run_dir.is_run())  # train() refuses a used one
+    if world.main:
+        check_data_source(run_dir, dataset, resuming=run_dir.is_run())  # train() refuses a used one
     if config.training.batch_size > len(dataset.train):
         raise ConfigError(
             f"training.batch_size={config.training.batch_size} is larger than the training set "
             f"({len(dataset.train)} examples); use a smaller batch size"
         )
     check_model_fits_data(config, dataset)
+    rest = len(dataset.train) % config.training.batch_size
+    if world.distributed and (config.training.batch_size < world.size or 0 < rest < world.size):
+        raise ConfigError(
+            f"training.batch_size={config.training.batch_size} on {world.size} processes: every batch (the last "
+            f"has {rest or config.training.batch_size} examples) needs at least one example per process; choose "
+            "a batch size that leaves no smaller last batch"
+        )
     if dataset.binarize != config.data.binarize:  # implied by the dataset (binarized-mnist): record it
         config = config.replace({"data.binarize": dataset.binarize})
     check_labels_for_conditional(config, dataset)
@@ -326,12 +350,25 @@ def build_trainer(config: Config, run_dir: RunDir, checkpoint=None, callbacks: S
     if checkpoint is not None:
         _restore(checkpoint, model, optimizer, scheduler, (data_generator, device_generator), config,
                  len(dataset.train), changes)
+        _restore_rank_rng(checkpoint.rng_tensors, world, device)
         if scaler is not None and checkpoint.grad_scaler_state:
             scaler.load_state_dict(checkpoint.grad_scaler_state)
         state, order = checkpoint.training_state, checkpoint.order
     return Trainer(config, run_dir, dataset, model, optimizer, scheduler, objective, device, data_generator,
                    stored_config, state=state, order=order, callbacks=callbacks, resuming=checkpoint is not None,
-                   changes=changes, argv=argv, device_generator=device_generator, grad_scaler=scaler)
+                   changes=changes, argv=argv, device_generator=device_generator, grad_scaler=scaler, world=world)
+
+
+def _restore_rank_rng(tensors: dict[str, torch.Tensor], world: distributed.World, device: torch.device) -> None:
+    """With several ranks, this rank's own RNG states from the checkpoint (when it has them:
+    one written with the same number of processes)."""
+    own = tensors.get(f"rng.rank{world.rank}.torch")
+    if not world.distributed or own is None:
+        return
+    torch.set_rng_state(own)
+    cuda = tensors.get(f"rng.rank{world.rank}.cuda")
+    if cuda is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(cuda, device)
 
 
 def compile_model(model: VAE) -> None:

@@ -18,6 +18,7 @@ import math
 
 import torch
 
+from . import distributed
 from .checkpoint import EpochPosition
 
 
@@ -29,10 +30,13 @@ class DeviceSums:
     gradients are given to :meth:`record`).
     """
 
-    def __init__(self, position: EpochPosition, device: torch.device, names: list[str]):
-        self.device, self.names = device, names
-        self.totals = torch.tensor([position.recon_total, position.kl_total], dtype=torch.float64, device=device)
-        self.extra = {name: torch.tensor(value, dtype=torch.float64, device=device)
+    def __init__(self, position: EpochPosition, device: torch.device, names: list[str],
+                 world: distributed.World = distributed.SINGLE):
+        self.device, self.names, self.world = device, names, world
+        own = 1.0 if world.main else 0.0  # the sums so far count once, on rank 0
+        self.totals = torch.tensor([own * position.recon_total, own * position.kl_total], dtype=torch.float64,
+                                   device=device)
+        self.extra = {name: torch.tensor(own * value, dtype=torch.float64, device=device)
                       for name, value in position.extra_totals.items()}
         self._reset_record()
 
@@ -74,10 +78,20 @@ class DeviceSums:
     def sync(self, position: EpochPosition) -> tuple[int, str] | None:
         """Copy the sums into ``position`` (one CPU-GPU transfer) and return the first
         non-finite step since the last sync and what was not finite (``(step, "the KL term
-        (inf)")``), or None; the record starts afresh."""
-        names = list(self.extra)
+        (inf)")``), or None; the record starts afresh.
+
+        With several ranks every rank must call it at the same step: the sums are those of all
+        ranks, and the first non-finite step that of the rank which had the earliest."""
+        names = sorted(self.extra) if self.world.distributed else list(self.extra)
         values = torch.cat([self.totals, torch.stack([self.extra[n] for n in names]) if names else self.totals[:0],
                             self.bad_step.double().reshape(1), self.bad_terms, self.bad_grads.double()])
+        if self.world.distributed:
+            ranks = distributed.gather(values, self.world)  # (W, L)
+            steps = ranks[:, 2 + len(names)]
+            terms_bad = (~torch.isfinite(ranks[:, 3 + len(names):5 + len(names)])).any(1)
+            key = torch.where(steps > 0, 2 * steps - terms_bad.double(), torch.full_like(steps, float("inf")))
+            first = key.argmin()  # the earliest step, and at a tie the rank whose loss was not finite
+            values = torch.cat([ranks[:, :2 + len(names)].sum(0), ranks[first, 2 + len(names):]])
         values = values.tolist()  # the sync
         position.recon_total, position.kl_total = values[0], values[1]
         position.extra_totals = dict(zip(names, values[2:2 + len(names)]))

@@ -23,6 +23,7 @@ from ..models import VAE
 from ..objectives import EXTRA_TERMS, Objective, evaluate_elbo, kl_weight
 from ..rundir import RunDir
 from ..runtime import autocast, flush_denormals
+from . import distributed
 from .callbacks import Callback, StepEnd
 from .checkpoint import EpochPosition, TrainingState, encode_checkpoint, write_checkpoint
 from .stepsync import DeviceSums
@@ -47,7 +48,8 @@ class Trainer:
                  state: TrainingState | None = None, order: torch.Tensor | None = None,
                  callbacks: Sequence[Callback] = (), resuming: bool = False,
                  changes: dict[str, tuple[Any, Any]] | None = None, argv: list[str] | None = None,
-                 device_generator: torch.Generator | None = None, grad_scaler: torch.amp.GradScaler | None = None):
+                 device_generator: torch.Generator | None = None, grad_scaler: torch.amp.GradScaler | None = None,
+                 world: distributed.World = distributed.SINGLE):
         self.config, self.run_dir, self.dataset, self.model = config, run_dir, dataset, model
         self.optimizer, self.scheduler, self.objective, self.device = optimizer, scheduler, objective, device
         self.data_generator, self.stored_config = data_generator, stored_config
@@ -57,7 +59,15 @@ class Trainer:
         """``training.precision: fp16``: the loss scaler (its state is in the checkpoint)."""
         self.state = state if state is not None else TrainingState()
         self.order = order
-        self.callbacks = list(callbacks)
+        self.world = world
+        """This process's rank and the number of processes (torchrun; :mod:`.distributed`)."""
+        # rank 0 writes the run directory: the other ranks keep only the callbacks all ranks need
+        self.callbacks = [c for c in callbacks if world.main or getattr(c, "all_ranks", False)]
+        self.step_module = None
+        """With several ranks: the model's loss as one module wrapped in DistributedDataParallel."""
+        if world.distributed:
+            self.step_module = torch.nn.parallel.DistributedDataParallel(
+                _LossModule(model, objective), device_ids=[device.index] if device.type == "cuda" else None)
         self.resuming, self.changes, self.argv = resuming, changes, argv
         self.stop_reason: str | None = None
         self.epoch_start: EpochPosition | None = None
@@ -79,10 +89,16 @@ class Trainer:
         self.stop_reason = reason
 
     def save_checkpoint(self, paths, order: torch.Tensor | None = None) -> None:
-        """Write the run's state (weights, optimizer, RNG, position) to each of ``paths``."""
+        """Write the run's state (weights, optimizer, RNG, position) to each of ``paths``. With
+        several ranks every rank calls it (each rank's RNG state is gathered) and rank 0 writes."""
+        ranks = None
+        if self.world.distributed:
+            ranks = distributed.gather_objects(rank_rng_state(self.device), self.world)
+            if not self.world.main:
+                return
         write_checkpoint(paths, encode_checkpoint(self.model, self.optimizer, self.state, self.stored_config,
                                                   self.data_generator, self.scheduler, order,
-                                                  self.device_generator, self.grad_scaler))
+                                                  self.device_generator, self.grad_scaler, ranks))
 
     def fit(self) -> dict[str, Any]:
         """Train the remaining epochs and return the summary (``summary.json``'s content).
@@ -101,7 +117,8 @@ class Trainer:
                     train_metrics = train_epoch(self.model, self.optimizer, self.batches, self.objective,
                                                 self.config.training, self.device, epoch, order=self.order,
                                                 position=self.epoch_start, state=state, on_step=self._after_step,
-                                                scaler=self.grad_scaler)
+                                                scaler=self.grad_scaler, world=self.world,
+                                                step_module=self.step_module)
                 except TrainingError as exc:
                     if isinstance(exc, TrainingInterrupted) or not last.exists():
                         raise
@@ -120,6 +137,7 @@ class Trainer:
                 if improved:
                     state.best_value, state.best_epoch = eval_metrics["neg_elbo"], epoch
                 self._call("on_epoch_end", row, improved)
+                self._agree_on_stop()
                 if self.stop_reason:
                     raise TrainingInterrupted(f"{self.stop_reason} after epoch {epoch}; checkpoint written to "
                                               f"{last}; continue with `vaelab train --resume {self.run_dir}`")
@@ -132,8 +150,18 @@ class Trainer:
         self._call("on_fit_end", summary)
         return summary
 
+    def _agree_on_stop(self) -> None:
+        """With several ranks: stop all of them when one asked (an all-reduce)."""
+        if (self.world.distributed and distributed.any_rank(self.stop_reason is not None, self.device, self.world)
+                and not self.stop_reason):
+            self.stop_reason = "stopped by a signal to another rank"
+
     def _after_step(self, step: StepEnd) -> None:
         self._call("on_batch_end", step)
+        if self.world.distributed:
+            if not step.synced:
+                return  # the ranks agree on stopping at sync points only
+            self._agree_on_stop()
         if self.stop_reason:
             step.sync()
             self._call("on_stop", step)
@@ -141,6 +169,28 @@ class Trainer:
                 f"{self.stop_reason} at epoch {step.epoch}, step {step.position.step}; checkpoint written to "
                 f"{self.run_dir.checkpoint('last')}; continue with `vaelab train --resume {self.run_dir}`"
             )
+
+
+class _LossModule(torch.nn.Module):
+    """The objective of the model on a batch as one module, so that DistributedDataParallel
+    sees the forward pass it synchronises the gradients of (the objective calls the model's
+    encoder, decoder and prior, never its ``forward``)."""
+
+    def __init__(self, model: VAE, objective: Objective):
+        super().__init__()
+        self.model = model
+        self.__dict__["objective"] = objective  # not a submodule: its parameters are not trained
+
+    def forward(self, x: torch.Tensor, beta: float, y: torch.Tensor | None = None):
+        return self.objective(self.model, x, beta) if y is None else self.objective(self.model, x, beta, y=y)
+
+
+def rank_rng_state(device: torch.device) -> dict[str, torch.Tensor]:
+    """This rank's own RNG states: torch's CPU generator (and its CUDA device's)."""
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
 
 
 def epoch_row(epoch: int, train_metrics: dict[str, float], eval_metrics: dict[str, float],
@@ -181,7 +231,8 @@ def train_epoch(model: VAE, optimizer: torch.optim.Optimizer, batches: InMemoryB
                 epoch: int, *, order: torch.Tensor | None = None, position: EpochPosition | None = None,
                 state: TrainingState | None = None,
                 on_step: Callable[[StepEnd], None] | None = None,
-                scaler: torch.amp.GradScaler | None = None) -> dict[str, float]:
+                scaler: torch.amp.GradScaler | None = None, world: distributed.World = distributed.SINGLE,
+                step_module: torch.nn.Module | None = None) -> dict[str, float]:
     """One pass over ``batches`` (epoch ``epoch``, 1-based). ``objective`` is a config (ELBO or
     IWAE bound) or an :class:`~vaelab.objectives.Objective` (a perceptual term needs one:
     :func:`~vaelab.objectives.build_objective`).
@@ -194,6 +245,10 @@ def train_epoch(model: VAE, optimizer: torch.optim.Optimizer, batches: InMemoryB
     the loss, and the steps whose scaled gradients overflow are skipped by it (they are not
     non-finite steps). The steps do not wait for the device: their sums and finiteness are
     read every ``training.sync_every_steps`` steps (:mod:`vaelab.training.stepsync`).
+
+    With several ranks (``world``) each takes its shard of every batch through
+    ``step_module`` (DDP), with the loss scaled so the gradient is that of the whole batch
+    (:mod:`vaelab.training.distributed`); the returned metrics are those of all ranks.
 
     Returns:
         mean train ``recon``, ``kl``, ``neg_elbo`` (nats per example, running averages over the
@@ -215,7 +270,7 @@ def train_epoch(model: VAE, optimizer: torch.optim.Optimizer, batches: InMemoryB
     state = TrainingState() if state is None else state
     with flush_denormals(device):
         _run_steps(model, optimizer, batches, objective, training, device, epoch, order, position, state, on_step,
-                   scaler)
+                   scaler, world, step_module)
     if position.n_seen == 0 and len(batches) > 0:
         raise TrainingError(
             f"epoch {epoch}: every one of its {len(batches)} steps was skipped (non-finite), so it has no "
@@ -228,14 +283,14 @@ def train_epoch(model: VAE, optimizer: torch.optim.Optimizer, batches: InMemoryB
 
 
 def _run_steps(model, optimizer, batches, objective, training, device, epoch, order, position, state,
-               on_step, scaler) -> None:
+               on_step, scaler, world=distributed.SINGLE, step_module=None) -> None:
     steps = len(batches)
     named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     parameters = [p for _, p in named]
     clip = training.clip_value is not None or training.clip_norm is not None
     skip = training.nonfinite == "skip"  # deciding to skip a step needs its check before the optimizer step
     every = 1 if skip else training.sync_every_steps
-    sums = DeviceSums(position, device, [name for name, _ in named])
+    sums = DeviceSums(position, device, [name for name, _ in named], world)
 
     def sync() -> None:
         """Bring ``position``'s sums up to date (one CPU-GPU sync); stop at a non-finite step."""
@@ -247,18 +302,26 @@ def _run_steps(model, optimizer, batches, objective, training, device, epoch, or
     try:
         for index in range(position.step, steps):
             step = index + 1
-            x = batches.batch(order, index).to(device, non_blocking=True)  # (B, C, H, W)
-            y = batches.batch_labels(order, index)  # None unless the VAE is conditional
+            size, part, scale = batches.batch_size_of(index), None, 1.0
+            if world.distributed:  # this rank's shard, and the loss scale that makes DDP's mean the batch's
+                part = distributed.shard(0, size, world)
+                scale = world.size * (part.stop - part.start) / size
+            x = batches.batch(order, index, part).to(device, non_blocking=True)  # (b, C, H, W)
+            y = batches.batch_labels(order, index, part)  # None unless the VAE is conditional
             beta = kl_weight(objective.config, (epoch - 1) * steps + index, steps, training.epochs)
             with autocast(device, training.precision):
-                terms = objective(model, x, beta) if y is None else objective(model, x, beta, y=y)
+                if step_module is not None:
+                    terms = step_module(x, beta, y)
+                else:
+                    terms = objective(model, x, beta) if y is None else objective(model, x, beta, y=y)
+            loss = terms.loss if scale == 1.0 else terms.loss * scale
             summed = torch.stack([terms.recon.detach().sum(), terms.kl.detach().sum()]).float()  # (2,) on the device
             optimizer.zero_grad(set_to_none=True)
             if scaler is None:
-                terms.loss.backward()
+                loss.backward()
                 sums.record(step, summed, [p.grad for p in parameters])
             else:  # fp16: the scaler owns overflowing gradients (it skips their step and lowers the scale)
-                scaler.scale(terms.loss).backward()
+                scaler.scale(loss).backward()
                 scaler.unscale_(optimizer)
                 sums.record(step, summed, [None] * len(parameters))
             skipped = False
@@ -279,21 +342,24 @@ def _run_steps(model, optimizer, batches, objective, training, device, epoch, or
                     scaler.step(optimizer)
                     scaler.update()
                 sums.add(summed, terms.extra)
-                position.n_seen += x.shape[0]
+                position.n_seen += size
             position.step = step
             position.kl_weight = beta
             position.seconds = seconds_before + time.perf_counter() - start
-            if step % every == 0 or step == steps:
+            synced = step % every == 0 or step == steps
+            if synced:
                 sync()
             if on_step is not None:
-                loss = (summed[0] + beta * summed[1]) / x.shape[0]
-                on_step(StepEnd(epoch, order, position, loss, x.shape[0], sync=sync))
+                step_loss = (summed[0] + beta * summed[1]) / x.shape[0]
+                on_step(StepEnd(epoch, order, position, step_loss, size, sync=sync, synced=synced))
     except TrainingError:
         raise
     except Exception:
         # a step after an unchecked non-finite one may fail in its own way (a NaN scale):
-        # report the first non-finite step instead
-        sync()
+        # report the first non-finite step instead (alone: with several ranks a collective here
+        # would wait for ranks that are not failing; torchrun stops them)
+        if not world.distributed:
+            sync()
         raise
 
 
