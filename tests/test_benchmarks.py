@@ -35,3 +35,16 @@ def test_gpu_check_without_cuda_says_so_and_exits_2():
                           env={**os.environ, "PYTHON": sys.executable}, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.startswith("gpu_check: no CUDA device here (torch ") and proc.stderr.count("\n") == 1
+
+
+def test_gpu_check_runs_its_configurations_on_the_cpu_in_a_smoke_run(tiny_data, monkeypatch):
+    from benchmarks import gpu_check
+
+    root, _ = tiny_data
+    monkeypatch.setattr(gpu_check, "CONFIGURATIONS", [("fp32", False), ("bf16", False)])  # no CPU compile
+    assert gpu_check.main(["--device", "cpu", "--epochs", "1", "--k", "3", "--quick", "--dataset", "tiny-mnist",
+                           "--data-dir", str(root), "--batch-size", "16"]) == 0
+    result = json.loads((REPO / "benchmarks" / "results" / "quick" / "gpu_check.json").read_text())
+    assert [(r["precision"], r["compile"]) for r in result["runs"]] == [("fp32", False), ("bf16", False)]
+    assert all(r["test_neg_elbo"] > 0 and r["is_nll_k3"] > 0 for r in result["runs"])
+    assert result["skipped"] == ["2-rank DDP: 0 GPU(s) here, it needs 2"]
