@@ -4,11 +4,15 @@
 ``python ddp_worker.py OUTPUT_DIR NAME EPOCHS [zero-noise] [nan-rank=R,step=S]``: with
 ``zero-noise`` the latent noise is 0 (z is the posterior mean), so the runs with 1 and 2
 processes differ only in float rounding; every rank writes its final parameters to
-``OUTPUT_DIR/NAME-params-rank<r>.pt``.
+``OUTPUT_DIR/NAME-params-rank<r>.pt``; ``nan-rank=R,step=S`` makes rank R's loss NaN at its
+S-th step, ``die-rank=R,step=S`` kills rank R (SIGKILL) there; ``every=N`` checkpoints every N
+steps.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 
 import torch
@@ -33,15 +37,20 @@ class SaveParameters(vaelab.Callback):
 def main(out: str, name: str, epochs: int, *options: str) -> None:
     if "zero-noise" in options:
         elbo.reparameterize = lambda q, n, generator=None: q.base_dist.loc.expand(n, *q.base_dist.loc.shape)
+    every = None
     for option in options:
-        if option.startswith("nan-rank="):
+        if option.startswith("every="):
+            every = int(option.split("=")[1])
+        if option.startswith(("nan-rank=", "die-rank=")):
             rank, step = (int(part.split("=")[1]) for part in option.split(","))
-            real, calls = Objective.__call__, {"n": 0}
+            real, calls, die = Objective.__call__, {"n": 0}, option.startswith("die")
 
-            def poisoned(self, model, x, beta=1.0, generator=None, y=None):
+            def poisoned(self, model, x, beta=1.0, generator=None, y=None, rank=rank, step=step, die=die):
                 calls["n"] += 1
+                if die and torch.distributed.get_rank() == rank and calls["n"] == step:
+                    os.kill(os.getpid(), signal.SIGKILL)
                 terms = real(self, model, x, beta, generator, y)
-                if torch.distributed.get_rank() == rank and calls["n"] == step:
+                if not die and torch.distributed.get_rank() == rank and calls["n"] == step:
                     terms = terms._replace(recon=terms.recon * float("nan"))
                 return terms
 
@@ -50,7 +59,7 @@ def main(out: str, name: str, epochs: int, *options: str) -> None:
               "data": {"dataset": "toy2d", "toy2d_train_size": 400, "toy2d_test_size": 100},
               "model": {"hidden": [16], "latent_dim": 2},
               "training": {"epochs": epochs, "batch_size": 40, "device": "cpu", "progress": False, "logger": "csv",
-                           "sync_every_steps": 4}}
+                           "sync_every_steps": 4, "checkpoint_every_steps": every}}
     vaelab.train(config, verbose=False, callbacks=[SaveParameters(f"{out}/{name}")])
 
 

@@ -79,6 +79,18 @@ def test_resume_with_the_same_world_size_reproduces_the_metrics(tmp_path):
     assert rows(tmp_path / "resumed") == rows(tmp_path / "straight")
 
 
+def test_a_rank_killed_mid_epoch_resumes_to_the_uninterrupted_metrics(tmp_path):
+    worker = str(HERE / "ddp_worker.py")
+    assert torchrun(worker, str(tmp_path), "straight", "2", "every=2").returncode == 0
+    killed = torchrun(worker, str(tmp_path), "killed", "2", "every=2", "die-rank=1,step=17")  # epoch 2, step 7
+    assert killed.returncode != 0
+    assert read_checkpoint(tmp_path / "killed" / "checkpoints" / "last.safetensors").training_state.position.step == 6
+    done = torchrun("-m", "vaelab", "train", "--resume", str(tmp_path / "killed"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    for a, b in zip(rows(tmp_path / "killed"), rows(tmp_path / "straight"), strict=True):
+        assert a == pytest.approx(b, rel=1e-9)  # the sums of the ranks add in another order after the resume
+
+
 def test_a_nan_on_one_rank_stops_both(tmp_path):
     done = torchrun(str(HERE / "ddp_worker.py"), str(tmp_path), "nan", "2", "nan-rank=1,step=3", timeout=120)
     assert done.returncode != 0
