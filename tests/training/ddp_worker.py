@@ -5,7 +5,7 @@
 ``zero-noise`` the latent noise is 0 (z is the posterior mean), so the runs with 1 and 2
 processes differ only in float rounding; every rank writes its final parameters to
 ``OUTPUT_DIR/NAME-params-rank<r>.pt``; ``nan-rank=R,step=S`` makes rank R's loss NaN at its
-S-th step, ``die-rank=R,step=S`` kills rank R (SIGKILL) there; ``every=N`` checkpoints every N
+S-th step, ``die-rank=R,step=S`` kills rank R (SIGKILL) there, ``term-rank=R,step=S`` sends it SIGTERM; ``every=N`` checkpoints every N
 steps.
 """
 
@@ -41,14 +41,15 @@ def main(out: str, name: str, epochs: int, *options: str) -> None:
     for option in options:
         if option.startswith("every="):
             every = int(option.split("=")[1])
-        if option.startswith(("nan-rank=", "die-rank=")):
+        if option.startswith(("nan-rank=", "die-rank=", "term-rank=")):
             rank, step = (int(part.split("=")[1]) for part in option.split(","))
-            real, calls, die = Objective.__call__, {"n": 0}, option.startswith("die")
+            kind = option.split("-")[0]
+            real, calls, die = Objective.__call__, {"n": 0}, kind != "nan"
 
-            def poisoned(self, model, x, beta=1.0, generator=None, y=None, rank=rank, step=step, die=die):
+            def poisoned(self, model, x, beta=1.0, generator=None, y=None, rank=rank, step=step, die=die, kind=kind):
                 calls["n"] += 1
                 if die and torch.distributed.get_rank() == rank and calls["n"] == step:
-                    os.kill(os.getpid(), signal.SIGKILL)
+                    os.kill(os.getpid(), signal.SIGKILL if kind == "die" else signal.SIGTERM)
                 terms = real(self, model, x, beta, generator, y)
                 if not die and torch.distributed.get_rank() == rank and calls["n"] == step:
                     terms = terms._replace(recon=terms.recon * float("nan"))

@@ -91,6 +91,14 @@ def test_a_rank_killed_mid_epoch_resumes_to_the_uninterrupted_metrics(tmp_path):
         assert a == pytest.approx(b, rel=1e-9)  # the sums of the ranks add in another order after the resume
 
 
+def test_sigterm_to_one_rank_stops_both_at_the_next_sync_with_a_checkpoint(tmp_path):
+    done = torchrun(str(HERE / "ddp_worker.py"), str(tmp_path), "term", "2", "term-rank=1,step=6", timeout=120)
+    assert done.returncode != 0
+    assert "stopped by SIGTERM at epoch 1, step 8" in done.stderr  # rank 1's message; sync_every_steps 4
+    assert "stopped by a signal to another rank at epoch 1, step 8" in done.stderr  # rank 0's
+    assert read_checkpoint(tmp_path / "term" / "checkpoints" / "last.safetensors").training_state.position.step == 8
+
+
 def test_a_nan_on_one_rank_stops_both(tmp_path):
     done = torchrun(str(HERE / "ddp_worker.py"), str(tmp_path), "nan", "2", "nan-rank=1,step=3", timeout=120)
     assert done.returncode != 0
