@@ -14,6 +14,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
+from tests.conftest import REAL_DATA_DIR
 from vaelab.training import read_checkpoint
 
 HERE = Path(__file__).resolve().parent
@@ -41,8 +42,16 @@ def rows(run_dir):
         return [{k: float(v) for k, v in row.items() if k != "train_seconds"} for row in csv.DictReader(f)]
 
 
-def test_torchrun_trains_one_run_written_by_rank_0(tmp_path):
-    done = torchrun("-m", "vaelab", "train", *TOY, "--epochs", "2", "--output-dir", str(tmp_path), "--name", "toy")
+MNIST_SLICE = ["--device", "cpu", "--dataset", "mnist", "--train-examples", "2000", "--eval-examples", "500",
+               "--binarize", "dynamic", "--hidden", "32", "--latent-dim", "4", "--batch-size", "100", "--no-progress",
+               "--logger", "csv", "--data-dir", str(REAL_DATA_DIR)]
+MNIST_PRESENT = bool(REAL_DATA_DIR) and (Path(str(REAL_DATA_DIR)) / "mnist").is_dir()
+
+
+@pytest.mark.parametrize("data", [pytest.param(TOY, id="toy2d"), pytest.param(
+    MNIST_SLICE, id="mnist-2000", marks=pytest.mark.skipif(not MNIST_PRESENT, reason="needs MNIST in $VAELAB_DATA_DIR"))])
+def test_torchrun_trains_one_run_written_by_rank_0(tmp_path, data):
+    done = torchrun("-m", "vaelab", "train", *data, "--epochs", "2", "--output-dir", str(tmp_path), "--name", "toy")
     assert done.returncode == 0, done.stderr[-3000:]
     assert [p.name for p in tmp_path.iterdir()] == ["toy"]
     assert done.stdout.count("epoch   2/2") == 1  # one console: rank 0's
