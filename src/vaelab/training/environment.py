@@ -82,7 +82,8 @@ def environment_json(run_dir: RunDir, config: Config, device, argv, resuming: bo
         if not resuming:
             return current
         previous = {**current, "command": None, "started": None}
-    entry = {k: current[k] for k in ("command", "started", "device", "torch_threads", "vaelab", "torch")}
+    entry = {k: current[k] for k in ("command", "started", "device", "torch_threads", "world_size",
+                                     "distributed_backend", "vaelab", "torch")}
     entry["from_epoch"] = state.epoch
     entry["from_step"] = state.position.step if state.position else 0
     entry["changed"] = {k: {"from": old, "to": new} for k, (old, new) in sorted((changes or {}).items())}
