@@ -53,7 +53,8 @@ def run_config(out: str, precision: str, compile_: bool, device: torch.device, e
     name = f"{precision}{'-compile' if compile_ else ''}"
     _reset_memory(device)
     run = train({"name": name, "output_dir": out, "data": data,
-                 "training": {"device": str(device), "epochs": epochs, "batch_size": batch_size, "progress": False, "logger": "csv",
+                 "training": {"device": str(device), "epochs": epochs, "batch_size": batch_size, "progress": False,
+                              "logger": "csv",
                               "precision": precision, "compile": compile_}}, verbose=False)
     row = {"precision": precision, "compile": compile_,
            "seconds_per_epoch": run.summary["seconds_per_epoch"],
@@ -66,7 +67,8 @@ def run_config(out: str, precision: str, compile_: bool, device: torch.device, e
         _reset_memory(device)
         ev = evaluate(run.run_dir, {"k": k, "probe": False, "fid": "none", "device": str(device)}, verbose=False)
         row.update({f"is_nll_k{k}": ev["nll_iwae"], f"is_nll_k{k}_stderr": ev["nll_iwae_stderr"],
-                    "is_nll_seconds": ev["seconds"]["log_likelihood"], "gpu_memory_peak_evaluate": _peak_memory(device)})
+                    "is_nll_seconds": ev["seconds"]["log_likelihood"],
+                    "gpu_memory_peak_evaluate": _peak_memory(device)})
     return row
 
 
@@ -117,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for row in payload["runs"]:
         nll = f", IS-NLL {row[f'is_nll_k{args.k}']:.2f}" if f"is_nll_k{args.k}" in row else ""
-        print(f"{row['precision']:>5} {'compile' if row['compile'] else 'eager  '}: {row['seconds_per_epoch']:.2f} s/epoch, "
+        mode = "compile" if row["compile"] else "eager  "
+        print(f"{row['precision']:>5} {mode}: {row['seconds_per_epoch']:.2f} s/epoch, "
               f"test -ELBO {row['test_neg_elbo']:.2f}{nll}")
     if "ddp" in payload:
         print(f"2-rank DDP: {payload['ddp']}")

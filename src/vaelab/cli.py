@@ -166,8 +166,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                                 description="Train a grid/list of variants x seeds; re-launching skips "
                                             "finished runs and resumes interrupted ones.")
     sweep.add_argument("sweep_file", metavar="SWEEP.yaml")
-    sweep.add_argument("--jobs", type=int, default=None, help="worker processes (default: the GPU count on a machine with GPUs, which "
-                       "the workers take in turn; else the CPU count)")
+    sweep.add_argument("--jobs", type=int, default=None,
+                       help="worker processes (default: the GPU count on a machine with GPUs, which the workers "
+                       "take in turn; else the CPU count)")
     sweep.add_argument("--budget", default="quick", help="quick or full (the sweep's budgets) (default: quick)")
     sweep.add_argument("-o", "--output-dir", default=None, help="parent of the sweep directory (default: runs/sweeps)")
     sweep.add_argument("--quiet", action="store_true", help="print only the results table")

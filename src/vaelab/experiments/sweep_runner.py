@@ -120,7 +120,8 @@ class _ProcessPool:
 
     def __init__(self, jobs: int, threads: int, worker_init: Callable[[], None] | None,
                  gpu_ids: list[str] | None = None) -> None:
-        self.describe = f"{jobs} workers x {threads} threads" + (f", GPUs {','.join(gpu_ids)} in turn" if gpu_ids else "")
+        gpus = f", GPUs {','.join(gpu_ids)} in turn" if gpu_ids else ""
+        self.describe = f"{jobs} workers x {threads} threads{gpus}"
         context = multiprocessing.get_context("spawn")
         self._reported, self._pids = context.SimpleQueue(), set()  # each worker puts its PID when it starts
         gpus = (context.Value("i", 0), list(gpu_ids)) if gpu_ids else None

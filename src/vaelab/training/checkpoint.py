@@ -291,7 +291,8 @@ def _validate(path: Path, training: TrainingState, optimizer: dict, rng: dict[st
             raise bad(name, f"must be a 1-D uint8 tensor, got {value.dtype} {tuple(value.shape)}")
     device_state = rng.get("rng.data_device")
     if device_state is not None and (device_state.dtype != torch.uint8 or device_state.dim() != 1):
-        raise bad("rng.data_device", f"must be a 1-D uint8 tensor, got {device_state.dtype} {tuple(device_state.shape)}")
+        raise bad("rng.data_device", f"must be a 1-D uint8 tensor, got {device_state.dtype} "
+                  f"{tuple(device_state.shape)}")
     numpy_state = rng_meta.get("numpy") if isinstance(rng_meta, dict) else None
     if (not isinstance(numpy_state, list) or len(numpy_state) != 5 or numpy_state[0] != "MT19937"
             or not isinstance(numpy_state[1], list) or len(numpy_state[1]) != 624

@@ -97,7 +97,7 @@ def train(config: Config | dict | str | Path, verbose: bool = True, argv: list[s
         config = config.replace({"name": _default_name(config, "data")})
     elif is_user_dataset(config.data.dataset):  # an absolute path, so the run works from any directory
         config = config.replace({"data.dataset": str(Path(config.data.dataset).expanduser().resolve())})
-    world = distributed.setup(resolve_device(config.training.device))  # torchrun: join its processes
+    world = _join(lambda: config)  # torchrun: join its processes
     run_dir = Path(config.output_dir) / distributed.broadcast(config.name or _default_name(config), world)
     with _main_rank_lock(run_dir, world):
         if world.main and RunDir(run_dir).config_yaml.exists():
@@ -214,7 +214,7 @@ def resume(run_dir: str | Path, overrides: dict[str, Any] | None = None, verbose
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(f"{run_dir} is not a run directory (it does not exist); check the path")
-    world = distributed.setup(resolve_device(resume_config(run_dir, overrides)[0].training.device))
+    world = _join(lambda: resume_config(run_dir, overrides)[0])
     with _main_rank_lock(run_dir, world):
         config, checkpoint, changes = resume_config(run_dir, overrides)
         state = checkpoint.training_state if checkpoint is not None else None
@@ -230,6 +230,13 @@ def resume(run_dir: str | Path, overrides: dict[str, Any] | None = None, verbose
             return Run(run_dir=run_dir, config=checkpoint_config(checkpoint), history=state.history,
                        summary=summary)
         return _fit(config, run_dir, checkpoint, _callbacks(callbacks, verbose), argv=argv, changes=changes)
+
+
+def _join(config) -> distributed.World:
+    """Started by torchrun: join its process group (its backend follows ``config().training.device``)."""
+    if not distributed.launched():
+        return distributed.SINGLE
+    return distributed.setup(resolve_device(config().training.device))
 
 
 def _main_rank_lock(run_dir: Path, world: distributed.World):

@@ -26,8 +26,8 @@ from ..runtime import autocast, flush_denormals
 from . import distributed
 from .callbacks import Callback, StepEnd
 from .checkpoint import EpochPosition, TrainingState, encode_checkpoint, write_checkpoint
-from .stepsync import DeviceSums
 from .optim import clip_gradients, step_scheduler
+from .stepsync import DeviceSums
 
 TERMS = ("recon", "kl", "neg_elbo")
 
@@ -76,7 +76,8 @@ class Trainer:
         self.eval_images = dataset.eval.images.to(device)
         self.eval_labels = dataset.eval.labels.to(device) if conditional else None
         self.batches = InMemoryBatches(dataset.train.images.to(device), config.training.batch_size, shuffle=True,
-                                       dynamic_binarize=dataset.binarize == "dynamic", generator=device_generator or data_generator,
+                                       dynamic_binarize=dataset.binarize == "dynamic",
+                                       generator=device_generator or data_generator,
                                        labels=dataset.train.labels.to(device) if conditional else None)
 
     def _call(self, hook: str, *args) -> None:
