@@ -72,3 +72,16 @@ def test_the_benchmark_recipes_train_the_papers_model_within_the_hour(name):
     assert config.training.max_minutes == 60 and config.data.validation_size > 0  # choice never on test
     if name == "burda-vae":
         assert config.objective.bound == "elbo" and config.objective.n_samples == 1
+
+
+def test_gpu_check_runs_its_configurations_on_the_cpu_in_a_smoke_run(tiny_data, monkeypatch):
+    from benchmarks import gpu_check
+
+    root, _ = tiny_data
+    monkeypatch.setattr(gpu_check, "CONFIGURATIONS", [("fp32", False), ("bf16", False)])  # no CPU compile
+    assert gpu_check.main(["--device", "cpu", "--epochs", "1", "--k", "3", "--quick", "--dataset", "tiny-mnist",
+                           "--data-dir", str(root), "--batch-size", "16"]) == 0
+    result = json.loads((REPO / "benchmarks" / "results" / "quick" / "gpu_check.json").read_text())
+    assert [(r["precision"], r["compile"]) for r in result["runs"]] == [("fp32", False), ("bf16", False)]
+    assert all(r["test_neg_elbo"] > 0 and r["is_nll_k3"] > 0 for r in result["runs"])
+    assert result["skipped"] == ["2-rank DDP: 0 GPU(s) here, it needs 2"]

@@ -166,7 +166,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                                 description="Train a grid/list of variants x seeds; re-launching skips "
                                             "finished runs and resumes interrupted ones.")
     sweep.add_argument("sweep_file", metavar="SWEEP.yaml")
-    sweep.add_argument("--jobs", type=int, default=None, help="worker processes (default: CPU count)")
+    sweep.add_argument("--jobs", type=int, default=None,
+                       help="worker processes (default: the GPU count on a machine with GPUs, which the workers "
+                       "take in turn; else the CPU count)")
     sweep.add_argument("--budget", default="quick", help="quick or full (the sweep's budgets) (default: quick)")
     sweep.add_argument("-o", "--output-dir", default=None, help="parent of the sweep directory (default: runs/sweeps)")
     sweep.add_argument("--quiet", action="store_true", help="print only the results table")
@@ -388,6 +390,19 @@ def warn_inapplicable(config: Config, given: list[str]) -> list[str]:
 def _cmd_train(args: argparse.Namespace) -> int:
     from .api import resume, train
 
+    import torch.distributed as dist
+
+    try:
+        status = _train_or_resume(args, resume, train)
+        if dist.is_available() and dist.is_initialized():
+            dist.barrier()  # torchrun: the ranks leave together, once rank 0 has written everything
+        return status
+    finally:
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train_or_resume(args: argparse.Namespace, resume, train) -> int:
     overrides = _overrides(args)
     argv = ["vaelab", *sys.argv[1:]] if args.argv is None else ["vaelab", *args.argv]
     if args.resume:

@@ -304,6 +304,18 @@ class TrainingConfig:
     )
     max_skipped_steps: int = config_field(10, "nonfinite=skip: steps that may be skipped before stopping",
                                     check=at_least(0))
+    sync_every_steps: int = config_field(
+        50, "read the step metrics and check losses and gradients for NaN/inf on the host every N "
+        "steps (one CPU-GPU sync each; a non-finite step is still reported as the first one); "
+        "nonfinite=skip checks every step", check=at_least(1),
+    )
+    precision: str = config_field(
+        "fp32", "arithmetic of the training steps: fp32, bf16 or fp16 autocast (fp16 with a gradient "
+        "scaler; its overflowing steps are skipped by the scaler, not counted as non-finite); "
+        "evaluation stays fp32", choices=("fp32", "bf16", "fp16"),
+    )
+    tf32: bool = config_field(True, "CUDA only: TensorFloat-32 matrix products and convolutions in fp32")
+    compile: bool = config_field(False, "torch.compile the encoder and decoder (the first steps are slower)")
     device: str = config_field("auto", "device: auto (CUDA if present), cpu, cuda or cuda:N")
     progress: bool = config_field(True, "show a progress bar on a terminal")
     logger: str = config_field(

@@ -113,10 +113,29 @@ def set_flush_denormal_all_threads(on: bool) -> bool:
     return supported
 
 
+def configure_backends(device: torch.device, tf32: bool) -> None:
+    """On CUDA, allow (``tf32``) or forbid TensorFloat-32 in float32 matrix products and cuDNN
+    convolutions: about 8x the fp32 matmul throughput of an A100/H100 for a 10-bit mantissa in
+    the products' inputs. Nothing on the CPU."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
+
+
+AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(device: torch.device, precision: str):
+    """The autocast context of ``training.precision`` (``fp32``: none) on ``device``'s type."""
+    dtype = AUTOCAST_DTYPES[precision]
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+
 @contextlib.contextmanager
-def flush_denormals() -> Iterator[None]:
+def flush_denormals(device: torch.device | str | None = None) -> Iterator[None]:
     """Treat subnormal floats (|x| < 1.2e-38) as zero on the CPU, in every compute thread,
-    while inside the block (:func:`set_flush_denormal_all_threads`).
+    while inside the block (:func:`set_flush_denormal_all_threads`). With a ``device`` that is
+    not the CPU it does nothing (GPUs flush in their own kernels; the host does no arithmetic).
 
     A Bernoulli decoder's saturated logits make log-sigmoids and gradients subnormal, and x86
     CPUs process subnormals up to ~100x slower: on MNIST this costs about a third of an epoch
@@ -124,6 +143,9 @@ def flush_denormals() -> Iterator[None]:
     log_sigmoid 0.51 ms -> <0.05 ms per step). Values that small do not change the losses.
     The default (off) is restored on exit.
     """
+    if device is not None and torch.device(device).type != "cpu":
+        yield
+        return
     changed = set_flush_denormal_all_threads(True)
     try:
         yield

@@ -135,3 +135,17 @@ def test_units_and_summaries():
 def test_invalid_arguments_are_clear_errors(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         importance_log_likelihood(tiny_model(), binary_images(2), **kwargs)
+
+
+def test_device_noise_is_seeded_per_batch_and_agrees_with_example_noise_in_distribution():
+    model, x = tiny_model(), binary_images(40)
+    example = importance_log_likelihood(model, x, k=200, seed=0, batch_size=20)
+    device = importance_log_likelihood(model, x, k=200, seed=0, batch_size=20, noise="device")
+    again = importance_log_likelihood(model, x, k=200, seed=0, batch_size=20, noise="device")
+    assert torch.equal(device.log_px, again.log_px)  # seeded
+    assert not torch.equal(device.log_px, example.log_px)  # other draws ...
+    assert device.nll.mean().item() == pytest.approx(example.nll.mean().item(), rel=0.02)  # ... of the same noise
+    auto = importance_log_likelihood(model, x, k=200, seed=0, batch_size=20)  # auto on the CPU: per example
+    assert torch.equal(auto.log_px, example.log_px)
+    with pytest.raises(ConfigError, match="noise must be"):
+        importance_log_likelihood(model, x, k=2, noise="gpu")

@@ -267,3 +267,23 @@ def test_seed_keys_give_each_run_its_seed(tmp_path):
     assert [(r.seed, r.config["data"]["subset_seed"]) for r in sweep.runs[:2]] == [(1, 1), (2, 2)]
     with pytest.raises(ConfigError, match="seed_keys"):
         load_sweep(spec(tmp_path, seed_keys="data.subset_seed"))
+
+
+def test_local_workers_default_to_the_gpu_count_and_take_the_gpus_in_turn(monkeypatch):
+    import multiprocessing
+
+    import torch
+
+    from vaelab.experiments.sweep_runner import assign_gpu, local_workers
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    assert local_workers(None, 100)[0] == (os.cpu_count() or 1) and local_workers(None, 100)[2] == []
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    jobs, threads, ids = local_workers(None, 100)
+    assert (jobs, ids) == (2, ["0", "1"]) and threads == max(1, (os.cpu_count() or 1) // 2)
+    assert local_workers(3, 100)[0] == 3 and local_workers(None, 1)[0] == 1
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5,7")
+    assert local_workers(None, 100)[2] == ["5", "7"]
+    counter = multiprocessing.get_context("spawn").Value("i", 0)
+    assert [assign_gpu(counter, ["5", "7"]) for _ in range(5)] == ["5", "7", "5", "7", "5"]

@@ -46,6 +46,13 @@ LN2 = math.log(2.0)
 LOG_2PI = math.log(2.0 * math.pi)
 
 
+def batch_noise_generator(seed: int, first: int, device: torch.device) -> torch.Generator:
+    """The generator of the noise of the batch whose first example is number ``first``, on
+    ``device``: seeded with 63 bits of ``SeedSequence((seed, first))`` (distinct per batch)."""
+    state = np.random.SeedSequence((seed, first)).generate_state(2, np.uint32)
+    return torch.Generator(device).manual_seed((int(state[0]) << 31) ^ int(state[1]))
+
+
 def example_noise(seed: int, index: int, k: int, latent_dim: int) -> torch.Tensor:
     """The standard-normal noise ``eps: (k, latent_dim)`` float32 of example ``index``.
 
@@ -115,7 +122,8 @@ def default_batch_size(k: int, chunk_size: int) -> int:
 def importance_log_likelihood(model: VAE, images: torch.Tensor, k: int = 1000, *, seed: int = 0,
                               batch_size: int | None = None, chunk_size: int = 4096,
                               device: torch.device | str | None = None, first_index: int = 0,
-                              progress: bool = False, labels: torch.Tensor | None = None) -> LogLikelihood:
+                              progress: bool = False, labels: torch.Tensor | None = None,
+                              noise: str = "auto") -> LogLikelihood:
     """The K-sample importance-sampled log-likelihood of every image.
 
     Args:
@@ -135,6 +143,11 @@ def importance_log_likelihood(model: VAE, images: torch.Tensor, k: int = 1000, *
         progress: show a progress bar on a terminal.
         labels: ``(N,)`` the labels of a conditional VAE, whose estimate is then of log p(x|y)
             (its encoder and decoder take y; Sohn et al. 2015).
+        noise: ``example`` (each example's own stream, :func:`example_noise`, drawn on the
+            host: any batching gives the same numbers), ``device`` (each batch's noise drawn on
+            ``device`` from :func:`batch_noise_generator`: no host work or copy, but the numbers
+            depend on ``batch_size``) or ``auto``: ``device`` on CUDA, else ``example``. CPU and
+            GPU estimates therefore differ in their noise only.
 
     Returns:
         :class:`LogLikelihood` with per-example ``log_px``, ``recon``, ``kl`` (float64, nats).
@@ -150,6 +163,9 @@ def importance_log_likelihood(model: VAE, images: torch.Tensor, k: int = 1000, *
     if images.ndim != 4 or images.shape[0] == 0:
         raise ConfigError(f"images must be a non-empty (N, C, H, W) tensor, got shape {tuple(images.shape)}")
     device = torch.device(device) if device is not None else next(model.parameters()).device
+    if noise not in ("auto", "example", "device"):
+        raise ConfigError(f"noise must be auto, example or device, got {noise!r}")
+    on_device = noise == "device" or (noise == "auto" and device.type == "cuda")
     batch_size = batch_size or default_batch_size(k, chunk_size)
     was_training = model.training
     model.eval()
@@ -167,15 +183,19 @@ def importance_log_likelihood(model: VAE, images: torch.Tensor, k: int = 1000, *
 
         bar = tqdm(total=n, desc=f"log-likelihood (K={k})", unit="ex", leave=False, disable=None)
     try:
-        with flush_denormals():
+        with flush_denormals(device):
             for start in starts:
                 x = images[start:start + batch_size].to(device, non_blocking=True)  # (B, C, H, W)
                 b = x.shape[0]
                 y = labels[start:start + batch_size].to(device) if labels is not None else None
                 q = model.posterior(x, y)  # batch (B,), event (D,)
                 mean, std = q.base_dist.loc, q.base_dist.scale  # (B, D)
-                eps = torch.stack([example_noise(seed, first_index + start + j, k, d) for j in range(b)],
-                                  1).to(device)  # (K, B, D)
+                if on_device:
+                    eps = torch.randn((k, b, d), generator=batch_noise_generator(seed, first_index + start, device),
+                                      device=device)  # (K, B, D)
+                else:
+                    eps = torch.stack([example_noise(seed, first_index + start + j, k, d) for j in range(b)],
+                                      1).to(device)  # (K, B, D)
                 # log q(z|x) at z = mean + std * eps is log N(eps; 0, I) - sum_d log std_d (change of
                 # variables, Kingma & Welling 2014, Sec. 2.4): exact, and cheaper than q.log_prob(z)
                 log_qz = (-0.5 * eps.square().sum(-1) - std.log().sum(-1)) - 0.5 * d * LOG_2PI  # (K, B)

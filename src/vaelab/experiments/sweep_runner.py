@@ -24,9 +24,12 @@ from ..rundir import RunDir
 from .sweep_spec import Sweep, load_sweep, read_summary
 
 
-def _worker_init(threads: int, init: Callable[[], None] | None, pids=None) -> None:
+def _worker_init(threads: int, init: Callable[[], None] | None, pids=None, gpus=None) -> None:
     """A worker process's start: die with the parent, ``threads`` torch threads, signals left to
-    the parent, its PID reported on ``pids`` (a queue: the parent stops workers by PID)."""
+    the parent, its PID reported on ``pids`` (a queue: the parent stops workers by PID), and
+    with ``gpus`` (a shared counter and the GPU ids) the next GPU in turn as its only one."""
+    if gpus is not None:
+        assign_gpu(*gpus)
     import torch
 
     from ..processes import die_with_parent
@@ -41,6 +44,32 @@ def _worker_init(threads: int, init: Callable[[], None] | None, pids=None) -> No
         pids.put(os.getpid())
     if init is not None:
         init()
+
+
+def local_workers(jobs: int | None, n_runs: int) -> tuple[int, int, list[str]]:
+    """The local backend's workers: how many (``jobs``; default the GPU count when there are
+    GPUs, else the CPU count, at most one per run), torch threads each (the CPUs shared out)
+    and the GPU ids they take in turn (``CUDA_VISIBLE_DEVICES``'s, else 0..count-1; empty
+    without GPUs)."""
+    import torch
+
+    cpus = os.cpu_count() or 1
+    count = torch.cuda.device_count()
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    ids = [i.strip() for i in visible.split(",") if i.strip()][:count] if visible else [str(i) for i in range(count)]
+    jobs = max(1, min(jobs or len(ids) or cpus, n_runs))
+    return jobs, max(1, cpus // jobs), ids
+
+
+def assign_gpu(counter, ids: list[str]) -> str:
+    """Give this worker process the next GPU of ``ids`` round-robin (``counter``: a shared
+    ``multiprocessing.Value`` of the workers started so far) as its only visible one: its runs
+    on ``device: auto`` train there. Called before CUDA is initialised in the process."""
+    with counter.get_lock():
+        index = counter.value
+        counter.value += 1
+    os.environ["CUDA_VISIBLE_DEVICES"] = ids[index % len(ids)]
+    return os.environ["CUDA_VISIBLE_DEVICES"]
 
 
 _STOPPING = False
@@ -89,12 +118,15 @@ class _ProcessPool:
     """The local backend's submission: runs go to ``jobs`` spawned worker processes on this
     machine, each with ``threads`` torch threads."""
 
-    def __init__(self, jobs: int, threads: int, worker_init: Callable[[], None] | None) -> None:
-        self.describe = f"{jobs} workers x {threads} threads"
+    def __init__(self, jobs: int, threads: int, worker_init: Callable[[], None] | None,
+                 gpu_ids: list[str] | None = None) -> None:
+        gpus = f", GPUs {','.join(gpu_ids)} in turn" if gpu_ids else ""
+        self.describe = f"{jobs} workers x {threads} threads{gpus}"
         context = multiprocessing.get_context("spawn")
         self._reported, self._pids = context.SimpleQueue(), set()  # each worker puts its PID when it starts
+        gpus = (context.Value("i", 0), list(gpu_ids)) if gpu_ids else None
         self.pool = futures.ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_init,
-                                                initargs=(threads, worker_init, self._reported))
+                                                initargs=(threads, worker_init, self._reported, gpus))
 
     def submit(self, config: dict[str, Any]) -> futures.Future:
         return self.pool.submit(_train_one, config)
@@ -299,7 +331,9 @@ def run_sweep(sweep: Sweep | dict | str | Path, jobs: int | None = None, budget:
               ray_address: str | None = None, cpus_per_run: int = 1, gpus_per_run: float = 0.0) -> dict[str, Any]:
     """Run every run of ``sweep`` in ``jobs`` worker processes and write its summary.
 
-    Torch threads are divided among the workers (``cpu_count // jobs`` each). SIGINT/SIGTERM
+    Torch threads are divided among the workers (``cpu_count // jobs`` each); on a machine with
+    GPUs ``jobs`` defaults to their count and the workers take them in turn
+    (:func:`local_workers`, :func:`assign_gpu`). SIGINT/SIGTERM
     make every running run checkpoint and stop; a re-launch skips finished runs and resumes the
     others. ``worker_init`` runs in each worker first (e.g. to register a dataset).
 
@@ -335,10 +369,8 @@ def run_sweep(sweep: Sweep | dict | str | Path, jobs: int | None = None, budget:
     if backend == "ray":
         runner: _ProcessPool | _RayTasks = _RayTasks(ray_address, cpus_per_run, gpus_per_run, worker_init, say)
     else:
-        cpus = os.cpu_count() or 1
-        jobs = max(1, min(jobs or cpus, len(sweep.runs)))
-        threads = max(1, cpus // jobs)
-        runner = _ProcessPool(jobs, threads, worker_init)
+        jobs, threads, gpu_ids = local_workers(jobs, len(sweep.runs))
+        runner = _ProcessPool(jobs, threads, worker_init, gpu_ids)
     try:
         with run_lock(sweep.directory, doing="launching a sweep", kind="sweep"):
             return _run_sweep_locked(sweep, runner, budget, say, originals, verbose)

@@ -126,7 +126,7 @@ def evaluate_elbo(model: VAE, images: torch.Tensor, batch_size: int = 1000, n_sa
     model.eval()
     generator = torch.Generator(device=device).manual_seed(seed)
     totals = torch.zeros(2, dtype=torch.float64, device=device)
-    with flush_denormals():
+    with flush_denormals(device):
         label_batches = labels.split(batch_size) if labels is not None else [None] * len(images.split(batch_size))
         for x, y in zip(images.split(batch_size), label_batches):
             y = y.to(device, non_blocking=True) if y is not None else None

@@ -59,17 +59,37 @@ if TYPE_CHECKING:
 class StepEnd:
     """What :meth:`Callback.on_batch_end` gets after a step: the epoch, the data order and the
     position inside the epoch (``position.step``: steps done, 1-based), the step's loss per
-    example (recon + β·KL, nats) and its batch size."""
+    example (recon + β·KL, nats) and its batch size.
+
+    The running sums in ``position`` are brought up to date on the host every
+    ``training.sync_every_steps`` steps; a callback that needs them now (a checkpoint) calls
+    :meth:`sync` first, which also raises :class:`~vaelab.errors.TrainingError` if a step
+    since the last check was not finite. Reading :attr:`loss` waits for the step's result
+    (a CPU-GPU sync on CUDA): read it only now and then.
+    """
 
     epoch: int
     order: torch.Tensor
     position: EpochPosition
-    loss: float
+    loss_value: torch.Tensor | float
     batch_size: int
+    sync: Callable[[], None] = lambda: None
+    synced: bool = True
+    """Whether the position's sums were brought up to date at this step (a sync point)."""
+
+    @property
+    def loss(self) -> float:
+        return float(self.loss_value)
 
 
 class Callback:
-    """A training callback: override the hooks you need (see the module's docstring)."""
+    """A training callback: override the hooks you need (see the module's docstring).
+
+    In a run on several processes (torchrun) only rank 0 runs callbacks, unless their class
+    sets ``all_ranks = True`` (signals, and checkpoints, which gather every rank's RNG state
+    and are written by rank 0 alone)."""
+
+    all_ranks = False
 
     def on_train_start(self, trainer: Trainer) -> None:
         pass
@@ -103,7 +123,9 @@ class StopOnSignals(Callback):
     """While training, SIGINT and SIGTERM only note the signal; at the next step (or epoch) end
     it asks the trainer to stop, which then writes a checkpoint (:class:`Checkpointing`) and
     raises. Previous handlers are restored after the loop. Outside the main thread it does
-    nothing."""
+    nothing. It runs on every rank: a signal to one stops them all."""
+
+    all_ranks = True
 
     def __init__(self):
         self.signal: str | None = None
@@ -190,7 +212,10 @@ class TimeBudget(Callback):
 class Checkpointing(Callback):
     """``checkpoints/last.safetensors`` after every epoch, every
     ``training.checkpoint_every_steps`` steps and when a stop was asked for;
-    ``checkpoints/best.safetensors`` too when the epoch is the best so far."""
+    ``checkpoints/best.safetensors`` too when the epoch is the best so far. It runs on every
+    rank (the checkpoint gathers each rank's RNG state); rank 0 writes."""
+
+    all_ranks = True
 
     def __init__(self):
         self._saved: tuple[int, int] | None = None  # (epoch, step) of the last mid-epoch checkpoint
@@ -198,6 +223,7 @@ class Checkpointing(Callback):
     def _save_position(self, trainer: Trainer, step: StepEnd) -> None:
         if self._saved == (step.epoch, step.position.step):
             return
+        step.sync()  # the position's sums on the host, and no unchecked non-finite step
         trainer.state.position = step.position
         trainer.save_checkpoint([trainer.run_dir.checkpoint("last")], step.order)
         self._saved = (step.epoch, step.position.step)
@@ -370,7 +396,7 @@ class Progress(Callback):
     def on_batch_end(self, trainer: Trainer, step: StepEnd) -> None:
         if self.bar is not None:
             self.bar.update(1)
-            if step.position.step % 20 == 0:
+            if step.position.step % max(20, trainer.config.training.sync_every_steps) == 0:  # a sync
                 self.bar.set_postfix(loss=f"{step.loss:.2f}")
 
     def on_train_epoch_end(self, trainer: Trainer, epoch: int) -> None:

@@ -67,9 +67,13 @@ class TrainingState:
         return cls(**values, position=EpochPosition(**position) if position else None)
 
 
-def capture_rng(data_generator: torch.Generator) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Every RNG state: torch's global (and CUDA's), the data generator, numpy, python."""
+def capture_rng(data_generator: torch.Generator, device_generator: torch.Generator | None = None
+                ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Every RNG state: torch's global (and CUDA's), the data generator (and its CUDA twin, which
+    draws the batch order and binarisation of a CUDA run), numpy, python."""
     tensors = {"rng.torch": torch.get_rng_state(), "rng.data": data_generator.get_state()}
+    if device_generator is not None:
+        tensors["rng.data_device"] = device_generator.get_state()
     if torch.cuda.is_available():
         for i, state in enumerate(torch.cuda.get_rng_state_all()):
             tensors[f"rng.cuda.{i}"] = state
@@ -80,9 +84,15 @@ def capture_rng(data_generator: torch.Generator) -> tuple[dict[str, torch.Tensor
     return tensors, meta
 
 
-def restore_rng(tensors: dict[str, torch.Tensor], meta: dict[str, Any], data_generator: torch.Generator) -> None:
+def restore_rng(tensors: dict[str, torch.Tensor], meta: dict[str, Any], data_generator: torch.Generator,
+                device_generator: torch.Generator | None = None) -> None:
+    """Set every RNG from a checkpoint's; a CUDA data generator keeps its seed when the
+    checkpoint has none (a run that trained on the CPU so far)."""
     torch.set_rng_state(tensors["rng.torch"])
     data_generator.set_state(tensors["rng.data"])
+    saved = tensors.get("rng.data_device")
+    if device_generator is not None and saved is not None and saved.shape == device_generator.get_state().shape:
+        device_generator.set_state(saved)
     cuda = [tensors[k] for k in sorted(k for k in tensors if k.startswith("rng.cuda."))]
     if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(cuda)
@@ -117,19 +127,25 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any])
 
 def encode_checkpoint(model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: TrainingState,
                       config: dict[str, Any], data_generator: torch.Generator, scheduler=None,
-                      order: torch.Tensor | None = None, ema: torch.nn.Module | None = None) -> bytes:
+                      order: torch.Tensor | None = None, ema: torch.nn.Module | None = None,
+                      device_generator: torch.Generator | None = None, grad_scaler=None,
+                      rank_rng: list[dict[str, torch.Tensor]] | None = None) -> bytes:
     """Serialise a whole training state into safetensors bytes (``order``: the batch order of an
     unfinished epoch; ``ema``: the ``AveragedModel`` of the weights, stored as ``ema.*``:
-    ``ema.module.<weight>`` and ``ema.n_averaged``)."""
+    ``ema.module.<weight>`` and ``ema.n_averaged``; ``device_generator``: the CUDA data generator
+    of a CUDA run; ``grad_scaler``: an fp16 run's scaler; ``rank_rng``: every rank's RNG states
+    of a run on several processes)."""
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if ema is not None:
         tensors.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.state_dict().items()})
     if order is not None:
         tensors["data.order"] = order.cpu().contiguous()
     opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
-    rng_tensors, rng_meta = capture_rng(data_generator)
+    rng_tensors, rng_meta = capture_rng(data_generator, device_generator)
     tensors.update(opt_tensors)
     tensors.update(rng_tensors)
+    for rank, states in enumerate(rank_rng or []):  # a run on several processes: each rank's own
+        tensors.update({f"rng.rank{rank}.{name}": value.cpu().contiguous() for name, value in states.items()})
     meta = {
         "format": FORMAT,
         "training_state": state.to_json(),
@@ -138,6 +154,10 @@ def encode_checkpoint(model: torch.nn.Module, optimizer: torch.optim.Optimizer, 
         "config": json.dumps(config),
         "scheduler": json.dumps(scheduler.state_dict() if scheduler is not None else None),
     }
+    if rank_rng:
+        meta["world_size"] = str(len(rank_rng))
+    if grad_scaler is not None:  # fp16: the loss scale and its growth tracker
+        meta["grad_scaler"] = json.dumps(grad_scaler.state_dict())
     return save_safetensors(tensors, metadata=meta)
 
 
@@ -162,6 +182,8 @@ class Checkpoint:
     order: torch.Tensor | None = None
     ema_state: dict[str, torch.Tensor] | None = None
     """The ``AveragedModel``'s state (``module.<weight>``, ``n_averaged``) when the run keeps an EMA."""
+    grad_scaler_state: dict[str, Any] | None = None
+    """fp16 runs: ``torch.amp.GradScaler.state_dict()`` (scale, growth factors, tracker)."""
 
     def eval_state(self) -> dict[str, torch.Tensor]:
         """The weights evaluation uses: the moving average when the run kept one, else the
@@ -195,6 +217,7 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         rng_meta = json.loads(meta["rng"])
         config = json.loads(meta["config"])
         scheduler = json.loads(meta.get("scheduler", "null"))
+        grad_scaler = json.loads(meta.get("grad_scaler", "null"))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CheckpointError(f"{path}: checkpoint metadata is damaged ({exc}); {_other_advice(path)}") from None
     model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
@@ -203,8 +226,14 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     if training.position is not None and "data.order" not in tensors:
         raise CheckpointError(f"{path}: a mid-epoch checkpoint without its batch order; it is damaged")
     _validate(path, training, optimizer, rng, rng_meta, tensors.get("data.order"), config)
+    if grad_scaler is not None and (not isinstance(grad_scaler, dict) or not all(
+            _is_number(grad_scaler.get(k)) for k in ("scale", "growth_factor", "backoff_factor", "growth_interval",
+                                                      "_growth_tracker"))
+            or not grad_scaler["scale"] > 0):
+        raise invalid_field(path, "grad_scaler", "must be a GradScaler state (a positive scale, its growth "
+                            "factors and tracker)")
     return Checkpoint(path, model_state, optimizer, training, config, rng, rng_meta, scheduler,
-                      tensors.get("data.order"), ema_state)
+                      tensors.get("data.order"), ema_state, grad_scaler)
 
 
 def _other_advice(path: Path) -> str:
@@ -274,6 +303,13 @@ def _validate(path: Path, training: TrainingState, optimizer: dict, rng: dict[st
         if value is None or value.dtype != reference.dtype or value.shape != reference.shape:
             got = "missing" if value is None else f"{value.dtype} {tuple(value.shape)}"
             raise bad(name, f"must be a {reference.dtype} tensor of shape {tuple(reference.shape)}, got {got}")
+    for name, value in rng.items():
+        if name.startswith("rng.rank") and (value.dtype != torch.uint8 or value.dim() != 1):
+            raise bad(name, f"must be a 1-D uint8 tensor, got {value.dtype} {tuple(value.shape)}")
+    device_state = rng.get("rng.data_device")
+    if device_state is not None and (device_state.dtype != torch.uint8 or device_state.dim() != 1):
+        raise bad("rng.data_device", f"must be a 1-D uint8 tensor, got {device_state.dtype} "
+                  f"{tuple(device_state.shape)}")
     numpy_state = rng_meta.get("numpy") if isinstance(rng_meta, dict) else None
     if (not isinstance(numpy_state, list) or len(numpy_state) != 5 or numpy_state[0] != "MT19937"
             or not isinstance(numpy_state[1], list) or len(numpy_state[1]) != 624

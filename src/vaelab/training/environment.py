@@ -34,10 +34,18 @@ def environment(config: Config, device: torch.device, argv: list[str] | None) ->
         "device": str(device),
         "cuda_device": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "torch_threads": torch.get_num_threads(),
+        "world_size": _world().size,
+        "distributed_backend": _world().backend,
         "command": argv,
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "git": git_state(),
     }
+
+
+def _world():
+    from .distributed import current
+
+    return current()
 
 
 def git_state(directory: str | Path | None = None) -> dict[str, Any] | None:
@@ -74,7 +82,8 @@ def environment_json(run_dir: RunDir, config: Config, device, argv, resuming: bo
         if not resuming:
             return current
         previous = {**current, "command": None, "started": None}
-    entry = {k: current[k] for k in ("command", "started", "device", "torch_threads", "vaelab", "torch")}
+    entry = {k: current[k] for k in ("command", "started", "device", "torch_threads", "world_size",
+                                     "distributed_backend", "vaelab", "torch")}
     entry["from_epoch"] = state.epoch
     entry["from_step"] = state.position.step if state.position else 0
     entry["changed"] = {k: {"from": old, "to": new} for k, (old, new) in sorted((changes or {}).items())}

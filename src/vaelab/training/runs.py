@@ -10,6 +10,7 @@ The run directory's format is :class:`vaelab.rundir.RunDir`'s.
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,7 +29,8 @@ from ..models.likelihoods import binarised_data_problem
 from ..objectives import build_objective
 from ..rundir import RunDir
 from ..schema import flatten
-from ..runtime import match_optimizer_state_layout, place_model, resolve_device
+from ..runtime import configure_backends, match_optimizer_state_layout, place_model, resolve_device
+from . import distributed
 from .callbacks import Callback, training_callbacks
 from .checkpoint import (TrainingState, check_checkpoint_fits, checkpoint_config, load_model, read_checkpoint,
                          restore_rng)
@@ -95,14 +97,18 @@ def train(config: Config | dict | str | Path, verbose: bool = True, argv: list[s
         config = config.replace({"name": _default_name(config, "data")})
     elif is_user_dataset(config.data.dataset):  # an absolute path, so the run works from any directory
         config = config.replace({"data.dataset": str(Path(config.data.dataset).expanduser().resolve())})
-    run_dir = Path(config.output_dir) / (config.name or _default_name(config))
-    with run_lock(run_dir):
-        if RunDir(run_dir).config_yaml.exists():
+    world = _join(lambda: config)  # torchrun: join its processes
+    run_dir = Path(config.output_dir) / distributed.broadcast(config.name or _default_name(config), world)
+    with _main_rank_lock(run_dir, world):
+        if world.main and RunDir(run_dir).config_yaml.exists():
             raise ConfigError(
                 f"run directory {run_dir} already holds a run; continue it with `vaelab train --resume {run_dir}` "
                 f"or choose another {option('name')}"
             )
         if data is not None:
+            if world.distributed:
+                raise ConfigError("data= is not supported in a run on several processes; save the arrays "
+                                  "with numpy.savez and name the file as data.dataset")
             path = save_arrays(RunDir(run_dir).data_npz, data)
             config = config.replace({"data.dataset": str(path.resolve())})
         return _fit(config, run_dir, None, _callbacks(callbacks, verbose), argv=argv)
@@ -110,7 +116,8 @@ def train(config: Config | dict | str | Path, verbose: bool = True, argv: list[s
 
 RESUME_OVERRIDABLE = {
     # where and how a run is shown: no effect on the numbers
-    "training.epochs", "training.max_minutes", "training.device", "training.progress", "data.data_dir",
+    "training.epochs", "training.max_minutes", "training.device", "training.progress",
+    "training.sync_every_steps", "data.data_dir",
     # the fixes a non-finite loss suggests (a lower learning rate, clipping, skipping steps)
     "training.learning_rate", "training.clip_norm", "training.clip_value", "training.nonfinite",
     "training.max_skipped_steps",
@@ -208,7 +215,8 @@ def resume(run_dir: str | Path, overrides: dict[str, Any] | None = None, verbose
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(f"{run_dir} is not a run directory (it does not exist); check the path")
-    with run_lock(run_dir):
+    world = _join(lambda: resume_config(run_dir, overrides)[0])
+    with _main_rank_lock(run_dir, world):
         config, checkpoint, changes = resume_config(run_dir, overrides)
         state = checkpoint.training_state if checkpoint is not None else None
         try:
@@ -223,6 +231,18 @@ def resume(run_dir: str | Path, overrides: dict[str, Any] | None = None, verbose
             return Run(run_dir=run_dir, config=checkpoint_config(checkpoint), history=state.history,
                        summary=summary)
         return _fit(config, run_dir, checkpoint, _callbacks(callbacks, verbose), argv=argv, changes=changes)
+
+
+def _join(config) -> distributed.World:
+    """Started by torchrun: join its process group (its backend follows ``config().training.device``)."""
+    if not distributed.launched():
+        return distributed.SINGLE
+    return distributed.setup(resolve_device(config().training.device))
+
+
+def _main_rank_lock(run_dir: Path, world: distributed.World):
+    """The run directory's lock, held by rank 0 (the one process that writes it)."""
+    return run_lock(run_dir) if world.main else contextlib.nullcontext()
 
 
 def _callbacks(callbacks: Sequence[Callback] | None, verbose: bool) -> list[Callback]:
@@ -292,18 +312,33 @@ def build_trainer(config: Config, run_dir: RunDir, checkpoint=None, callbacks: S
     """
     from ..io import remove_stale_temporaries
 
-    for directory in run_dir.written_directories:
-        remove_stale_temporaries(directory)  # left by a process killed while writing
-    device = resolve_device(config.training.device)
+    world = distributed.current()
+    if world.main:
+        for directory in run_dir.written_directories:
+            remove_stale_temporaries(directory)  # left by a process killed while writing
+    device = distributed.rank_device(resolve_device(config.training.device), world)
+    configure_backends(device, config.training.tf32)
     data_generator = seed_everything(config.seed)
+    if world.rank:  # each rank's own latent noise; the data generator (batch order) is the same on all
+        torch.manual_seed(config.seed + world.rank)
+    # on CUDA the batch order and binarisation are drawn on the GPU (no host round trip per step)
+    device_generator = torch.Generator(device).manual_seed(config.seed) if device.type == "cuda" else None
     dataset = load_dataset(config.data)
-    check_data_source(run_dir, dataset, resuming=run_dir.is_run())  # train() refuses a used one
+    if world.main:
+        check_data_source(run_dir, dataset, resuming=run_dir.is_run())  # train() refuses a used one
     if config.training.batch_size > len(dataset.train):
         raise ConfigError(
             f"training.batch_size={config.training.batch_size} is larger than the training set "
             f"({len(dataset.train)} examples); use a smaller batch size"
         )
     check_model_fits_data(config, dataset)
+    rest = len(dataset.train) % config.training.batch_size
+    if world.distributed and (config.training.batch_size < world.size or 0 < rest < world.size):
+        raise ConfigError(
+            f"training.batch_size={config.training.batch_size} on {world.size} processes: every batch (the last "
+            f"has {rest or config.training.batch_size} examples) needs at least one example per process; choose "
+            "a batch size that leaves no smaller last batch"
+        )
     if dataset.binarize != config.data.binarize:  # implied by the dataset (binarized-mnist): record it
         config = config.replace({"data.binarize": dataset.binarize})
     check_labels_for_conditional(config, dataset)
@@ -311,22 +346,50 @@ def build_trainer(config: Config, run_dir: RunDir, checkpoint=None, callbacks: S
     check_model_fits_memory(config.model, config.training, dataset.image_shape, device, num_classes)  # first
     model = place_model(build_model(config.model, dataset.image_shape, num_classes), device)
     objective = build_objective(config.objective, config.data.dataset, device)
+    if config.training.compile:
+        compile_model(model)
     optimizer = make_optimizer(model, config.training)
     scheduler = make_scheduler(optimizer, config.training)
     ema = make_ema(model, config.training.ema_decay)
+    scaler = torch.amp.GradScaler(device.type) if config.training.precision == "fp16" else None
     state, order = TrainingState(), None
     stored_config = {**config.to_dict(), "_image_shape": list(dataset.image_shape)}
     if num_classes is not None:
         stored_config["_num_classes"] = num_classes
     if checkpoint is not None:
-        _restore(checkpoint, model, optimizer, scheduler, data_generator, config, len(dataset.train), changes, ema)
+        _restore(checkpoint, model, optimizer, scheduler, (data_generator, device_generator), config,
+                 len(dataset.train), changes, ema)
+        _restore_rank_rng(checkpoint.rng_tensors, world, device)
+        if scaler is not None and checkpoint.grad_scaler_state:
+            scaler.load_state_dict(checkpoint.grad_scaler_state)
         state, order = checkpoint.training_state, checkpoint.order
     return Trainer(config, run_dir, dataset, model, optimizer, scheduler, objective, device, data_generator,
                    stored_config, state=state, order=order, callbacks=callbacks, resuming=checkpoint is not None,
-                   changes=changes, argv=argv, ema=ema)
+                   changes=changes, argv=argv, ema=ema, device_generator=device_generator, grad_scaler=scaler,
+                   world=world)
 
 
-def _restore(checkpoint, model, optimizer, scheduler, data_generator, config: Config, n_train: int,
+def _restore_rank_rng(tensors: dict[str, torch.Tensor], world: distributed.World, device: torch.device) -> None:
+    """With several ranks, this rank's own RNG states from the checkpoint (when it has them:
+    one written with the same number of processes)."""
+    own = tensors.get(f"rng.rank{world.rank}.torch")
+    if not world.distributed or own is None:
+        return
+    torch.set_rng_state(own)
+    cuda = tensors.get(f"rng.rank{world.rank}.cuda")
+    if cuda is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(cuda, device)
+
+
+def compile_model(model: VAE) -> None:
+    """``training.compile``: compile the encoder's and decoder's ``forward`` in place
+    (``nn.Module.compile``), so the weights, their names in the state dict and the rest of the
+    model (prior, likelihood, objective) stay as they are."""
+    for module in (model.encoder, model.decoder):
+        module.compile()
+
+
+def _restore(checkpoint, model, optimizer, scheduler, generators, config: Config, n_train: int,
              changes, ema=None) -> None:
     """Load a checkpoint's weights, their moving average (``ema``), optimizer and scheduler
     states and RNGs into the new run;
@@ -359,4 +422,4 @@ def _restore(checkpoint, model, optimizer, scheduler, data_generator, config: Co
                 group["initial_lr"] *= factor
         if scheduler is not None and hasattr(scheduler, "base_lrs"):
             scheduler.base_lrs = [lr * factor for lr in scheduler.base_lrs]
-    restore_rng(checkpoint.rng_tensors, checkpoint.rng_meta, data_generator)
+    restore_rng(checkpoint.rng_tensors, checkpoint.rng_meta, *generators)

@@ -9,7 +9,6 @@ checkpoint when resuming) is :mod:`vaelab.training.runs`.
 
 from __future__ import annotations
 
-import math
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -23,10 +22,12 @@ from ..errors import TrainingError, TrainingInterrupted, option
 from ..models import VAE
 from ..objectives import EXTRA_TERMS, Objective, evaluate_elbo, kl_weight
 from ..rundir import RunDir
-from ..runtime import flush_denormals
+from ..runtime import autocast, flush_denormals
+from . import distributed
 from .callbacks import Callback, StepEnd
 from .checkpoint import EpochPosition, TrainingState, encode_checkpoint, write_checkpoint
 from .optim import clip_gradients, step_scheduler
+from .stepsync import DeviceSums
 
 TERMS = ("recon", "kl", "neg_elbo")
 
@@ -54,13 +55,27 @@ class Trainer:
                  state: TrainingState | None = None, order: torch.Tensor | None = None,
                  callbacks: Sequence[Callback] = (), resuming: bool = False,
                  changes: dict[str, tuple[Any, Any]] | None = None, argv: list[str] | None = None,
-                 ema: torch.nn.Module | None = None):
+                 ema: torch.nn.Module | None = None,
+                 device_generator: torch.Generator | None = None, grad_scaler: torch.amp.GradScaler | None = None,
+                 world: distributed.World = distributed.SINGLE):
         self.config, self.run_dir, self.dataset, self.model = config, run_dir, dataset, model
         self.optimizer, self.scheduler, self.objective, self.device = optimizer, scheduler, objective, device
         self.data_generator, self.stored_config = data_generator, stored_config
+        self.device_generator = device_generator
+        """A CUDA run's data generator on the GPU (batch order, binarisation); None on the CPU."""
+        self.grad_scaler = grad_scaler
+        """``training.precision: fp16``: the loss scaler (its state is in the checkpoint)."""
         self.state = state if state is not None else TrainingState()
         self.order = order
-        self.callbacks = list(callbacks)
+        self.world = world
+        """This process's rank and the number of processes (torchrun; :mod:`.distributed`)."""
+        # rank 0 writes the run directory: the other ranks keep only the callbacks all ranks need
+        self.callbacks = [c for c in callbacks if world.main or getattr(c, "all_ranks", False)]
+        self.step_module = None
+        """With several ranks: the model's loss as one module wrapped in DistributedDataParallel."""
+        if world.distributed:
+            self.step_module = torch.nn.parallel.DistributedDataParallel(
+                _LossModule(model, objective), device_ids=[device.index] if device.type == "cuda" else None)
         self.resuming, self.changes, self.argv = resuming, changes, argv
         self.ema = ema
         self.stop_reason: str | None = None
@@ -71,7 +86,8 @@ class Trainer:
         self.eval_images = dataset.eval.images.to(device)
         self.eval_labels = dataset.eval.labels.to(device) if conditional else None
         self.batches = InMemoryBatches(dataset.train.images.to(device), config.training.batch_size, shuffle=True,
-                                       dynamic_binarize=dataset.binarize == "dynamic", generator=data_generator,
+                                       dynamic_binarize=dataset.binarize == "dynamic",
+                                       generator=device_generator or data_generator,
                                        labels=dataset.train.labels.to(device) if conditional else None)
 
     def _call(self, hook: str, *args) -> None:
@@ -98,9 +114,16 @@ class Trainer:
         self.end_reason = reason
 
     def save_checkpoint(self, paths, order: torch.Tensor | None = None) -> None:
-        """Write the run's state (weights, optimizer, RNG, position) to each of ``paths``."""
+        """Write the run's state (weights, optimizer, RNG, position) to each of ``paths``. With
+        several ranks every rank calls it (each rank's RNG state is gathered) and rank 0 writes."""
+        ranks = None
+        if self.world.distributed:
+            ranks = distributed.gather_objects(rank_rng_state(self.device), self.world)
+            if not self.world.main:
+                return
         write_checkpoint(paths, encode_checkpoint(self.model, self.optimizer, self.state, self.stored_config,
-                                                  self.data_generator, self.scheduler, order, self.ema))
+                                                  self.data_generator, self.scheduler, order, self.ema,
+                                                  self.device_generator, self.grad_scaler, ranks))
 
     def fit(self) -> dict[str, Any]:
         """Train the remaining epochs and return the summary (``summary.json``'s content).
@@ -119,7 +142,8 @@ class Trainer:
                     train_metrics = train_epoch(self.model, self.optimizer, self.batches, self.objective,
                                                 self.config.training, self.device, epoch, order=self.order,
                                                 position=self.epoch_start, state=state, on_step=self._after_step,
-                                                ema=self.ema)
+                                                ema=self.ema, scaler=self.grad_scaler, world=self.world,
+                                                step_module=self.step_module)
                 except _EndOfTraining:
                     break
                 except TrainingError as exc:
@@ -140,6 +164,7 @@ class Trainer:
                 if improved:
                     state.best_value, state.best_epoch = eval_metrics["neg_elbo"], epoch
                 self._call("on_epoch_end", row, improved)
+                self._agree_on_stop()
                 if self.stop_reason:
                     raise TrainingInterrupted(f"{self.stop_reason} after epoch {epoch}; checkpoint written to "
                                               f"{last}; continue with `vaelab train --resume {self.run_dir}`")
@@ -158,17 +183,55 @@ class Trainer:
         self._call("on_fit_end", summary)
         return summary
 
+    def _agree_on_stop(self) -> None:
+        """With several ranks: stop (or end training, a time budget) on all of them when one
+        asked (all-reduces)."""
+        if not self.world.distributed:
+            return
+        if distributed.any_rank(self.stop_reason is not None, self.device, self.world) and not self.stop_reason:
+            self.stop_reason = "stopped by a signal to another rank"
+        if distributed.any_rank(self.end_reason is not None, self.device, self.world) and not self.end_reason:
+            self.end_reason = "training ended on another rank (its time budget)"
+
     def _after_step(self, step: StepEnd) -> None:
         self._call("on_batch_end", step)
+        if self.world.distributed:
+            if not step.synced:
+                return  # the ranks agree on stopping at sync points only
+            self._agree_on_stop()
         if self.end_reason and not self.stop_reason:
+            step.sync()
             self._call("on_stop", step)
             raise _EndOfTraining
         if self.stop_reason:
+            step.sync()
             self._call("on_stop", step)
             raise TrainingInterrupted(
                 f"{self.stop_reason} at epoch {step.epoch}, step {step.position.step}; checkpoint written to "
                 f"{self.run_dir.checkpoint('last')}; continue with `vaelab train --resume {self.run_dir}`"
             )
+
+
+class _LossModule(torch.nn.Module):
+    """The objective of the model on a batch as one module, so that DistributedDataParallel
+    sees the forward pass it synchronises the gradients of (the objective calls the model's
+    encoder, decoder and prior, never its ``forward``)."""
+
+    def __init__(self, model: VAE, objective: Objective):
+        super().__init__()
+        self.model = model
+        self.__dict__["objective"] = objective  # not a submodule: its parameters are not trained
+
+    def forward(self, x: torch.Tensor, beta: float, y: torch.Tensor | None = None):
+        return self.objective(self.model, x, beta) if y is None else self.objective(self.model, x, beta, y=y)
+
+
+def rank_rng_state(device: torch.device) -> dict[str, torch.Tensor]:
+    """This rank's own RNG states: torch's CPU generator (and its CUDA device's)."""
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
 
 
 def epoch_row(epoch: int, train_metrics: dict[str, float], eval_metrics: dict[str, float],
@@ -208,7 +271,9 @@ def train_epoch(model: VAE, optimizer: torch.optim.Optimizer, batches: InMemoryB
                 objective: ObjectiveConfig | Objective, training: TrainingConfig, device: torch.device,
                 epoch: int, *, order: torch.Tensor | None = None, position: EpochPosition | None = None,
                 state: TrainingState | None = None, on_step: Callable[[StepEnd], None] | None = None,
-                ema: torch.nn.Module | None = None) -> dict[str, float]:
+                ema: torch.nn.Module | None = None, scaler: torch.amp.GradScaler | None = None,
+                world: distributed.World = distributed.SINGLE,
+                step_module: torch.nn.Module | None = None) -> dict[str, float]:
     """One pass over ``batches`` (epoch ``epoch``, 1-based). ``objective`` is a config (ELBO or
     IWAE bound) or an :class:`~vaelab.objectives.Objective` (a perceptual term needs one:
     :func:`~vaelab.objectives.build_objective`).
@@ -218,6 +283,15 @@ def train_epoch(model: VAE, optimizer: torch.optim.Optimizer, batches: InMemoryB
     ``on_step(StepEnd)`` is then called (callbacks: checkpoints, progress, interrupts). ``ema``
     (an ``AveragedModel`` of ``model``) is updated after every optimiser step (not after a
     skipped one).
+
+    The forward pass runs under ``training.precision``'s autocast; ``scaler`` (fp16) scales
+    the loss, and the steps whose scaled gradients overflow are skipped by it (they are not
+    non-finite steps). The steps do not wait for the device: their sums and finiteness are
+    read every ``training.sync_every_steps`` steps (:mod:`vaelab.training.stepsync`).
+
+    With several ranks (``world``) each takes its shard of every batch through
+    ``step_module`` (DDP), with the loss scaled so the gradient is that of the whole batch
+    (:mod:`vaelab.training.distributed`); the returned metrics are those of all ranks.
 
     Returns:
         mean train ``recon``, ``kl``, ``neg_elbo`` (nats per example, running averages over the
@@ -237,9 +311,9 @@ def train_epoch(model: VAE, optimizer: torch.optim.Optimizer, batches: InMemoryB
     order = batches.permutation() if order is None else order
     position = EpochPosition() if position is None else position
     state = TrainingState() if state is None else state
-    with flush_denormals():
+    with flush_denormals(device):
         _run_steps(model, optimizer, batches, objective, training, device, epoch, order, position, state, on_step,
-                   ema)
+                   ema, scaler, world, step_module)
     if position.n_seen == 0 and len(batches) > 0:
         raise TrainingError(
             f"epoch {epoch}: every one of its {len(batches)} steps was skipped (non-finite), so it has no "
@@ -253,43 +327,86 @@ def train_epoch(model: VAE, optimizer: torch.optim.Optimizer, batches: InMemoryB
 
 
 def _run_steps(model, optimizer, batches, objective, training, device, epoch, order, position, state,
-               on_step, ema) -> None:
+               on_step, ema, scaler, world=distributed.SINGLE, step_module=None) -> None:
     steps = len(batches)
-    parameters = [p for p in model.parameters() if p.requires_grad]
+    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    parameters = [p for _, p in named]
     clip = training.clip_value is not None or training.clip_norm is not None
-    seconds_before, start = position.seconds, time.perf_counter()
-    for index in range(position.step, steps):
-        step = index + 1
-        x = batches.batch(order, index).to(device, non_blocking=True)  # (B, C, H, W)
-        y = batches.batch_labels(order, index)  # None unless the VAE is conditional
-        beta = kl_weight(objective.config, (epoch - 1) * steps + index, steps, training.epochs)
-        terms = objective(model, x, beta) if y is None else objective(model, x, beta, y=y)
-        # .item(): the step's one CPU-GPU sync, needed for the non-finite check
-        recon_value, kl_value = terms.recon.detach().sum().item(), terms.kl.detach().sum().item()
-        optimizer.zero_grad(set_to_none=True)
-        bad = _nonfinite_term(recon_value, kl_value)
-        if bad is None:
-            terms.loss.backward()
-            bad = _nonfinite_gradient(model, parameters)
+    skip = training.nonfinite == "skip"  # deciding to skip a step needs its check before the optimizer step
+    every = 1 if skip else training.sync_every_steps
+    sums = DeviceSums(position, device, [name for name, _ in named], world)
+
+    def sync() -> None:
+        """Bring ``position``'s sums up to date (one CPU-GPU sync); stop at a non-finite step."""
+        bad = sums.sync(position)
         if bad is not None:
-            _skip_or_stop(bad, training, state, epoch, step)
+            _skip_or_stop(bad[1], training, state, epoch, bad[0])
+
+    seconds_before, start = position.seconds, time.perf_counter()
+    try:
+        for index in range(position.step, steps):
+            step = index + 1
+            size, part, scale = batches.batch_size_of(index), None, 1.0
+            if world.distributed:  # this rank's shard, and the loss scale that makes DDP's mean the batch's
+                part = distributed.shard(0, size, world)
+                scale = world.size * (part.stop - part.start) / size
+            x = batches.batch(order, index, part).to(device, non_blocking=True)  # (b, C, H, W)
+            y = batches.batch_labels(order, index, part)  # None unless the VAE is conditional
+            beta = kl_weight(objective.config, (epoch - 1) * steps + index, steps, training.epochs)
+            with autocast(device, training.precision):
+                if step_module is not None:
+                    terms = step_module(x, beta, y)
+                else:
+                    terms = objective(model, x, beta) if y is None else objective(model, x, beta, y=y)
+            loss = terms.loss if scale == 1.0 else terms.loss * scale
+            summed = torch.stack([terms.recon.detach().sum(), terms.kl.detach().sum()]).float()  # (2,) on the device
             optimizer.zero_grad(set_to_none=True)
-        else:
-            if clip:
-                clip_gradients(parameters, training)
-            optimizer.step()
-            if ema is not None:
-                ema.update_parameters(model)
-            position.recon_total += recon_value
-            position.kl_total += kl_value
-            for name, value in terms.extra.items():
-                position.extra_totals[name] = position.extra_totals.get(name, 0.0) + value.detach().sum().item()
-            position.n_seen += x.shape[0]
-        position.step = step
-        position.kl_weight = beta
-        position.seconds = seconds_before + time.perf_counter() - start
-        if on_step is not None:
-            on_step(StepEnd(epoch, order, position, (recon_value + beta * kl_value) / x.shape[0], x.shape[0]))
+            if scaler is None:
+                loss.backward()
+                sums.record(step, summed, [p.grad for p in parameters])
+            else:  # fp16: the scaler owns overflowing gradients (it skips their step and lowers the scale)
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+                sums.record(step, summed, [None] * len(parameters))
+            skipped = False
+            if skip:
+                bad = sums.sync(position)  # skip mode: one sync per step
+                if bad is not None:
+                    _skip_or_stop(bad[1], training, state, epoch, bad[0])
+                    optimizer.zero_grad(set_to_none=True)
+                    if scaler is not None:
+                        scaler.update()  # ends the step the scaler unscaled
+                    skipped = True
+            if not skipped:
+                if clip:
+                    clip_gradients(parameters, training)
+                if scaler is None:
+                    optimizer.step()
+                else:
+                    scaler.step(optimizer)
+                    scaler.update()
+                if ema is not None:
+                    ema.update_parameters(model)
+                sums.add(summed, terms.extra)
+                position.n_seen += size
+            position.step = step
+            position.kl_weight = beta
+            position.seconds = seconds_before + time.perf_counter() - start
+            synced = step % every == 0 or step == steps
+            if synced:
+                sync()
+            if on_step is not None:
+                step_loss = (summed[0] + beta * summed[1]) / x.shape[0]
+                on_step(StepEnd(epoch, order, position, step_loss, size, sync=sync, synced=synced))
+    except TrainingError:
+        raise
+    except Exception:
+        # a step after an unchecked non-finite one may fail in its own way (a NaN scale):
+        # report the first non-finite step instead (alone: with several ranks a collective here
+        # would wait for ranks that are not failing; torchrun stops them)
+        if not world.distributed:
+            sync()
+        raise
 
 
 def _skip_or_stop(bad: str, training: TrainingConfig, state: TrainingState, epoch: int, step: int) -> None:
@@ -310,23 +427,3 @@ def _skip_or_stop(bad: str, training: TrainingConfig, state: TrainingState, epoc
         f"{option('training.nonfinite', 'skip')} (each allowed on resume), or a new run with a larger "
         f"{option('model.scale_floor')} for learned scales"
     )
-
-
-def _nonfinite_term(recon_value: float, kl_value: float) -> str | None:
-    if not math.isfinite(recon_value):
-        return f"the reconstruction NLL ({recon_value})"
-    if not math.isfinite(kl_value):
-        return f"the KL term ({kl_value})"
-    return None
-
-
-def _nonfinite_gradient(model: torch.nn.Module, parameters: list[torch.nn.Parameter]) -> str | None:
-    """None when every gradient is finite (one fused norm over all of them), else which
-    parameter's gradient is not."""
-    grads = [p.grad for p in parameters if p.grad is not None]
-    if not grads or math.isfinite(torch.nn.utils.get_total_norm(grads, foreach=True).item()):
-        return None
-    for name, p in model.named_parameters():
-        if p.grad is not None and not torch.isfinite(p.grad).all():
-            return f"the gradient of {name}"
-    return "a gradient"
