@@ -193,6 +193,20 @@ class Checkpoint:
         return {k[len("module."):]: v for k, v in self.ema_state.items() if k.startswith("module.")}
 
 
+def read_safetensors(path: Path, what: str) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """The metadata and tensors of the safetensors file ``path`` (no code is executed).
+
+    Raises:
+        CheckpointError: ``path`` is not a readable safetensors file; the message is
+            ``"{path} is not a readable " + what`` with ``{exc}`` replaced by the reason.
+    """
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return f.metadata() or {}, {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path} is not a readable " + what.replace("{exc}", str(exc))) from None
+
+
 def read_checkpoint(path: str | Path) -> Checkpoint:
     """Read a checkpoint written by :func:`encode_checkpoint` (no code is executed).
 
@@ -203,12 +217,7 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; check the run directory")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{path} is not a readable checkpoint ({exc}); it is corrupt or truncated") from None
+    meta, tensors = read_safetensors(path, "checkpoint ({exc}); it is corrupt or truncated")
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a vaelab checkpoint (format {meta.get('format')!r}, expected {FORMAT})")
     try:

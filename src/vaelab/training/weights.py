@@ -15,16 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as save_safetensors
 
 from .. import __version__
 from ..config import Config, load_config
-from ..errors import CheckpointError
+from ..errors import CheckpointError, option
 from ..io import atomic_write_bytes, atomic_write_text
 from ..models import VAE, build_model
 from ..rundir import RunDir
-from .checkpoint import checkpoint_config, read_checkpoint
+from .checkpoint import checkpoint_config, read_checkpoint, read_safetensors
 
 FORMAT = "vaelab-weights-1"
 
@@ -51,7 +50,7 @@ def export_weights(run_dir: str | Path, output: str | Path, which: str = "last")
         CheckpointError: the run has no such checkpoint, or it is unreadable.
     """
     if which not in ("last", "best"):
-        raise CheckpointError(f"--checkpoint must be last or best, got {which!r}")
+        raise CheckpointError(f"{option('checkpoint')} must be last or best, got {which!r}")
     checkpoint = read_checkpoint(RunDir(run_dir).checkpoint(which))
     tensors = {name: (value.float() if value.is_floating_point() else value).contiguous()
                for name, value in checkpoint.eval_state().items()}
@@ -79,12 +78,7 @@ def load_weights(path: str | Path, config: Config | str | Path | None = None) ->
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"weights file {path} does not exist; check the path")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{path} is not a readable safetensors file ({exc})") from None
+    metadata, tensors = read_safetensors(path, "safetensors file ({exc})")
     stored = json.loads(metadata["config"]) if "config" in metadata else {}
     if isinstance(config, (str, Path)):
         config = load_config(config)
