@@ -390,16 +390,7 @@ def warn_inapplicable(config: Config, given: list[str]) -> list[str]:
 def _cmd_train(args: argparse.Namespace) -> int:
     from .api import resume, train
 
-    import torch.distributed as dist
-
-    try:
-        status = _train_or_resume(args, resume, train)
-        if dist.is_available() and dist.is_initialized():
-            dist.barrier()  # torchrun: the ranks leave together, once rank 0 has written everything
-        return status
-    finally:
-        if dist.is_available() and dist.is_initialized():
-            dist.destroy_process_group()
+    return _train_or_resume(args, resume, train)  # torchrun: the library waits for all ranks and leaves the group
 
 
 def _train_or_resume(args: argparse.Namespace, resume, train) -> int:

@@ -29,6 +29,7 @@ everything else is :class:`torch.nn.parallel.DistributedDataParallel` and
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
@@ -72,7 +73,20 @@ def setup(device: torch.device) -> World:
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend)
+        atexit.register(leave)  # a group left open at exit can abort the process (SIGABRT from its threads)
     return World(dist.get_rank(), dist.get_world_size(), dist.get_backend(), int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def leave() -> None:
+    """Destroy the process group, if one is open (registered at exit by :func:`setup`)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier(world: World) -> None:
+    """Wait until every rank gets here (nothing when not distributed)."""
+    if world.distributed:
+        dist.barrier()
 
 
 def current() -> World:

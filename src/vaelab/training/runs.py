@@ -297,6 +297,7 @@ def _fit(config: Config, run_dir: Path, checkpoint, callbacks: list[Callback], a
     ``changes``: the keys the resume changes, ``{key: (old, new)}``)."""
     trainer = build_trainer(config, RunDir(run_dir), checkpoint, callbacks, argv=argv, changes=changes)
     summary = trainer.fit()
+    distributed.barrier(trainer.world)  # torchrun: the ranks leave together, once rank 0 has written everything
     return Run(run_dir=run_dir, config=trainer.config, history=trainer.state.history, summary=summary)
 
 
