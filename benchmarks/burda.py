@@ -42,6 +42,12 @@ SMOKE = {"data.train_examples": 2000, "data.validation_size": 0, "training.epoch
 """What ``--smoke`` changes in the recipe (and it evaluates K = 20 on 200 test images)."""
 
 
+def checkpoint_to_evaluate(config) -> str:
+    """``best`` (chosen on the validation split) when the recipe holds one out, else ``last``:
+    the test set never chooses."""
+    return "best" if config.data.validation_size > 0 else "last"
+
+
 def run_recipe(recipe: str | Path, output: str | Path | None = None, weights: str | Path | None = None, *,
                smoke: bool = False, k: int | None = None, threads: int | None = None, data_dir: str | None = None,
                output_dir: str | Path | None = None, verbose: bool = True) -> dict[str, Any]:
@@ -71,7 +77,7 @@ def run_recipe(recipe: str | Path, output: str | Path | None = None, weights: st
     folder = RESULTS / "quick" if smoke else RESULTS
     output = Path(output) if output is not None else folder / f"{recipe.stem}.json"
     weights = Path(weights) if weights is not None else output.with_suffix(".safetensors")
-    which = "best" if config.data.validation_size > 0 else "last"
+    which = checkpoint_to_evaluate(config)
 
     start = time.perf_counter()
     run = vaelab.train(config, verbose=verbose)
