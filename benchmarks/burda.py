@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -114,6 +115,7 @@ def run_recipe(recipe: str | Path, output: str | Path | None = None, weights: st
         "units": "nats per example",
     }
     output.write_text(json.dumps(result, indent=2))
+    shutil.copyfile(Path(run.run_dir) / "metrics.csv", metrics_path(output))  # the curve behind the number
     if verbose:
         print(f"\n{result['recipe']}: test NLL (K={e['k']}) {e['nll_iwae']:.2f} ± {e['nll_iwae_stderr']:.2f} nats, "
               f"-ELBO {e['neg_elbo']:.2f}, {result['active_units']}/{result['latent_dim']} active units; "
@@ -123,6 +125,54 @@ def run_recipe(recipe: str | Path, output: str | Path | None = None, weights: st
     if scratch is not None:
         scratch.cleanup()
     return result
+
+
+def metrics_path(output: Path) -> Path:
+    """Where the run's per-epoch ``metrics.csv`` is copied: ``<json stem>-metrics.csv``."""
+    return output.with_name(f"{output.stem}-metrics.csv")
+
+
+def plot_curves(outputs: list[Path], figure: Path) -> Path:
+    """Draw the test -ELBO (nats) of each result's training against its wall-clock minutes
+    (cumulative ``train_seconds``; the evaluation between epochs excluded), with each result's
+    K = 5000 test NLL and the paper's row as horizontal lines, into ``figure`` (PNG)."""
+    import csv
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for output, colour in zip(outputs, ("tab:blue", "tab:orange", "tab:green", "tab:red"), strict=False):
+        result = json.loads(Path(output).read_text())
+        with open(metrics_path(Path(output))) as f:
+            rows = list(csv.DictReader(f))
+        minutes, total = [], 0.0
+        for row in rows:
+            total += float(row["train_seconds"])
+            minutes.append(total / 60)
+        name = Path(result["recipe"]).stem
+        ax.plot(minutes, [float(row["test_neg_elbo"]) for row in rows], color=colour,
+                label=f"{name}: test -ELBO ({len(rows)} epochs)")
+        ax.axhline(result["test_nll"], color=colour, linestyle="--",
+                   label=f"{name}: test NLL, K = {result['k']}: {result['test_nll']:.2f}")
+        ax.axhline(result["target_nll"], color="gray", linestyle=":", linewidth=1)
+        row = {"vae_1_layer_k1": "VAE, k = 1", "iwae_1_layer_k50": "IWAE, k = 50"}.get(result["target"],
+                                                                                          result["target"])
+        ax.annotate(f"Burda et al. 2016, {row}: {result['target_nll']}", (0.5, result["target_nll"] - 0.15),
+                    fontsize=8, color="dimgray", va="top")
+    ax.set_ylim(82, 100)
+    ax.set_xlabel("minutes of training (sum of the epochs' training time)")
+    ax.set_ylabel("nats per test image")
+    ax.set_title("MNIST, dynamically binarised: one hour of training on 2 CPU threads")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    figure.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(figure, dpi=110)
+    plt.close(fig)
+    return figure
 
 
 def _shown(path: Path) -> str:
@@ -148,7 +198,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-dir", help="parent of the run directory (default: the recipe's; --smoke: a "
                                              "temporary one)")
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--plot", metavar="PNG", help="instead of training: draw the curves of the committed "
+                                                      "results (burda-vae, best-1h) into PNG")
     args = parser.parse_args(argv)
+    if args.plot:
+        outputs = [RESULTS / f"{name}.json" for name in ("burda-vae", "best-1h") if (RESULTS / f"{name}.json").exists()]
+        print(f"wrote {plot_curves(outputs, Path(args.plot))}")
+        return 0
     run_recipe(args.recipe, args.output, args.weights, smoke=args.smoke, k=args.k, threads=args.threads,
                data_dir=args.data_dir, output_dir=args.output_dir, verbose=not args.quiet)
     return 0

@@ -58,6 +58,10 @@ def test_burda_smoke_runs_a_recipe_end_to_end_on_tiny_data(tiny_data, tmp_path):
     assert written["paper"]["vae_1_layer_k1"] == 86.76 and written["machine"]["cpu_count"] >= 1
     assert written["target_nll"] == 86.76 and written["minus_target"] == pytest.approx(written["test_nll"] - 86.76)
     assert load_weights(tmp_path / "out" / "tiny.safetensors").model.latent_dim == 3
+    assert (tmp_path / "out" / "tiny-metrics.csv").read_text().startswith("epoch,")
+    from benchmarks.burda import plot_curves
+
+    assert plot_curves([tmp_path / "out" / "tiny.json"], tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
 
 
 @pytest.mark.parametrize("name", ["burda-vae", "best-1h"])
