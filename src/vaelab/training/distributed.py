@@ -30,6 +30,7 @@ everything else is :class:`torch.nn.parallel.DistributedDataParallel` and
 from __future__ import annotations
 
 import atexit
+import gc
 import os
 from dataclasses import dataclass
 
@@ -78,9 +79,16 @@ def setup(device: torch.device) -> World:
 
 
 def leave() -> None:
-    """Destroy the process group, if one is open (registered at exit by :func:`setup`)."""
+    """Destroy the process group, if one is open (registered at exit by :func:`setup`).
+
+    Objects left in reference cycles (a DDP wrapper, gloo's finished work) are collected first,
+    while the interpreter is whole: freed during its finalisation instead, their tensors can
+    abort the process (SIGABRT, "terminate called without an active exception"; the cause
+    described in pytorch/pytorch#179291)."""
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
+        gc.collect()
 
 
 def barrier(world: World) -> None:
