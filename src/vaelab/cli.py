@@ -389,8 +389,12 @@ def warn_inapplicable(config: Config, given: list[str]) -> list[str]:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from .api import resume, train
+    from .training.distributed import leave
 
-    return _train_or_resume(args, resume, train)  # torchrun: the library waits for all ranks and leaves the group
+    try:
+        return _train_or_resume(args, resume, train)  # torchrun: the ranks wait for each other at its end
+    finally:
+        leave()  # torchrun: close the process group now, not at interpreter exit
 
 
 def _train_or_resume(args: argparse.Namespace, resume, train) -> int:
