@@ -366,6 +366,7 @@ _APPLIES = {
     "objective.iwae_k": (lambda c: c.objective.bound == "iwae", "--bound iwae"),
     "objective.perceptual_weight": (lambda c: c.objective.reconstruction != "likelihood", "a perceptual --reconstruction"),
     "objective.perceptual_layers": (lambda c: c.objective.reconstruction != "likelihood", "a perceptual --reconstruction"),
+    "training.lr_schedule_span": (lambda c: c.training.lr_schedule == "cosine", "--lr-schedule cosine"),
     "training.lr_step_epochs": (lambda c: c.training.lr_schedule == "step", "--lr-schedule step"),
     "training.lr_gamma": (lambda c: c.training.lr_schedule in ("step", "plateau"), "--lr-schedule step or plateau"),
     "training.lr_patience": (lambda c: c.training.lr_schedule == "plateau", "--lr-schedule plateau"),

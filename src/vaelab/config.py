@@ -276,6 +276,12 @@ class TrainingConfig:
         "cosine (to 0 at the last epoch) or plateau (x lr_gamma after lr_patience epochs without "
         "improvement of the evaluation -ELBO)", choices=("none", "step", "cosine", "plateau"),
     )
+    lr_schedule_span: str = config_field(
+        "epochs", "lr_schedule=cosine: what the decay spans: epochs (0 at the last epoch) or time (0 "
+        "when the epochs or training.max_minutes run out, whichever is first: after each epoch the "
+        "cosine's progress is the larger of epochs done / epochs and minutes used / max_minutes)",
+        choices=("epochs", "time"),
+    )
     lr_step_epochs: int = config_field(10, "lr_schedule=step: epochs between decays", check=at_least(1))
     lr_gamma: float = config_field(0.1, "lr_schedule=step/plateau: decay factor", check=positive)
     lr_patience: int = config_field(2, "lr_schedule=plateau: epochs without improvement", check=at_least(0))

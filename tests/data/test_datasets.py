@@ -59,6 +59,21 @@ def test_dynamic_binarisation_draws_afresh_per_batch(tiny_data):
     assert not torch.equal(first, second)
 
 
+def test_the_dynamic_draw_is_bernoulli_of_the_gray_levels_and_seeded():
+    from scipy.stats import binomtest
+
+    from vaelab.data.batching import binarize
+
+    gray = torch.tensor([0.0, 0.1, 0.5, 0.9, 1.0]).repeat(20_000, 1)
+    x = binarize(gray, torch.Generator().manual_seed(0))
+    assert x.dtype == gray.dtype and x.shape == gray.shape and set(x.unique().tolist()) <= {0.0, 1.0}
+    assert x[:, 0].sum() == 0 and x[:, 4].sum() == 20_000  # P(U < 0) = 0, P(U < 1) = 1
+    for column, p in [(1, 0.1), (2, 0.5), (3, 0.9)]:  # the frequency of ones follows p (two-sided binomial test)
+        assert binomtest(int(x[:, column].sum()), 20_000, p).pvalue > 1e-4
+    assert torch.equal(x, binarize(gray, torch.Generator().manual_seed(0)))
+    assert not torch.equal(x, binarize(gray, torch.Generator().manual_seed(1)))
+
+
 def test_batching_visits_every_example_once_per_pass():
     images = torch.arange(10.0).view(10, 1, 1, 1)
     batches = InMemoryBatches(images, 4, shuffle=True, generator=torch.Generator().manual_seed(0))

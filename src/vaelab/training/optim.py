@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from time import monotonic
 from typing import Any, Callable, NamedTuple
 
 import torch
@@ -10,7 +11,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from .. import runtime
 from ..config import TrainingConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, option
 from ..models import build_model
 
 
@@ -53,11 +54,56 @@ def make_optimizer(model: torch.nn.Module, config: TrainingConfig) -> torch.opti
     return OPTIMIZERS[config.optimizer].build(model.parameters(), config)
 
 
+class BudgetCosine(torch.optim.lr_scheduler.LRScheduler):
+    """``lr_schedule: cosine`` with ``lr_schedule_span: time``: the cosine decay of
+    :class:`torch.optim.lr_scheduler.CosineAnnealingLR` (Loshchilov & Hutter 2017, eq. 5 with
+    one cycle and a minimum of 0), ``lr = base_lr * (1 + cos(pi * progress)) / 2``, whose
+    progress is the larger of the epochs' and the time budget's after each epoch:
+    ``progress = max(epoch / epochs, p0 + (1 - p0) * seconds / budget_seconds)``, capped at 1,
+    so the rate reaches 0 when either runs out, whichever is first (a decay sized to the
+    budget, as in Li et al. 2020, "Budgeted training"). ``seconds`` is the wall time since this
+    command's scheduler was built (training and evaluation; the command's start, as the time
+    budget counts it) and ``p0`` the progress a resume continues from (0 in a fresh run): a
+    resume anneals the rest of the way over its own budget. Runs with this schedule depend on
+    the machine's speed, so two runs of one seed can differ.
+
+    Its state (:meth:`state_dict`, JSON-serialisable) holds the progress; a loaded state keeps
+    this run's ``epochs`` and budget and restarts the clock.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, epochs: int, budget_seconds: float):
+        self.epochs, self.budget_seconds = epochs, budget_seconds
+        self.progress = self.start_progress = 0.0
+        self.started = monotonic()
+        self.seconds: float | None = None  # set before a step: the time to count (agreed across ranks)
+        super().__init__(optimizer)
+
+    def elapsed(self) -> float:
+        """Seconds since this command's scheduler started (or was loaded)."""
+        return monotonic() - self.started
+
+    def get_lr(self) -> list[float]:
+        if self.last_epoch > 0:  # an epoch ended: advance
+            seconds = self.seconds if self.seconds is not None else self.elapsed()
+            by_time = self.start_progress + (1.0 - self.start_progress) * seconds / self.budget_seconds
+            self.progress = min(1.0, max(self.progress, self.last_epoch / self.epochs, by_time))
+        factor = 0.5 * (1.0 + math.cos(math.pi * self.progress))
+        return [base * factor for base in self.base_lrs]
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        keep = {"epochs": self.epochs, "budget_seconds": self.budget_seconds}
+        super().load_state_dict(state_dict)
+        self.__dict__.update(keep)
+        self.start_progress, self.started, self.seconds = self.progress, monotonic(), None
+
+
 def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainingConfig):
     """The per-epoch learning-rate schedule, or None. ``plateau`` steps on the evaluation
-    negative ELBO."""
+    negative ELBO; ``cosine`` with ``lr_schedule_span: time`` is :class:`BudgetCosine`."""
     if config.lr_schedule == "step":
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step_epochs, gamma=config.lr_gamma)
+    if config.lr_schedule == "cosine" and config.lr_schedule_span == "time":
+        return BudgetCosine(optimizer, config.epochs, 60.0 * config.max_minutes)
     if config.lr_schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
     if config.lr_schedule == "plateau":
@@ -77,9 +123,15 @@ def make_ema(model: torch.nn.Module, decay: float) -> AveragedModel | None:
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
-def step_scheduler(scheduler, eval_neg_elbo: float) -> None:
+def step_scheduler(scheduler, eval_neg_elbo: float, agree: Callable[[float], float] | None = None) -> None:
+    """Step ``scheduler`` after an epoch. ``agree``: with several ranks, maps this rank's clock
+    reading to the one all ranks use (rank 0's), so a :class:`BudgetCosine` gives every rank
+    the same rate."""
     if scheduler is None:
         return
+    if isinstance(scheduler, BudgetCosine):
+        seconds = scheduler.elapsed()
+        scheduler.seconds = agree(seconds) if agree is not None else seconds
     if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
         scheduler.step(eval_neg_elbo)
     else:
@@ -138,4 +190,8 @@ def config_problems(config) -> list[str]:
     if t.nesterov and (not entry.nesterov or not t.momentum):
         with_nesterov = " or ".join(name for name, e in OPTIMIZERS.items() if e.nesterov)
         problems.append(f"training.nesterov needs optimizer: {with_nesterov} and momentum > 0")
+    if t.lr_schedule_span == "time" and (t.lr_schedule != "cosine" or t.max_minutes is None):
+        problems.append(f"{option('training.lr_schedule_span', 'time')} needs {option('training.lr_schedule', 'cosine')} "
+                        f"and a time budget: add {option('training.max_minutes', 60)} (minutes), or use "
+                        f"{option('training.lr_schedule_span', 'epochs')}")
     return problems

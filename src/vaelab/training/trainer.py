@@ -157,7 +157,9 @@ class Trainer:
                                              self.config.objective.n_samples, seed=self.config.seed,
                                              device=self.device, labels=self.eval_labels)
                 row = epoch_row(epoch, train_metrics, eval_metrics, self.dataset.eval_name)
-                step_scheduler(self.scheduler, eval_metrics["neg_elbo"])
+                step_scheduler(self.scheduler, eval_metrics["neg_elbo"],
+                               (lambda seconds: distributed.broadcast(seconds, self.world))
+                               if self.world.distributed else None)
                 state.history.append(row)
                 state.epoch = epoch
                 improved = eval_metrics["neg_elbo"] < state.best_value
