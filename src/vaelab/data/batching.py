@@ -10,8 +10,8 @@ import torch
 def binarize(gray: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """One Bernoulli draw per pixel: 1 with probability ``gray`` (any shape, values in [0, 1]),
     as ``(U < gray)`` for U ~ Uniform[0, 1) from ``generator`` (P(U < p) = p, the same
-    distribution as ``torch.bernoulli``; measured 3.5x faster than it on a CPU batch of
-    128 MNIST images). Returns a tensor of ``gray``'s shape and dtype holding 0 and 1."""
+    distribution as ``torch.bernoulli``; on a batch of 128 MNIST images, 2 CPU threads:
+    0.47 ms against 1.34 ms, medians of 5 interleaved rounds). Returns a tensor of ``gray``'s shape and dtype holding 0 and 1."""
     return (torch.rand(gray.shape, generator=generator, device=gray.device, dtype=gray.dtype) < gray).to(gray.dtype)
 
 
