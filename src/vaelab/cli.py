@@ -194,9 +194,73 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                     "Unfinished runs are named and left out.")
     sweep_summary.add_argument("sweep_dir", metavar="SWEEP_DIR")
     sweep_summary.set_defaults(handler=_cmd_sweep_summary)
+    _add_campaign_commands(commands)
     _add_figure_commands(commands)
     _add_evaluation_commands(commands, command)
     return parser
+
+
+def _add_campaign_commands(commands) -> None:
+    """``vaelab campaign run`` and ``vaelab campaign status``."""
+    campaign = commands.add_parser(
+        "campaign", help="run a plan of sweeps for days: resumable, results kept as each run ends",
+        description="A campaign runs the sweeps of a plan file in order (each at its budget), resuming whatever "
+                    "an earlier launch left, keeps each finished run's small result files in the plan's results "
+                    "folder at once, and writes a status (sweeps and runs done, CPU-hours spent, hours left).")
+    actions = campaign.add_subparsers(dest="action", metavar="ACTION")
+    run = actions.add_parser("run", help="run (or continue) the plan; stop it any time with Ctrl-C or SIGTERM",
+                             description="Run the plan's steps in order. Runs already kept are not trained "
+                                         "again; interrupted ones resume from their last checkpoint. SIGINT or "
+                                         "SIGTERM checkpoint the running runs and stop; so does SIGKILL, losing at "
+                                         "most the epoch each run was in.")
+    run.add_argument("plan", metavar="PLAN.yaml")
+    run.add_argument("--jobs", type=int, default=1, help="runs that train at a time (default: 1)")
+    run.add_argument("--threads", type=int, default=None, metavar="N",
+                     help="torch threads per run (default: the CPUs shared out among the jobs)")
+    run.add_argument("--nice", type=int, default=19, metavar="N",
+                     help="niceness of the campaign and its workers, 0-19 (default: 19, the lowest priority)")
+    run.add_argument("--quiet", action="store_true", help="print only the final status")
+    run.set_defaults(handler=_cmd_campaign_run)
+    status = actions.add_parser("status", help="print what the plan has done and what remains",
+                                description="Print the plan's status from its kept results, runs and ledger "
+                                            "(nothing is trained).")
+    status.add_argument("plan", metavar="PLAN.yaml")
+    status.add_argument("--jobs", type=int, default=None, help="also give the wall time left with this many jobs")
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
+    status.add_argument("--write", action="store_true", help="also rewrite the plan's status.json")
+    status.set_defaults(handler=_cmd_campaign_status)
+    campaign.set_defaults(handler=lambda args: campaign.print_help() or 0)
+
+
+def _cmd_campaign_run(args: argparse.Namespace) -> int:
+    from .experiments.campaign import run_campaign
+
+    if args.jobs < 1:
+        raise VaelabError(f"--jobs must be >= 1, got {args.jobs}")
+    if not 0 <= args.nice <= 19:
+        raise VaelabError(f"--nice must be between 0 and 19, got {args.nice}")
+    status = run_campaign(args.plan, args.jobs, args.threads, args.nice, verbose=not args.quiet)
+    if args.quiet:
+        from .experiments.campaign import format_status
+
+        print(format_status(status))
+    unfinished = status["runs"] - status["runs_kept"]
+    return 1 if unfinished else 0
+
+
+def _cmd_campaign_status(args: argparse.Namespace) -> int:
+    import json
+
+    from .experiments.campaign import campaign_status, format_status, load_plan, write_status
+
+    if args.jobs is not None and args.jobs < 1:
+        raise VaelabError(f"--jobs must be >= 1, got {args.jobs}")
+    plan = load_plan(args.plan)
+    status = campaign_status(plan, args.jobs)
+    if args.write:
+        write_status(plan, status)
+    print(json.dumps(status, indent=2) if args.json else format_status(status))
+    return 0
 
 
 def _add_figure_commands(commands) -> None:

@@ -33,11 +33,11 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
-from ..errors import ConfigError
+from ..errors import ConfigError, VaelabError
 from ..io import atomic_write_text
 from ..rundir import RunDir
 from .claims import Pending, RunRecord, collect_runs, group_stats, matches
@@ -46,23 +46,54 @@ from .sweep import summarize_sweep
 GRID_KINDS = ("toy2d_grid", "reference_bars")
 
 
-def study_probes(study_dir: Path) -> dict[str, list[tuple[str, list[dict]]]]:
+def study_probes(study_dir: Path, prefix: str = "probe:") -> dict[str, list[tuple[str, list[dict]]]]:
     """Sweep name -> (probe name, the ``where`` selections of the runs it is needed for) for
     every ``probe:`` metric a claim of the study asks of that sweep's runs (a claim pools other
-    sweeps with ``sweeps:``; their runs are all selected)."""
+    sweeps with ``sweeps:``; their runs are all selected). With ``prefix="eval:"``, the same for
+    the ``evaluation.json`` keys the claims read."""
     wanted: dict[str, list[tuple[str, list[dict]]]] = {}
     for path in sorted(study_dir.glob("*.yaml")):
         spec = yaml.safe_load(path.read_text()) or {}
         for claim in spec.get("claims") or []:
             metric = str(claim.get("metric", ""))
-            if not metric.startswith("probe:"):
+            if not metric.startswith(prefix):
                 continue
             where = dict(claim.get("where") or {})
             sides = [{**where, **claim[k]} for k in ("first", "second") if k in claim] or [where]
-            wanted.setdefault(spec["name"], []).append((metric[len("probe:"):], sides))
+            wanted.setdefault(spec["name"], []).append((metric[len(prefix):], sides))
             for other in claim.get("sweeps") or []:
-                wanted.setdefault(other, []).append((metric[len("probe:"):], [{}]))
+                wanted.setdefault(other, []).append((metric[len(prefix):], [{}]))
     return wanted
+
+
+def _lacks(folder: Path, record: RunRecord, spec: dict[str, Any], study_dir: Path, figures: Path,
+           first_seed: int) -> list[str]:
+    """What the sweep file now asks of a kept run that its kept results lack: a probe, an
+    evaluation key a claim reads, or (for the first seed of a setting) a per-setting figure."""
+    from ..plots.run import KINDS
+
+    lacks = []
+    files = RunDir(folder)
+    probes = json.loads(files.probes_json.read_text()) if files.probes_json.is_file() else {}
+    for probe, sides in study_probes(study_dir).get(spec["name"], []):
+        if probe not in probes and any(matches(record, side) for side in sides):
+            lacks.append(f"probe {probe}")
+    evaluation = files.read_evaluation(record.eval_name) if (spec.get("evaluate") or study_probes(study_dir, "eval:").get(spec["name"])) else None
+    if spec.get("evaluate") and evaluation is None:
+        lacks.append("evaluation.json")
+    for key, sides in study_probes(study_dir, "eval:").get(spec["name"], []):
+        node: Any = evaluation or {}
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is None and any(matches(record, side) for side in sides):
+            lacks.append(f"evaluation key {key}")
+    if record.seed == first_seed:
+        for entry in spec.get("figures") or []:
+            if isinstance(entry, dict) and entry.get("kind") in KINDS and matches(record, entry.get("where")):
+                fid = str(entry.get("id", entry["kind"]))
+                if not (figures / fid / f"{record.setting}.png").is_file():
+                    lacks.append(f"figure {fid}")
+    return sorted(set(lacks))
 
 
 def _first_seed_per_setting(records: list[RunRecord], where: dict | None) -> list[RunRecord]:
@@ -79,73 +110,196 @@ def _value_label(key: str, value: Any) -> str:
     return f"{short} = {value:g}" if isinstance(value, float) else f"{short} = {value}"
 
 
+IGNORED_KEYS = ("output_dir", "data.data_dir", "training.device", "training.progress", "training.tracker_group")
+"""Config keys that do not change what a run computes: a kept run whose config differs from the
+sweep's only in these is still the sweep's run."""
+
+
+def _identity(config: dict[str, Any]) -> dict[str, Any]:
+    from ..config import Config
+
+    resolved = Config.from_dict(config).to_dict()
+    for dotted in IGNORED_KEYS:
+        node = resolved
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.get(part, {})
+        node.pop(leaf, None)
+    return resolved
+
+
+def kept_runs(spec_path: str | Path, budget: str, results_root: str | Path, complete: bool = True) -> dict[str, Path]:
+    """The runs of ``spec_path``'s sweep at ``budget`` whose results are kept under
+    ``results_root/<budget>/<name>/runs/``: run name -> kept folder. A kept run counts only
+    while its config is the one the sweep file now gives it (up to :data:`IGNORED_KEYS`), so
+    results of an edited sweep are never mixed with the new ones, and (``complete``) while its
+    results hold everything the sweep file's claims and figures now ask of it (probes,
+    evaluation keys, its setting's figures when it is the first seed), which only its
+    checkpoint could add."""
+    from .sweep_spec import load_sweep, read_summary
+
+    from ..rundir import read_run
+    from .sweep_spec import setting_of
+
+    spec_path = Path(spec_path)
+    spec = yaml.safe_load(spec_path.read_text()) or {}
+    sweep = load_sweep(spec_path, budget)
+    folder = Path(results_root) / budget / sweep.name / "runs"
+    first_seed = min((r.seed for r in sweep.runs), default=None)
+    kept = {}
+    for run in sweep.runs:
+        files = RunDir(folder / run.name)
+        if read_summary(files.summary_json) is None or not files.config_yaml.is_file():
+            continue
+        try:
+            same = _identity(yaml.safe_load(files.config_yaml.read_text()) or {}) == _identity(run.config)
+            if same and complete:
+                record = read_run(files.path)
+                record.setting, record.seed = setting_of(run.name), run.seed
+                same = not _lacks(files.path, record, spec, spec_path.parent, folder.parent / "figures", first_seed)
+        except (ConfigError, VaelabError, yaml.YAMLError, ValueError):
+            same = False
+        if same:
+            kept[run.name] = files.path
+    return kept
+
+
+def keep_run(record: RunRecord, spec: dict[str, Any], probes: list[tuple[str, list[dict]]], target: Path,
+             say: Callable[..., None] = print) -> None:
+    """Copy one finished run's small result files into ``target`` (replacing it): its config,
+    summary, metrics, evaluation (made first with the sweep file's ``evaluate:`` when missing)
+    and ``probes.json`` with the ``probes`` (name, selections) that select it. Written to a
+    staging folder and renamed, so ``target`` is always whole."""
+    from ..evaluation import evaluate
+
+    if spec.get("evaluate") and record.evaluation is None:
+        say(f"evaluating {record.run_dir}")
+        evaluate(record.run_dir, dict(spec["evaluate"]), verbose=False)
+        record.evaluation = RunDir(record.run_dir).read_evaluation(record.eval_name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        files = RunDir(record.run_dir)
+        for path in (files.config_yaml, files.summary_json, files.metrics_csv, files.evaluation_json()):
+            if path.is_file():
+                shutil.copyfile(path, staging / path.name)
+        needed = sorted({p for p, sides in probes if any(matches(record, side) for side in sides)})
+        if needed:
+            from .probes import compute_probe
+
+            values = {p: compute_probe(record, p) for p in needed}
+            values = {p: (None if v != v else v) for p, v in values.items()}  # NaN -> null
+            atomic_write_text(RunDir(staging).probes_json, json.dumps(values, indent=2, sort_keys=True) + "\n")
+            record.probes = {p: (float("nan") if v is None else v) for p, v in values.items()}
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+
+
+def keep_collected(spec_path: str | Path, budget: str, runs_root: str | Path, results_root: str | Path,
+                   run_name: str, verbose: bool = True) -> Path:
+    """Keep one finished run of ``spec_path``'s sweep (trained in ``runs_root/<budget>/<name>/``)
+    in ``results_root/<budget>/<name>/runs/<run_name>/`` at once, and bring the folder's
+    ``sweep.yaml``, ``results.csv`` and curves up to date; the per-setting figures wait for
+    :func:`export_sweep`. Returns the kept folder.
+
+    Raises:
+        VaelabError: the run has not finished.
+    """
+    from ..errors import VaelabError
+    from ..rundir import read_run
+    from .sweep_runner import sweep_meta
+    from .sweep_spec import load_sweep
+
+    spec_path = Path(spec_path)
+    spec = yaml.safe_load(spec_path.read_text()) or {}
+    sweep = load_sweep(spec_path, budget)
+    run_dir = Path(runs_root) / budget / sweep.name / "runs" / run_name
+    record = read_run(run_dir)
+    if not record.finished:
+        raise VaelabError(f"{run_dir} has not finished; it cannot be kept yet")
+    out = Path(results_root) / budget / sweep.name
+    probes = study_probes(spec_path.parent).get(sweep.name, [])
+    keep_run(record, spec, probes, out / "runs" / run_name, print if verbose else (lambda *a, **k: None))
+    atomic_write_text(out / "sweep.yaml", sweep_meta(sweep, budget))
+    summarize_sweep(out)
+    (out / "results.md").unlink(missing_ok=True)
+    for png in sorted((out / "figures").glob("compare_*.png")):
+        compact_png(png)
+    return out / "runs" / run_name
+
+
 def export_sweep(spec_path: str | Path, runs_root: str | Path, budget: str, results_root: str | Path,
                  verbose: bool = True) -> Path | None:
-    """Copy the results of ``spec_path``'s sweep at ``budget`` from
-    ``runs_root/<budget>/<name>/`` into ``results_root/<budget>/<name>/`` (replacing what was
-    there), computing the probes and drawing the figures the sweep file lists.
+    """Keep the results of ``spec_path``'s sweep at ``budget``: the finished runs of
+    ``runs_root/<budget>/<name>/`` and the runs already kept in
+    ``results_root/<budget>/<name>/`` (still the sweep's, :func:`kept_runs`) go together into
+    that results folder (rewritten whole), with the probes computed and the figures the sweep
+    file lists drawn. A figure that needs a checkpoint which only a kept run had is kept as it
+    was drawn then.
 
     Returns:
-        The results folder, or None when the sweep has not been run at that budget.
+        The results folder, or None when the sweep has no finished run at that budget.
 
     Raises:
         ConfigError: a malformed ``figures:`` entry.
     """
-    from ..evaluation import evaluate
     from ..plots.run import plot_run
-    from .probes import compute_probe
+    from .sweep_runner import sweep_meta
+    from .sweep_spec import load_sweep
 
     spec_path = Path(spec_path)
     spec = yaml.safe_load(spec_path.read_text()) or {}
-    name = spec["name"]
+    sweep = load_sweep(spec_path, budget)
+    name = sweep.name
     sweep_dir = Path(runs_root) / budget / name
-    if not (sweep_dir / "sweep.yaml").is_file():
-        return None
-    say = print if verbose else (lambda *a, **k: None)
-    records = collect_runs(sweep_dir)
-    if spec.get("evaluate"):
-        for record in records:
-            if record.evaluation is None:
-                say(f"evaluating {record.run_dir}")
-                evaluate(record.run_dir, dict(spec["evaluate"]), verbose=False)
-        records = collect_runs(sweep_dir)
-    summarize_sweep(sweep_dir)  # tables and curve figures drawn by the current code
     out = Path(results_root) / budget / name
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=out.parent if out.parent.exists() else None))
+    say = print if verbose else (lambda *a, **k: None)
+    trained = {r.name: r for r in collect_runs(sweep_dir)} if (sweep_dir / "sweep.yaml").is_file() else {}
+    trained = {n: r for n, r in trained.items() if n in {run.name for run in sweep.runs}}
+    kept = {n: p for n, p in kept_runs(spec_path, budget, results_root, complete=False).items() if n not in trained}
+    if not trained and not kept:
+        return None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=out.parent))
     try:
-        shutil.copyfile(sweep_dir / "sweep.yaml", staging / "sweep.yaml")
-        if (sweep_dir / "results.csv").is_file():
-            shutil.copyfile(sweep_dir / "results.csv", staging / "results.csv")
-        (staging / "figures").mkdir()
-        for png in sorted((sweep_dir / "figures").glob("compare_*.png")):
-            shutil.copyfile(png, staging / "figures" / png.name)
+        atomic_write_text(staging / "sweep.yaml", sweep_meta(sweep, budget))
         probes = study_probes(spec_path.parent).get(name, [])
-        for record in records:
-            target = staging / "runs" / record.name
-            target.mkdir(parents=True)
-            files = RunDir(record.run_dir)
-            for path in (files.config_yaml, files.summary_json, files.metrics_csv, files.evaluation_json()):
-                if path.is_file():
-                    shutil.copyfile(path, target / path.name)
-            needed = sorted({p for p, sides in probes if any(matches(record, side) for side in sides)})
-            if needed:
-                values = {p: compute_probe(record, p) for p in needed}
-                values = {p: (None if v != v else v) for p, v in values.items()}  # NaN -> null
-                atomic_write_text(RunDir(target).probes_json, json.dumps(values, indent=2, sort_keys=True) + "\n")
-                record.probes = {p: (float("nan") if v is None else v) for p, v in values.items()}
+        for run_name, record in trained.items():
+            earlier = out / "runs" / run_name
+            needed = {p for p, sides in probes if any(matches(record, side) for side in sides)}
+            have = set(json.loads(RunDir(earlier).probes_json.read_text())) if RunDir(earlier).probes_json.is_file() else set()
+            if (_same_file(earlier / "summary.json", record.files.summary_json) and needed <= have
+                    and (not spec.get("evaluate") or RunDir(earlier).evaluation_json().is_file())):
+                shutil.copytree(earlier, staging / "runs" / run_name)  # kept as it ended: nothing to redo
+            else:
+                keep_run(record, spec, probes, staging / "runs" / run_name, say)
+        for run_name, folder in kept.items():
+            shutil.copytree(folder, staging / "runs" / run_name)
+        summarize_sweep(staging)  # results.csv and the curves, drawn by the current code
+        (staging / "results.md").unlink(missing_ok=True)
+        records = collect_runs(staging)
+        checkpointed = {n: r.run_dir for n, r in trained.items()}
         for entry in spec.get("figures") or []:
-            _draw(entry, spec, records, staging / "figures", plot_run)
+            _draw(entry, spec, records, staging / "figures", plot_run, checkpointed, out / "figures")
         for png in sorted(staging.rglob("*.png")):
             compact_png(png)
-        out.parent.mkdir(parents=True, exist_ok=True)
         if out.exists():
             shutil.rmtree(out)
         staging.rename(out)
     finally:
         if staging.exists():
             shutil.rmtree(staging)
-    say(f"kept {len(records)} runs of {name} ({budget}) in {out}")
+    say(f"kept {len(trained) + len(kept)} runs of {name} ({budget}) in {out}"
+        + (f" ({len(kept)} from earlier)" if kept else ""))
     return out
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    return a.is_file() and b.is_file() and a.read_bytes() == b.read_bytes()
 
 
 def short_setting(name: str) -> str:
@@ -171,21 +325,37 @@ def compact_png(path: Path, colors: int = 128) -> None:
     small.save(path, optimize=True)
 
 
-def _draw(entry: dict[str, Any], spec: dict[str, Any], records: list[RunRecord], out: Path, plot_run) -> None:
+def _draw(entry: dict[str, Any], spec: dict[str, Any], records: list[RunRecord], out: Path, plot_run,
+          checkpointed: dict[str, Path] | None = None, earlier: Path | None = None) -> None:
+    """Draw one ``figures:`` entry into ``out`` from ``records``; a model is read from the run
+    directory in ``checkpointed`` (run name -> run directory with checkpoints; default each
+    record's own). A figure whose runs have no checkpoint here is copied from ``earlier`` (the
+    figures folder of an earlier export) when it is there, else left out."""
     from ..plots.figures import save_figure
     from ..plots.run import KINDS
 
     if not isinstance(entry, dict) or "kind" not in entry:
         raise ConfigError(f"sweep {spec['name']}: each figures entry needs a kind, got {entry!r}")
+    checkpointed = {r.name: r.run_dir for r in records} if checkpointed is None else checkpointed
     kind = entry["kind"]
     fid = str(entry.get("id", kind))
+
+    def copy_earlier(relative: str) -> None:
+        source = None if earlier is None else earlier / relative
+        if source is not None and source.is_file():
+            (out / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, out / relative)
+
     if kind in KINDS:
         options = dict(entry.get("options") or {})
         folder = out / fid
         folder.mkdir(parents=True, exist_ok=True)
         for record in _first_seed_per_setting(records, entry.get("where")):
+            if record.name not in checkpointed:
+                copy_earlier(f"{fid}/{record.setting}.png")
+                continue
             with tempfile.TemporaryDirectory() as tmp:
-                plot_run(record.run_dir, [kind], output_dir=tmp, overrides=options)
+                plot_run(checkpointed[record.name], [kind], output_dir=tmp, overrides=options)
                 shutil.copyfile(Path(tmp) / f"{kind}.png", folder / f"{record.setting}.png")
         return
     if kind == "toy2d_grid":
@@ -197,10 +367,13 @@ def _draw(entry: dict[str, Any], spec: dict[str, Any], records: list[RunRecord],
         chosen = _first_seed_per_setting(records, entry.get("where"))
         if not chosen:
             return
+        if any(r.name not in checkpointed for r in chosen):
+            copy_earlier(f"{fid}.png")
+            return
         row_values = sorted({r.value(rows_key) for r in chosen})
         col_values = sorted({r.value(cols_key) for r in chosen})
         cells = [(row_values.index(r.value(rows_key)), col_values.index(r.value(cols_key)),
-                  load_model(r.run_dir, "last")) for r in chosen]
+                  load_model(checkpointed[r.name], "last")) for r in chosen]
         test = load_dataset(chosen[0].config.data).test
         fig = plot_toy2d_grid(cells, test.images, test.labels, [_value_label(rows_key, v) for v in row_values],
                               [_value_label(cols_key, v) for v in col_values],
@@ -232,4 +405,4 @@ def _draw(entry: dict[str, Any], spec: dict[str, Any], records: list[RunRecord],
                       f"grid kinds: {', '.join(GRID_KINDS)})")
 
 
-__all__ = ["compact_png", "export_sweep", "study_probes"]
+__all__ = ["compact_png", "export_sweep", "keep_collected", "keep_run", "kept_runs", "study_probes"]

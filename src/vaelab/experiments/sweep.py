@@ -8,7 +8,7 @@ A sweep file (YAML)::
     grid: {model.latent_dim: [1, 2, 3]}                     # cartesian product over these keys
     variants:                         # and/or explicit variants (each a dict of dotted keys)
       - {name: cnn, model.network: conv3}
-    seeds: [1, 2, 3]
+    seeds: [1, 2, 3]                  # or per budget: {quick: [1, 2, 3], full: [1, 2, 3, 4, 5]}
     seed_keys: [data.subset_seed]     # config keys that also get the run's seed (here: the
                                       # training subset varies with the seed, not only the init)
     budgets:                          # overrides per --budget (quick is the default)

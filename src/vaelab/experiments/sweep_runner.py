@@ -13,7 +13,7 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Collection
 
 import yaml
 
@@ -21,7 +21,7 @@ from ..config import Config
 from ..errors import ConfigError, VaelabError, option
 from ..io import atomic_write_text
 from ..rundir import RunDir
-from .sweep_spec import Sweep, load_sweep, read_summary
+from .sweep_spec import RunSpec, Sweep, load_sweep, read_summary
 
 
 def _worker_init(threads: int, init: Callable[[], None] | None, pids=None, gpus=None) -> None:
@@ -46,11 +46,11 @@ def _worker_init(threads: int, init: Callable[[], None] | None, pids=None, gpus=
         init()
 
 
-def local_workers(jobs: int | None, n_runs: int) -> tuple[int, int, list[str]]:
+def local_workers(jobs: int | None, n_runs: int, threads: int | None = None) -> tuple[int, int, list[str]]:
     """The local backend's workers: how many (``jobs``; default the GPU count when there are
-    GPUs, else the CPU count, at most one per run), torch threads each (the CPUs shared out)
-    and the GPU ids they take in turn (``CUDA_VISIBLE_DEVICES``'s, else 0..count-1; empty
-    without GPUs)."""
+    GPUs, else the CPU count, at most one per run), torch threads each (``threads``, default
+    the CPUs shared out) and the GPU ids they take in turn (``CUDA_VISIBLE_DEVICES``'s, else
+    0..count-1; empty without GPUs)."""
     import torch
 
     cpus = os.cpu_count() or 1
@@ -58,7 +58,7 @@ def local_workers(jobs: int | None, n_runs: int) -> tuple[int, int, list[str]]:
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     ids = [i.strip() for i in visible.split(",") if i.strip()][:count] if visible else [str(i) for i in range(count)]
     jobs = max(1, min(jobs or len(ids) or cpus, n_runs))
-    return jobs, max(1, cpus // jobs), ids
+    return jobs, threads or max(1, cpus // jobs), ids
 
 
 def assign_gpu(counter, ids: list[str]) -> str:
@@ -93,25 +93,27 @@ def _train_one(config: dict[str, Any], device: str | None = None) -> dict[str, A
 
     files = RunDir(Path(config["output_dir"]) / config["name"])
     run_dir = files.path
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     if read_summary(files.summary_json) is not None:
-        return {"status": "skipped", "seconds": 0.0}
+        return {"status": "skipped", "seconds": 0.0, "cpu_seconds": 0.0}
     if _STOPPING:
-        return {"status": "not started", "seconds": 0.0}
+        return {"status": "not started", "seconds": 0.0, "cpu_seconds": 0.0}
     try:
         if files.config_yaml.exists():
             run = resume(run_dir, None if device is None else {"training.device": device}, verbose=False)
         else:
             run = train(config, verbose=False)
         files.error_txt.unlink(missing_ok=True)
-        return {"status": "done", "seconds": time.perf_counter() - start, "final": run.summary.get("final")}
+        return {"status": "done", "seconds": time.perf_counter() - start,
+                "cpu_seconds": time.process_time() - cpu_start, "final": run.summary.get("final")}
     except Exception as exc:  # recorded, and the sweep goes on
         run_dir.mkdir(parents=True, exist_ok=True)
         message = f"{type(exc).__name__}: {exc}"
         atomic_write_text(files.error_txt, message + "\n")
         status = "interrupted" if type(exc).__name__ == "TrainingInterrupted" else "failed"
         _STOPPING = _STOPPING or status == "interrupted"
-        return {"status": status, "seconds": time.perf_counter() - start, "error": message}
+        return {"status": status, "seconds": time.perf_counter() - start,
+                "cpu_seconds": time.process_time() - cpu_start, "error": message}
 
 
 class _ProcessPool:
@@ -328,10 +330,16 @@ def _create_tracker_groups(sweep: Sweep) -> None:
 
 def run_sweep(sweep: Sweep | dict | str | Path, jobs: int | None = None, budget: str = "quick",
               verbose: bool = True, worker_init: Callable[[], None] | None = None, backend: str = "local",
-              ray_address: str | None = None, cpus_per_run: int = 1, gpus_per_run: float = 0.0) -> dict[str, Any]:
+              ray_address: str | None = None, cpus_per_run: int = 1, gpus_per_run: float = 0.0,
+              threads: int | None = None, skip: Collection[str] = (),
+              on_result: Callable[[RunSpec, dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Run every run of ``sweep`` in ``jobs`` worker processes and write its summary.
 
-    Torch threads are divided among the workers (``cpu_count // jobs`` each); on a machine with
+    ``skip``: names of runs not to train (their results are kept elsewhere, e.g. by a
+    campaign). ``on_result(run, result)`` is called in this process as each run ends (its
+    status, ``seconds`` of wall time and ``cpu_seconds`` of its worker's CPU time).
+
+    Torch threads are divided among the workers (``cpu_count // jobs`` each, or ``threads``); on a machine with
     GPUs ``jobs`` defaults to their count and the workers take them in turn
     (:func:`local_workers`, :func:`assign_gpu`). SIGINT/SIGTERM
     make every running run checkpoint and stop; a re-launch skips finished runs and resumes the
@@ -369,28 +377,37 @@ def run_sweep(sweep: Sweep | dict | str | Path, jobs: int | None = None, budget:
     if backend == "ray":
         runner: _ProcessPool | _RayTasks = _RayTasks(ray_address, cpus_per_run, gpus_per_run, worker_init, say)
     else:
-        jobs, threads, gpu_ids = local_workers(jobs, len(sweep.runs))
+        todo = max(1, len([r for r in sweep.runs if r.name not in skip]))
+        jobs, threads, gpu_ids = local_workers(jobs, todo, threads)
         runner = _ProcessPool(jobs, threads, worker_init, gpu_ids)
     try:
         with run_lock(sweep.directory, doing="launching a sweep", kind="sweep"):
-            return _run_sweep_locked(sweep, runner, budget, say, originals, verbose)
+            return _run_sweep_locked(sweep, runner, budget, say, originals, verbose, set(skip), on_result)
     finally:
         runner.close()
 
 
-def _run_sweep_locked(sweep: Sweep, runner, budget: str, say, originals, verbose: bool) -> dict[str, Any]:
+def sweep_meta(sweep: Sweep, budget: str) -> str:
+    """The text of a sweep directory's ``sweep.yaml``: the sweep file, its resolved run names,
+    swept keys and budget."""
+    return yaml.safe_dump({**sweep.spec, "resolved_runs": [r.name for r in sweep.runs], "keys": sweep.keys,
+                           "budget": budget}, sort_keys=False)
+
+
+def _run_sweep_locked(sweep: Sweep, runner, budget: str, say, originals, verbose: bool, skip: set[str] = frozenset(),
+                      on_result: Callable[[RunSpec, dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """:func:`run_sweep` once it holds the sweep directory's lock: the runs go to ``runner``
     (closed here when they are done, and again, harmlessly, by the caller)."""
     sweep.directory.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(sweep.directory / "sweep.yaml", yaml.safe_dump(
-        {**sweep.spec, "resolved_runs": [r.name for r in sweep.runs], "keys": sweep.keys, "budget": budget},
-        sort_keys=False))
-    say(f"sweep {sweep.name}: {len(sweep.runs)} runs, {runner.describe} -> {sweep.directory}")
+    atomic_write_text(sweep.directory / "sweep.yaml", sweep_meta(sweep, budget))
+    kept = f" ({len(skip & {r.name for r in sweep.runs})} kept elsewhere, not trained)" if skip else ""
+    say(f"sweep {sweep.name}: {len(sweep.runs)} runs{kept}, {runner.describe} -> {sweep.directory}")
     from tqdm.auto import tqdm
 
     _create_tracker_groups(sweep)
     statuses: dict[str, str] = {}
-    bar = tqdm(total=len(sweep.runs), desc="sweep", unit="run", disable=None if verbose else True)
+    runs = [run for run in sweep.runs if run.name not in skip]
+    bar = tqdm(total=len(runs), desc="sweep", unit="run", disable=None if verbose else True)
     stop = {"signal": None}
 
     def on_signal(signum, frame):
@@ -399,7 +416,7 @@ def _run_sweep_locked(sweep: Sweep, runner, budget: str, say, originals, verbose
     for s in originals:
         signal.signal(s, on_signal)
     try:
-        pending = {runner.submit(run.config): run for run in sweep.runs}
+        pending = {runner.submit(run.config): run for run in runs}
         not_done = set(pending)
         while not_done:
             done, not_done = runner.wait(not_done, timeout=0.5)
@@ -415,9 +432,11 @@ def _run_sweep_locked(sweep: Sweep, runner, budget: str, say, originals, verbose
                 elif result.get("error"):
                     detail = f": {result['error'].splitlines()[0][:160]}"
                 if verbose:
-                    bar.write(f"[{len(statuses)}/{len(sweep.runs)}] {run.name} {result['status']}{detail} "
+                    bar.write(f"[{len(statuses)}/{len(runs)}] {run.name} {result['status']}{detail} "
                               f"({result['seconds']:.1f} s)")
                 bar.update(1)
+                if on_result is not None:
+                    on_result(run, result)
             if stop["signal"]:  # start nothing new; ask running runs to checkpoint and stop
                 runner.stop(not_done)
     finally:

@@ -108,7 +108,7 @@ def load_sweep(spec: dict[str, Any] | str | Path, budget: str = "quick", output_
         raise ConfigError(f"unknown budget {budget!r}; use quick or full (or one the sweep defines)")
     grid = spec.get("grid") or {}
     variants = spec.get("variants") or ([{}] if grid or not spec.get("variants") else [])
-    seeds = spec.get("seeds") or [base["seed"]]
+    seeds = seeds_for(spec, budget, base["seed"])
     seed_keys = spec.get("seed_keys") or []
     if not isinstance(seed_keys, list) or not all(isinstance(k, str) for k in seed_keys):
         raise ConfigError("sweep seed_keys must be a list of dotted config keys, e.g. [data.subset_seed]")
@@ -144,6 +144,24 @@ def load_sweep(spec: dict[str, Any] | str | Path, budget: str = "quick", output_
         raise ConfigError("two runs of the sweep get the same name; give variants distinct `name`s")
     keys = list(dict.fromkeys([k for v in variants for k in v] + list(grid)))
     return Sweep(name, directory, runs, keys, spec)
+
+
+def seeds_for(spec: dict[str, Any], budget: str, default: int = 1) -> list[int]:
+    """The seeds of a sweep at ``budget``: ``seeds`` is a list (every budget) or a mapping of
+    budget -> list (a budget it does not name gets ``default``).
+
+    Raises:
+        ConfigError: ``seeds`` is neither, or holds something other than integers.
+    """
+    seeds = spec.get("seeds")
+    if isinstance(seeds, dict):
+        seeds = seeds.get(budget)
+    if seeds is None or seeds == []:
+        return [default]
+    if not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise ConfigError("sweep seeds must be a list of integers, or a mapping of budget -> list, "
+                          "e.g. seeds: {quick: [1, 2, 3], full: [1, 2, 3, 4, 5]}")
+    return list(seeds)
 
 
 def read_summary(path: Path) -> dict[str, Any] | None:
