@@ -59,6 +59,11 @@ class DataConfig:
         check=at_least(0),
     )
     split_seed: int = config_field(0, "seed of the train/validation split", check=at_least(0))
+    test_split_seed: int | None = config_field(
+        None, "pool the dataset's training and test examples and draw a test split of the same size at random "
+        "with this seed (default: the dataset's own test split; e.g. Frey Faces' last 200 frames)",
+        check=at_least(0),
+    )
     train_examples: int | None = config_field(
         None, "use only the first N training examples (quick runs; default all)", check=at_least(1)
     )
@@ -345,8 +350,8 @@ def _manifold_range(v):
 
 
 def _two_dims(v):
-    if len(v) != 2 or v[0] == v[1] or min(v) < 0:
-        return "must be two different latent dimensions counted from 0, e.g. 0 1"
+    if len(v) != 2 or v[0] == v[1] or min(v) < 1:
+        return "must be two different latent dimensions counted from 1 (z_1 z_2 in the figures), e.g. 1 2"
     return None
 
 
@@ -371,7 +376,7 @@ class FiguresConfig:
     )
     manifold_steps: int = config_field(20, "latent manifold grid points per latent dimension", check=at_least(2))
     manifold_dims: list[int] | None = config_field(
-        None, "for latents of more than 2 dimensions: the two dimensions (from 0, as z_0 z_1 in the "
+        None, "for latents of more than 2 dimensions: the two dimensions (from 1, as z_1 z_2 in the "
         "figures) the manifold grid spans, the others at the prior mean (default: the two whose test "
         "posterior means vary most)",
         check=_two_dims,
@@ -385,6 +390,10 @@ class FiguresConfig:
     interpolation: str = config_field(
         "linear", "path between two posterior means in the interpolation figure: linear, or "
         "spherical (slerp, White 2016)", choices=("linear", "spherical"),
+    )
+    split: str = config_field(
+        "test", "images the reconstruction, interpolation and latent figures show: test, or train (training "
+        "images, e.g. beside the test ones to see overfitting)", choices=("test", "train"),
     )
 
 
@@ -520,6 +529,7 @@ def _cross_checks(config: Config) -> list[str]:
 def manifold_dims_problem(dims: list[int] | None, latent_dim: int) -> str | None:
     """Why ``figures.manifold_dims`` cannot be drawn for a ``latent_dim``-dimensional latent
     (the config's check, and the plots' for a checkpoint's model), or None."""
-    if dims is not None and max(dims) >= latent_dim:
-        return f"figures.manifold_dims {dims} must be below model.latent_dim={latent_dim}"
+    if dims is not None and max(dims) > latent_dim:
+        return (f"figures.manifold_dims {dims} must be at most model.latent_dim={latent_dim} (dimensions count "
+                "from 1)")
     return None

@@ -35,7 +35,9 @@ def test_study_sweep_loads_and_validates(path, budget, tmp_path):
     spec = yaml.safe_load(path.read_text())
     assert {"name", "description", "budgets", "seeds"} <= set(spec), "every study sweep says what it tests"
     assert set(spec["budgets"]) == {"quick", "full"}
-    assert 2 <= len(spec["seeds"]) <= 3
+    seeds = spec["seeds"] if isinstance(spec["seeds"], list) else spec["seeds"][budget]
+    assert 3 <= len(seeds) <= 10 and seeds[:3] == [1, 2, 3]
+    assert spec.get("full_budget", "").split(":")[0] in ("report", "chosen"), "say whose report budget it is"
     sweep = load_sweep(path, budget, tmp_path)
     assert sweep.runs and sweep.name == spec["name"]
     if budget == "full":

@@ -42,15 +42,15 @@ def test_latent_manifold_strip_square_and_two_chosen_dims(tmp_path, latent_dim, 
     model = tiny_model((1, 28, 20), latent_dim)
     fig = plot_latent_manifold(model, steps=20, dims=dims, dims_note=" (chosen)")
     ax = fig.axes[0]
-    xlabel = f"z_{(dims or [0])[0]}"  # latent dimensions count from 0, as --manifold-dims
+    xlabel = f"z_{(dims or [0])[0] + 1}"  # the figures count latent dimensions from 1, as --manifold-dims
     assert ax.get_xlabel() == xlabel
     if latent_dim > 1:
-        assert ax.get_ylabel() == f"z_{(dims or [0, 1])[1]}"
+        assert ax.get_ylabel() == f"z_{(dims or [0, 1])[1] + 1}"
     ticks = [float(t.get_text()) for t in ax.get_xticklabels()]
     assert ticks == sorted(ticks) and -1.96 < ticks[0] < -1 and 1 < ticks[-1] < 1.96  # prior's 95% interval
     assert all(round(10 * v) == pytest.approx(10 * v) for v in ticks)  # round values
     if latent_dim == 5:
-        assert "z_4 and z_1 (chosen), the other 3 at the prior mean" in fig.texts[0].get_text().replace("\n", " ")
+        assert "z_5 and z_2 (chosen), the other 3 at the prior mean" in fig.texts[0].get_text().replace("\n", " ")
     width, height = png_size(save_figure(fig, tmp_path / "m.png"))
     cols, rows = size
     scale = (width - 12 - 12 - (0 if latent_dim == 1 else tick_label_width(4) + 22)) / (cols * 20)
@@ -122,7 +122,7 @@ def test_interpolation_rows_start_and_end_at_the_reconstructions(tmp_path, metho
         plot_interpolations(model, a, b, method="cubic")
 
 
-@pytest.mark.parametrize("d, xlabel", [(1, "z_0"), (2, "z_0"), (3, "z_0"), (20, "principal component 1")])
+@pytest.mark.parametrize("d, xlabel", [(1, "z_1"), (2, "z_1"), (3, "z_1"), (20, "principal component 1")])
 def test_latent_scatter_for_each_dimension(tmp_path, d, xlabel):
     rng = np.random.default_rng(d)
     means = rng.normal(size=(300, d))
@@ -135,7 +135,7 @@ def test_latent_scatter_for_each_dimension(tmp_path, d, xlabel):
         offsets = np.concatenate([c.get_offsets()[:, 1] for c in ax.collections])
         assert offsets.min() >= -0.35 and offsets.max() <= 9.35  # one jittered strip per class
     if d == 3:
-        assert ax.get_zlabel() == "z_2"
+        assert ax.get_zlabel() == "z_3"
     if d == 20:
         assert "% of variance" in ax.get_xlabel() and "projected from 20 dimensions by PCA" in ax.get_title()
     width, height = png_size(save_figure(fig, tmp_path / "s.png"))
@@ -149,7 +149,7 @@ def test_toy2d_figures_for_one_and_two_latent_dimensions(tmp_path):
         fig = plot_toy2d(model, data.test.images, data.test.labels, data.spec.classes)
         inputs, codes, recon = fig.axes
         assert inputs.get_title() == "input points x" and recon.get_title().startswith("reconstructions")
-        assert codes.get_xlabel() == "z_0" and codes.get_title() == f"latent codes E_q[z|x] ({d}-D)"
+        assert codes.get_xlabel() == "z_1" and codes.get_title() == f"latent codes E_q[z|x] ({d}-D)"
         # the same colour per quadrant in all three panels
         colours = [tuple(np.round(c.get_facecolor()[0], 3)) for c in inputs.collections]
         assert colours == [tuple(np.round(c.get_facecolor()[0], 3)) for c in codes.collections]

@@ -77,7 +77,8 @@ def test_plot_options_kinds_and_output_dir(trained_runs, tmp_path, capsys):
 @pytest.mark.parametrize("args, message", [
     (["--kind", "toy2d"], "cannot draw toy2d for"),
     (["--kind", "reconstruction"], "unknown figure kind 'reconstruction'; did you mean reconstructions?"),
-    (["--manifold-dims", "0", "5"], "figures.manifold_dims [0, 5] must be below model.latent_dim=2"),
+    (["--manifold-dims", "1", "5"], "figures.manifold_dims [1, 5] must be at most model.latent_dim=2"),
+    (["--manifold-dims", "0", "1"], "must be two different latent dimensions counted from 1"),
 ])
 def test_plot_rejects_bad_requests_in_one_line(trained_runs, tmp_path, capsys, args, message):
     assert main(["plot", str(trained_runs["z2"]), "--output-dir", str(tmp_path), *args]) == 2

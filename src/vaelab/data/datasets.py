@@ -165,7 +165,9 @@ def load_dataset(config: DataConfig, data_dir=None) -> Dataset:
     The mode comes from :func:`resolve_binarize` (``binarized-mnist`` implies ``dynamic``).
 
     ``config.dataset`` may be your own ``.npz``/``.pt``/``.safetensors`` file or image folder
-    (:mod:`vaelab.data.files`).
+    (:mod:`vaelab.data.files`). With ``test_split_seed`` the training and test examples are
+    pooled and a test split of the original size drawn at random (both keep the file order);
+    the validation split is then carved from the new training split.
 
     Raises:
         DataError: the dataset is unknown, missing or corrupt (your own data: one line naming
@@ -177,6 +179,11 @@ def load_dataset(config: DataConfig, data_dir=None) -> Dataset:
     mode = resolve_binarize(spec, config)
     data_dir = data_dir if data_dir is not None else config.data_dir
     train, test = (_to_split(*split) for split in read_splits(spec, config, data_dir))
+    if config.test_split_seed is not None:  # a random test split of the pooled examples, same size
+        images, labels = torch.cat([train.images, test.images]), torch.cat([train.labels, test.labels])
+        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(config.test_split_seed))
+        test_idx, train_idx = order[: len(test)].sort().values, order[len(test):].sort().values
+        train, test = Split(images[train_idx], labels[train_idx]), Split(images[test_idx], labels[test_idx])
     validation = None
     if config.validation_size:
         if config.validation_size >= len(train):

@@ -52,6 +52,13 @@ def class_histogram(logits: torch.Tensor) -> tuple[list[int], float]:
     return counts.tolist(), entropy
 
 
+def class_confidence(logits: torch.Tensor) -> float:
+    """Mean over the samples of the classifier's top-class probability, max softmax of
+    ``logits: (N, n_classes)``: near 1 when every sample looks clearly like one class, lower
+    for samples with artefacts or between classes (1/n_classes at the least)."""
+    return logits.double().softmax(1).max(1).values.mean().item()
+
+
 def train_classifier(config: ClassifierConfig | dict[str, Any] | None = None, *, force: bool = False,
                      device: str = "auto", directory=None, verbose: bool = True) -> tuple[Classifier, ClassifierInfo]:
     """Train the dataset classifier described by ``config`` and cache it, or return the cached
@@ -67,10 +74,10 @@ def train_classifier(config: ClassifierConfig | dict[str, Any] | None = None, *,
     if not isinstance(config, ClassifierConfig):
         config = ClassifierConfig.from_dict(config)
     say = print if verbose else (lambda *a, **k: None)
-    weights_path, _ = classifier_paths(config.dataset, directory)
+    weights_path, _ = classifier_paths(config.dataset, directory, config.recipe)
     if weights_path.exists() and not force:
-        net, info = load_classifier(config.dataset, directory)
-        say(f"a {config.dataset} classifier is already cached at {weights_path} (test accuracy "
+        net, info = load_classifier(config.dataset, directory, recipe=config.recipe)
+        say(f"a {config.dataset} classifier ({config.recipe} recipe) is already cached at {weights_path} (test accuracy "
             f"{info.test_accuracy:.4f}); pass {option('force')} to train a new one")
         return net, info
     device = resolve_device(device)
@@ -114,8 +121,10 @@ def train_classifier(config: ClassifierConfig | dict[str, Any] | None = None, *,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     info = save_classifier(net.cpu(), config.dataset, config, history[-1]["test_accuracy"], extra, directory)
-    say(f"saved to {weights_path} (sha256 {info.sha256[:16]}...); used automatically by `vaelab evaluate` "
-        f"and the perceptual loss. Retrain with `{train_command(config.dataset)} --force`.")
+    use = ("used automatically by `vaelab evaluate` and the perceptual loss" if config.recipe == "default" else
+           f"used by `vaelab evaluate --classifier {config.recipe}`")
+    say(f"saved to {weights_path} (sha256 {info.sha256[:16]}...); {use}. "
+        f"Retrain with `{train_command(config.dataset, config.recipe)} --force`.")
     if config.train_examples is not None:
         import sys
 

@@ -35,11 +35,11 @@ import torch
 from .. import __version__
 from ..data import binarize_split, load_dataset
 from ..errors import CheckpointError, ConfigError, option
-from ..models.classifier import load_classifier
+from ..models.classifier import RECIPES, load_classifier
 from ..rundir import RunDir, write_json
 from ..runtime import resolve_device
 from ..schema import at_least, config_field, section_from_dict
-from .classifier import accuracy, class_histogram, predict
+from .classifier import accuracy, class_confidence, class_histogram, predict
 from .fid import balanced_labels, fid_classifier, fid_inception, find_inception_weights, generate_samples
 from .latents import ACTIVE_THRESHOLD, active_units, posterior_summary, probe_accuracy
 from .loglik import bits_per_dim, importance_log_likelihood, mean_and_stderr
@@ -72,6 +72,10 @@ class EvaluationConfig:
         "auto", "sample quality: auto (classifier FID when a classifier is cached), classifier, "
         "inception (needs torch-fidelity and local weights), none", choices=("auto", "classifier", "inception", "none"))
     fid_samples: int = config_field(10000, "generated samples for the FID and the class histogram", check=at_least(2))
+    classifier: str = config_field(
+        "default", "which cached classifier scores the samples (FID, class histogram): default (the perceptual "
+        "loss's network) or independent (trained apart, used by no loss: `vaelab classifier train --recipe "
+        "independent`)", choices=tuple(RECIPES))
     sampler: str = config_field(
         "prior", "latent sampler of the generated samples: prior (z ~ p(z)), or gmm, which also scores "
         "samples from a Gaussian mixture fitted to the training set's posterior means (Ghosh et al. 2020), "
@@ -312,12 +316,20 @@ class SampleQualityMetric(Metric):
         block: dict[str, Any] = {"n": config.fid_samples, "reference": f"{dataset_name} test, gray levels ({len(real)})"}
         if classifier is not None:
             block["fid_classifier"] = fid_classifier(real, samples, classifier)
-            counts, entropy = class_histogram(predict(classifier, samples))
+            logits = predict(classifier, samples)
+            counts, entropy = class_histogram(logits)
             block.update({
                 "class_histogram": counts, "class_names": list(ctx.dataset.spec.classes),
                 "class_entropy_nats": entropy, "class_entropy_max_nats": math.log(len(counts)),
+                "class_confidence": class_confidence(logits),
                 "classifier_sha256": info.sha256, "classifier_test_accuracy": info.test_accuracy,
+                "classifier_recipe": config.classifier, "classifier_config": info.config,
             })
+            if config.classifier == "default" and ctx.run_config.objective.reconstruction != "likelihood":
+                block["classifier_warning"] = (
+                    "this model's perceptual loss was trained against the same classifier that scores its samples, "
+                    "which favours it; score them with an independent one: `vaelab classifier train --recipe "
+                    "independent`, then `vaelab evaluate --classifier independent`")
             if model.conditional:  # how often a sample of class y is classified as y
                 asked = balanced_labels(config.fid_samples, model.num_classes)
                 block["label_accuracy"] = accuracy(classifier, samples, asked)
@@ -373,6 +385,7 @@ def _measure(ctx: EvaluationContext, source: dict[str, Any], what: str, verbose:
         **source, "dataset": dataset_name,
         "binarize": ctx.dataset.binarize, "likelihood": ctx.run_config.model.likelihood,
         "split": config.split, "examples": n, "pixels": pixels, "k": config.k, "seed": config.seed,
+        "classifier": config.classifier,
         "units": UNITS,
     }
     seconds: dict[str, float] = {}
@@ -435,7 +448,8 @@ def _data_context(source: Path, config: EvaluationConfig, run_config, model, say
     classifier = info = None
     if config.fid in ("auto", "classifier"):
         try:
-            classifier, info = load_classifier(classifier_dataset(run_config.data.dataset), device=device)
+            classifier, info = load_classifier(classifier_dataset(run_config.data.dataset), device=device,
+                                               recipe=config.classifier)
         except CheckpointError as exc:
             if config.fid == "classifier":
                 raise

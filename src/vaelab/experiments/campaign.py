@@ -56,11 +56,13 @@ TRAIN_SIZES = {"mnist": 60000, "fashion-mnist": 60000, "binarized-mnist": 60000}
 
 @dataclass
 class Step:
-    """One step of a plan: a sweep file at a budget."""
+    """One step of a plan: a sweep file at a budget, or (``classifier``) the training of a
+    cached dataset classifier that later sweeps use (``vaelab classifier train`` options)."""
 
-    sweep: Path
+    sweep: Path | None
     budget: str
     note: str = ""
+    classifier: dict[str, Any] | None = None
 
 
 @dataclass
@@ -116,9 +118,18 @@ def load_plan(path: str | Path) -> Plan:
             raise ConfigError(f"campaign plan {path}: {key} must be a string, got {spec[key]!r}")
     steps, seen = [], set()
     for i, entry in enumerate(spec["steps"], 1):
+        if isinstance(entry, dict) and set(entry) <= {"classifier", "note"} and isinstance(entry.get("classifier"), dict):
+            from ..models.classifier import ClassifierConfig
+
+            try:
+                ClassifierConfig.from_dict(entry["classifier"])
+            except ConfigError as exc:
+                raise ConfigError(f"campaign plan {path}: step {i} (classifier): {exc}") from None
+            steps.append(Step(None, "", str(entry.get("note", "")), dict(entry["classifier"])))
+            continue
         if not isinstance(entry, dict) or not isinstance(entry.get("sweep"), str) or set(entry) - {"sweep", "budget", "note"}:
             raise ConfigError(f"campaign plan {path}: step {i} must be a mapping with sweep (a file) and budget, "
-                              f"and optionally note; got {entry!r}")
+                              f"and optionally note, or with classifier (its options); got {entry!r}")
         sweep_path = (path.parent / entry["sweep"]).resolve()
         budget = str(entry.get("budget", "full"))
         try:
@@ -198,8 +209,12 @@ def _expected_seconds(run, quick_dir: Path | None) -> float | None:
     if quick_dir is None:
         return None
     folder = quick_dir / "runs" / run.name
-    if not RunDir(folder).config_yaml.is_file():
-        return None
+    if not RunDir(folder).config_yaml.is_file():  # a seed the quick budget does not run: another seed of the setting
+        others = sorted(quick_dir.glob(f"runs/{_setting(run.name)}-seed*/config.yaml"))
+        others = [p for p in others if _setting(p.parent.name) == _setting(run.name)]
+        if not others:
+            return None
+        folder = others[0].parent
     seconds, epochs = _train_seconds(folder)
     if not epochs:
         return None
@@ -230,8 +245,10 @@ def campaign_status(plan: Plan, jobs: int | None = None) -> dict[str, Any]:
     cpu_by_step: dict[tuple[str, str], float] = {}
     wall_by_step: dict[tuple[str, str], float] = {}
     last_status: dict[tuple[str, str, str], str] = {}
+    segments: dict[tuple[str, str, str], int] = {}
     for row in ledger:
         key = (row["sweep"], row["budget"], row["run"])
+        segments[key] = segments.get(key, 0) + 1
         step_key = key[:2]
         cpu_by_step[step_key] = cpu_by_step.get(step_key, 0.0) + row["cpu_seconds"]
         wall_by_step[step_key] = wall_by_step.get(step_key, 0.0) + row["wall_seconds"]
@@ -245,29 +262,39 @@ def campaign_status(plan: Plan, jobs: int | None = None) -> dict[str, Any]:
     steps, wall_over_train, scaled = [], [], []
     loaded = []
     for step in plan.steps:
+        if step.classifier is not None:
+            continue
         sweep = load_step(plan, step)
         kept = kept_runs(step.sweep, step.budget, plan.results_dir, complete=False)
         complete = set(kept_runs(step.sweep, step.budget, plan.results_dir))
         finished = _finished(sweep)
+        timed = dict(kept)  # every kept run of this sweep file's config measures how long such a run takes
         kept = {n: p for n, p in kept.items() if n in complete or n in finished}
         kept.update({n: sweep.directory / "runs" / n for n in finished - set(kept)})
-        loaded.append((step, sweep, kept))
+        timed.update(kept)
+        loaded.append((step, sweep, kept, timed))
         quick_dir = plan.results_dir / "quick" / sweep.name
         for run in sweep.runs:
-            if run.name not in kept:
+            if run.name not in timed:
                 continue
-            seconds, _ = _train_seconds(kept[run.name])
+            seconds, _ = _train_seconds(timed[run.name])
             key = (sweep.name, step.budget, run.name)
-            if last_status.get(key) == "done" and seconds > 0:
+            # a run trained in one go by the campaign (a resumed one's first part may be missing)
+            if last_status.get(key) == "done" and segments.get(key) == 1 and 0 < seconds <= done_wall[key]:
                 wall_over_train.append(done_wall[key] / seconds)
             expected = _expected_seconds(run, quick_dir if quick_dir.is_dir() else None)
             if expected and seconds > 0:
                 scaled.append(seconds / expected)
     overhead = statistics.median(wall_over_train) if wall_over_train else 1.1
     correction = statistics.median(scaled) if scaled else 1.0
-    for step, sweep, kept in loaded:
+    by_step = {id(step): (sweep, kept, timed) for step, sweep, kept, timed in loaded}
+    for step in plan.steps:
+        if step.classifier is not None:
+            steps.append(_classifier_status(step))
+            continue
+        sweep, kept, timed = by_step[id(step)]
         quick_dir = plan.results_dir / "quick" / sweep.name
-        trained = {n: _train_seconds(p) for n, p in kept.items()}
+        trained = {n: _train_seconds(p) for n, p in timed.items()}
         by_setting: dict[str, list[float]] = {}
         for run in sweep.runs:
             if run.name in trained and trained[run.name][0] > 0:
@@ -303,7 +330,7 @@ def campaign_status(plan: Plan, jobs: int | None = None) -> dict[str, Any]:
             "note": step.note, "state": state, "runs": len(sweep.runs), "kept": len(kept),
             "in_progress": sorted(in_progress), "failed": sorted(failed),
             "cpu_hours_spent": round(cpu_by_step.get(step_key, 0.0) / 3600, 3),
-            "train_hours_kept": round(sum(s for s, _ in trained.values()) / 3600, 3),
+            "train_hours_kept": round(sum(_train_seconds(p)[0] for p in kept.values()) / 3600, 3),
             "hours_left": None if unknown == len(sweep.runs) - len(kept) and unknown else round(remaining / 3600, 4),
             "runs_without_estimate": unknown,
         })
@@ -311,8 +338,8 @@ def campaign_status(plan: Plan, jobs: int | None = None) -> dict[str, Any]:
     return {
         "plan": plan.name,
         "steps": steps,
-        "sweeps_done": sum(s["state"] == "done" for s in steps),
-        "sweeps": len(steps),
+        "sweeps_done": sum(s["state"] == "done" for s in steps if "sweep" in s),
+        "sweeps": sum("sweep" in s for s in steps),
         "runs_kept": sum(s["kept"] for s in steps),
         "runs": sum(s["runs"] for s in steps),
         "cpu_hours_spent": round(total_cpu / 3600, 3),
@@ -324,6 +351,16 @@ def campaign_status(plan: Plan, jobs: int | None = None) -> dict[str, Any]:
         "runs_without_estimate": sum(s["runs_without_estimate"] for s in steps),
         **({"jobs": jobs, "wall_hours_left": round(left / jobs, 4)} if jobs else {}),
     }
+
+
+def _classifier_status(step: Step) -> dict[str, Any]:
+    from ..models.classifier import ClassifierConfig, classifier_paths
+
+    config = ClassifierConfig.from_dict(step.classifier)
+    cached = classifier_paths(config.dataset, recipe=config.recipe)[0].is_file()
+    return {"classifier": f"{config.dataset} ({config.recipe})", "note": step.note, "state": "done" if cached else "waiting",
+            "runs": 0, "kept": 0, "in_progress": [], "failed": [], "cpu_hours_spent": 0.0, "train_hours_kept": 0.0,
+            "hours_left": 0.0 if cached else None, "runs_without_estimate": 0}
 
 
 def _setting(name: str) -> str:
@@ -350,6 +387,10 @@ def format_status(status: dict[str, Any]) -> str:
              "", f"{'#':>2}  {'sweep':24s} {'budget':7s} {'state':8s} {'runs kept':>10s} {'CPU-h':>7s} "
              f"{'h left':>7s}  notes"]
     for i, step in enumerate(status["steps"], 1):
+        if "classifier" in step:
+            lines.append(f"{i:>2}  {'classifier':24s} {'':7s} {step['state']:8s} {'':>10s} {'':>7s} "
+                         f"{'' if step['state'] == 'done' else '?':>7s}  {step['classifier']}, cached in the user cache")
+            continue
         left = "?" if step["hours_left"] is None else f"{step['hours_left']:.1f}"
         notes = []
         if step["in_progress"]:
@@ -464,10 +505,19 @@ def _run_step(plan: Plan, step: Step, index: int, jobs: int, threads: int | None
     from .studies import export_sweep, keep_collected, kept_runs
     from .sweep_runner import run_sweep
 
+    if step.classifier is not None:
+        from ..evaluation.classifier import train_classifier
+
+        say(f"[{index}/{len(plan.steps)}] classifier {step.classifier}")
+        _try(say, f"training the classifier {step.classifier}", train_classifier, step.classifier,
+             verbose=False)  # a cached one is kept as it is
+        return
+
     sweep = load_step(plan, step)
     kept_any = kept_runs(step.sweep, step.budget, plan.results_dir, complete=False)
     for name in sorted(_finished(sweep) - set(kept_any)):  # finished before an earlier launch could keep them
-        keep_collected(step.sweep, step.budget, plan.output_dir, plan.results_dir, name, verbose=False)
+        _try(say, f"keeping {name}", keep_collected, step.sweep, step.budget, plan.output_dir, plan.results_dir, name,
+             verbose=False)
     done = _done(plan, step, sweep)
     todo = [r for r in sweep.runs if r.name not in done]
     say(f"[{index}/{len(plan.steps)}] {sweep.name} ({step.budget}): {len(done)} of {len(sweep.runs)} runs done"
@@ -479,7 +529,8 @@ def _run_step(plan: Plan, step: Step, index: int, jobs: int, threads: int | None
                                  "cpu_seconds": f"{result.get('cpu_seconds', 0.0):.1f}", "jobs": jobs,
                                  "threads": threads or ""})
             if result["status"] in ("done", "skipped"):
-                keep_collected(step.sweep, step.budget, plan.output_dir, plan.results_dir, run.name, verbose=False)
+                _try(say, f"keeping {run.name}", keep_collected, step.sweep, step.budget, plan.output_dir,
+                     plan.results_dir, run.name, verbose=False)
             write_status(plan, campaign_status(plan, jobs))
 
         run_sweep(sweep, jobs, step.budget, verbose=False, worker_init=worker_init, threads=threads,
@@ -488,7 +539,9 @@ def _run_step(plan: Plan, step: Step, index: int, jobs: int, threads: int | None
     every = {r.name for r in sweep.runs}
     if _done(plan, step, sweep) == every and (complete != every or _export_due(plan, sweep.name, step.budget)):
         say(f"[{index}/{len(plan.steps)}] {sweep.name} ({step.budget}): all runs done; keeping them with their figures")
-        export_sweep(step.sweep, plan.output_dir, step.budget, plan.results_dir, verbose=False)
+        if not _try(say, f"keeping {sweep.name} ({step.budget})", export_sweep, step.sweep, plan.output_dir,
+                    step.budget, plan.results_dir, verbose=False):
+            return
         append_ledger(plan, {"time": _now(), "sweep": sweep.name, "budget": step.budget, "run": "",
                              "status": "exported", "wall_seconds": "0", "cpu_seconds": "0", "jobs": jobs,
                              "threads": threads or ""})
@@ -500,6 +553,23 @@ def load_step(plan: Plan, step: Step):
     from .sweep_spec import load_sweep
 
     return load_sweep(step.sweep, step.budget, plan.output_dir / step.budget)
+
+
+def _try(say, what: str, function, *args, **kwargs) -> bool:
+    """Run ``function``; on an error print one line (``what`` failed and why) and go on: a long
+    campaign is not stopped by one run whose results cannot be kept (a later launch tries again).
+    Interruptions (SIGINT, SIGTERM) pass through."""
+    import sys
+
+    try:
+        function(*args, **kwargs)
+        return True
+    except TrainingInterrupted:
+        raise
+    except Exception as exc:  # noqa: BLE001 - recorded, and the campaign goes on
+        print(f"vaelab campaign: {what} failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+              "it is tried again at the next launch", file=sys.stderr)
+        return False
 
 
 def _export_due(plan: Plan, sweep: str, budget: str) -> bool:

@@ -143,6 +143,8 @@ def run_metric(record: RunRecord, metric: str, probe: Callable[[RunRecord, str],
             raise Pending(PENDING_EVALUATE)
         node: Any = record.evaluation
         for part in metric[len("eval:"):].split("."):
+            if not isinstance(node, dict) or part not in node:  # an evaluation made before the key existed
+                raise Pending(f"pending: evaluation.json has no {metric[len('eval:'):]}; evaluate again")
             node = node[part]
         return float(node)
     if metric.startswith("probe:"):
@@ -289,6 +291,9 @@ class ClaimResult:
     rows: list[SettingStats] = field(default_factory=list)
     figures: list[tuple[str, Path]] = field(default_factory=list)  # (setting, figure path)
     reference: dict[str, float] = field(default_factory=dict)  # rank claims: the report's numbers
+    p: float | None = None
+    """The p-value of the test the verdict rests on (numeric kinds; None for curve and figure
+    claims, which have no test): what a multiple-testing correction (:func:`holm`) adjusts."""
 
 
 def matches(record: RunRecord, where: dict[str, Any] | None) -> bool:
@@ -396,6 +401,7 @@ def _trend(claim, stats: list[SettingStats], result: ClaimResult) -> ClaimResult
     against = [d for d, ok in zip(steps + [ends], agree + [sign * ends.diff > 0]) if not ok and d.decided]
     n_dec = sum(ok and d.decided for d, ok in zip(steps, agree))
     word = claim["expect"]
+    result.p = against[0].p if against else ends.p
     if against:
         result.verdict = FAILS
         result.reason = f"goes against the trend: {against[0].text()}"
@@ -413,6 +419,7 @@ def _compare(claim, first: SettingStats, second: SettingStats, result: ClaimResu
     sign = {"lower": -1, "higher": 1}[claim["expect"]]
     d = Difference(second, first, effect_floor(claim, [first, second]))  # first - second
     goes = sign * d.diff > 0
+    result.p = d.p
     if d.decided:
         result.verdict = HOLDS if goes else FAILS
     word = claim["expect"] if goes else {"lower": "higher", "higher": "lower"}[claim["expect"]]
@@ -439,6 +446,7 @@ def _similar(claim, first: SettingStats, second: SettingStats, result: ClaimResu
     # outside: diff > margin or diff < -margin, one-sided
     p_out = min(welch_p(b, [v + margin for v in a], "greater"), welch_p(b, [v - margin for v in a], "less"))
     test = f"margin ± {format_number(margin)} ({format_number(100 * tolerance, 2)}%)"
+    result.p = p_tost if p_tost < ALPHA else p_out if p_out < ALPHA else min(p_tost, p_out)
     if p_tost < ALPHA:
         result.verdict = HOLDS
         result.reason = f"the means differ by {share}; equivalent within {test}: TOST {format_p(p_tost)}"
@@ -468,6 +476,7 @@ def _best(claim, records, stats: list[SettingStats], result: ClaimResult) -> Cla
     floor = effect_floor(claim, [best_in, best_out])
     better_in = (best_in.mean < best_out.mean) if goal == "min" else (best_in.mean > best_out.mean)
     d = Difference(best_out, best_in, floor)
+    result.p = d.p
     if d.decided:
         result.verdict = HOLDS if better_in else FAILS
     winner, runner = (best_in, best_out) if better_in else (best_out, best_in)
@@ -498,7 +507,7 @@ def _value(claim, stats: list[SettingStats], result: ClaimResult) -> ClaimResult
             return 0.0 if (d > 0 if alternative == "greater" else d < 0) else 1.0
         return float(sps.ttest_1samp(values, bound, alternative=alternative).pvalue)
 
-    verdicts = []
+    verdicts, p_ins, p_outs = [], [], []
     for s in stats:
         if s.n < 2:
             verdicts.append(INCONCLUSIVE)
@@ -506,7 +515,11 @@ def _value(claim, stats: list[SettingStats], result: ClaimResult) -> ClaimResult
         p_in = max(p_of(s.values, lo, "greater"), p_of(s.values, hi, "less"))
         p_out = min(p_of(s.values, lo, "less") if math.isfinite(lo) else 1.0,
                     p_of(s.values, hi, "greater") if math.isfinite(hi) else 1.0)
+        p_ins.append(p_in)
+        p_outs.append(p_out)
         verdicts.append(HOLDS if p_in < ALPHA else FAILS if p_out < ALPHA else INCONCLUSIVE)
+    if p_ins:  # holds rests on every setting (the largest p), does not hold on one (the smallest)
+        result.p = min(p_outs) if any(v == FAILS for v in verdicts) else max(p_ins)
     bounds = " and ".join(t for t in ([f"above {format_number(lo)}"] if lo > -math.inf else []) +
                           ([f"below {format_number(hi)}"] if hi < math.inf else []))
     if all(v == HOLDS for v in verdicts):
@@ -537,6 +550,7 @@ def _rank(claim, records, stats: list[SettingStats], result: ClaimResult) -> Cla
     p_pos = float(sps.spearmanr(x, y, alternative="greater").pvalue)
     p_neg = float(sps.spearmanr(x, y, alternative="less").pvalue)
     floor = float(claim.get("min_effect", 0.5))
+    result.p = p_neg if p_neg < ALPHA else p_pos
     if rho >= floor and p_pos < ALPHA:
         result.verdict = HOLDS
     elif p_neg < ALPHA:
@@ -581,6 +595,31 @@ def _curve(claim, records, result: ClaimResult) -> ClaimResult:
                          f"more than {format_number(100 * tolerance, 2)}% above it (holds when all of at least "
                          "3 runs do, does not hold when none does)")
     return result
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (Holm 1979), in the order given
+    (``statsmodels.stats.multitest.multipletests(method="holm")``): rejecting where the adjusted
+    p is below alpha controls the family-wise error rate at alpha over the m tests."""
+    if not p_values:
+        return []
+    from statsmodels.stats.multitest import multipletests
+
+    return [float(p) for p in multipletests(p_values, alpha=ALPHA, method="holm")[1]]
+
+
+def holm_verdicts(results: list[ClaimResult]) -> dict[str, tuple[float, str]]:
+    """Claim id -> (Holm-adjusted p, verdict after the correction) over the numeric claims of
+    one family (a study's claims at one budget, those with a test: ``p`` not None). A verdict
+    that rested on a test whose adjusted p is no longer below :data:`ALPHA` becomes
+    inconclusive; the others stay as they were."""
+    tested = [r for r in results if r.p is not None and r.verdict in (HOLDS, FAILS, INCONCLUSIVE)]
+    adjusted = holm([r.p for r in tested])
+    out = {}
+    for result, p_adj in zip(tested, adjusted):
+        verdict = result.verdict if (result.verdict == INCONCLUSIVE or p_adj < ALPHA) else INCONCLUSIVE
+        out[result.id] = (p_adj, verdict)
+    return out
 
 
 FIGURE_CHECK_VERDICTS = {"holds": HOLDS, "does not hold": FAILS, "inconclusive": INCONCLUSIVE}

@@ -20,6 +20,7 @@ checkpoints. A sweep file's ``figures:`` is a list of::
     - {kind: latent_scatter}                       # a vaelab plot kind, for each setting
     - {kind: reconstructions, id: recon-block, where: {model.latent_dim: 2},
        options: {figures.reconstruction_layout: block}}
+    - {kind: reconstructions, id: recon-train, checkpoint: best, options: {figures.split: train}}
     - {kind: toy2d_grid, rows: objective.beta, cols: training.weight_decay}
     - {kind: reference_bars, claim: "2.4"}          # the claim's metric beside its reference
 
@@ -81,6 +82,11 @@ def _lacks(folder: Path, record: RunRecord, spec: dict[str, Any], study_dir: Pat
     evaluation = files.read_evaluation(record.eval_name) if (spec.get("evaluate") or study_probes(study_dir, "eval:").get(spec["name"])) else None
     if spec.get("evaluate") and evaluation is None:
         lacks.append("evaluation.json")
+    elif spec.get("evaluate"):
+        recorded = {"classifier": "default", **evaluation}  # evaluations before the option used the default one
+        for key in ("checkpoint", "k", "examples", "seed", "split", "classifier"):
+            if key in spec["evaluate"] and recorded.get(key) != spec["evaluate"][key]:
+                lacks.append(f"an evaluation with {key} {spec['evaluate'][key]}")
     for key, sides in study_probes(study_dir, "eval:").get(spec["name"], []):
         node: Any = evaluation or {}
         for part in key.split("."):
@@ -355,7 +361,8 @@ def _draw(entry: dict[str, Any], spec: dict[str, Any], records: list[RunRecord],
                 copy_earlier(f"{fid}/{record.setting}.png")
                 continue
             with tempfile.TemporaryDirectory() as tmp:
-                plot_run(checkpointed[record.name], [kind], output_dir=tmp, overrides=options)
+                plot_run(checkpointed[record.name], [kind], which=entry.get("checkpoint", "last"), output_dir=tmp,
+                         overrides=options)
                 shutil.copyfile(Path(tmp) / f"{kind}.png", folder / f"{record.setting}.png")
         return
     if kind == "toy2d_grid":

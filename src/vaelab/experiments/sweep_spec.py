@@ -94,7 +94,8 @@ def load_sweep(spec: dict[str, Any] | str | Path, budget: str = "quick", output_
     if not isinstance(spec, dict):
         raise ConfigError("a sweep must be a mapping with base, grid and/or variants, seeds")
     allowed = {"name", "base", "grid", "variants", "seeds", "seed_keys", "budgets", "output_dir", "description",
-               "claims", "figures", "evaluate"}  # claims, figures, evaluate: read by experiments.studies
+               "claims", "figures", "evaluate", "full_budget"}  # claims, figures, evaluate, full_budget: read by
+    # experiments.studies and the study pages
     unknown = sorted(set(spec) - allowed)
     if unknown:
         raise ConfigError(f"unknown sweep keys {', '.join(unknown)} (valid: {', '.join(sorted(allowed))})")

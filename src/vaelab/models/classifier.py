@@ -42,11 +42,25 @@ FORMAT = "vaelab-classifier-1"
 LAYER_NAMES = ("relu1", "relu2", "relu3", "relu4", "features")
 
 
+RECIPES: dict[str, dict[str, Any]] = {
+    "default": {},
+    "independent": {"channels": [32, 32, 64, 64], "hidden": 256, "dropout": 0.5, "seed": 2},
+}
+"""Named classifier recipes, each cached separately per dataset. ``default`` is the network of
+the perceptual loss (and of sample quality unless told otherwise); ``independent`` has other
+widths, dropout and seed and is never used by a loss, so it can score the samples of models
+trained against the default one without favouring them."""
+
+
 @dataclass
 class ClassifierConfig:
     """The small CNN behind classifier-feature FID, sample class histograms and the perceptual
     loss (``vaelab classifier train``)."""
 
+    recipe: str = config_field(
+        "default", "which cached classifier to train: default (also the perceptual loss's network) or independent "
+        "(other widths and seed, used by no loss: for sample quality of perceptual-loss models); the other "
+        "options override the recipe's values", choices=tuple(RECIPES))
     dataset: str = config_field("mnist", "dataset whose training split the classifier learns")
     epochs: int = config_field(4, "passes over the training set", check=at_least(1))
     batch_size: int = config_field(128, "training examples per step", check=at_least(1))
@@ -62,12 +76,17 @@ class ClassifierConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> "ClassifierConfig":
-        """Build and validate (see :meth:`Config.from_dict`).
+        """Build and validate (see :meth:`Config.from_dict`): the recipe's values (:data:`RECIPES`),
+        then ``values``.
 
         Raises:
-            ConfigError: unknown keys, wrong types or out-of-range values.
+            ConfigError: unknown keys, wrong types or out-of-range values, or an unknown recipe.
         """
-        return section_from_dict(cls, values)
+        values = dict(values or {})
+        recipe = values.get("recipe", "default")
+        if recipe not in RECIPES:
+            raise ConfigError(f"unknown classifier recipe {recipe!r}; use one of {', '.join(RECIPES)}")
+        return section_from_dict(cls, {**RECIPES[recipe], **values})
 
 
 class Classifier(nn.Module):
@@ -171,8 +190,10 @@ def classifier_dir() -> Path:
     return cache_dir() / "classifiers"
 
 
-def classifier_paths(dataset: str, directory: str | Path | None = None) -> tuple[Path, Path]:
-    """(weights, sidecar) paths of ``dataset``'s classifier in ``directory`` (default the cache).
+def classifier_paths(dataset: str, directory: str | Path | None = None, recipe: str = "default") -> tuple[Path, Path]:
+    """(weights, sidecar) paths of ``dataset``'s classifier of ``recipe`` in ``directory``
+    (default the cache): ``<dataset>.safetensors`` for the default recipe,
+    ``<dataset>-<recipe>.safetensors`` for another.
 
     Your own data (a path) is cached as ``<stem>-<first 12 hex of the sha256 of its absolute path>``.
     """
@@ -182,17 +203,19 @@ def classifier_paths(dataset: str, directory: str | Path | None = None) -> tuple
     if is_user_dataset(dataset):
         path = Path(dataset).expanduser().resolve()
         dataset = f"{path.stem}-{hashlib.sha256(str(path).encode()).hexdigest()[:12]}"
-    return directory / f"{dataset}.safetensors", directory / f"{dataset}.json"
+    stem = dataset if recipe == "default" else f"{dataset}-{recipe}"
+    return directory / f"{stem}.safetensors", directory / f"{stem}.json"
 
 
-def train_command(dataset: str) -> str:
-    return f"vaelab classifier train --dataset {dataset}"
+def train_command(dataset: str, recipe: str = "default") -> str:
+    return f"vaelab classifier train --dataset {dataset}" + ("" if recipe == "default" else f" --recipe {recipe}")
 
 
 def save_classifier(net: Classifier, dataset: str, config: ClassifierConfig, test_accuracy: float,
                     extra: dict[str, Any] | None = None, directory: str | Path | None = None) -> ClassifierInfo:
-    """Write ``net`` and its sidecar atomically; return the recorded :class:`ClassifierInfo`."""
-    weights_path, info_path = classifier_paths(dataset, directory)
+    """Write ``net`` and its sidecar atomically (in the slot of ``config.recipe``); return the
+    recorded :class:`ClassifierInfo`."""
+    weights_path, info_path = classifier_paths(dataset, directory, config.recipe)
     config_dict = {k: v for k, v in config.__dict__.items() if k != "data_dir"}
     meta = {"format": FORMAT, "dataset": dataset, "config": json.dumps(config_dict),
             "image_shape": json.dumps(list(net.image_shape)), "n_classes": str(net.n_classes),
@@ -207,18 +230,22 @@ def save_classifier(net: Classifier, dataset: str, config: ClassifierConfig, tes
 
 
 def load_classifier(dataset: str, directory: str | Path | None = None,
-                    device: torch.device | str = "cpu") -> tuple[Classifier, ClassifierInfo]:
-    """The cached classifier of ``dataset``, checksum-verified, frozen, in eval mode.
+                    device: torch.device | str = "cpu", recipe: str = "default") -> tuple[Classifier, ClassifierInfo]:
+    """The cached classifier of ``dataset`` and ``recipe``, checksum-verified, frozen, in eval mode.
 
     Raises:
         CheckpointError: none is cached (naming the command that trains one), or its files are
             corrupt, do not match their checksum, or do not fit the recorded config.
+        ConfigError: an unknown recipe.
     """
-    weights_path, info_path = classifier_paths(dataset, directory)
-    retrain = f"retrain it with `{train_command(dataset)} --force`"
+    if recipe not in RECIPES:
+        raise ConfigError(f"unknown classifier recipe {recipe!r}; use one of {', '.join(RECIPES)}")
+    weights_path, info_path = classifier_paths(dataset, directory, recipe)
+    retrain = f"retrain it with `{train_command(dataset, recipe)} --force`"
+    what = f"{dataset} classifier" if recipe == "default" else f"{dataset} classifier of recipe {recipe}"
     if not weights_path.is_file() or not info_path.is_file():
         raise CheckpointError(
-            f"no {dataset} classifier in {weights_path.parent}; train one with `{train_command(dataset)}` "
+            f"no {what} in {weights_path.parent}; train one with `{train_command(dataset, recipe)}` "
             "(a few minutes on a CPU)"
         )
     try:
@@ -237,7 +264,8 @@ def load_classifier(dataset: str, directory: str | Path | None = None,
         with safe_open(str(weights_path), framework="pt") as f:
             meta = f.metadata() or {}
             state = {k: f.get_tensor(k) for k in f.keys()}
-        config = ClassifierConfig.from_dict({**json.loads(meta["config"]), "data_dir": None})
+        recorded = {k: v for k, v in json.loads(meta["config"]).items() if k != "recipe"}
+        config = ClassifierConfig.from_dict({**recorded, "recipe": recipe, "data_dir": None})
         image_shape = tuple(json.loads(meta["image_shape"]))
         net = Classifier.from_config(config, image_shape, int(meta["n_classes"]))
         net.load_state_dict(state)

@@ -155,8 +155,8 @@ def plot_latent_manifold(model: VAE, steps: int = 20, manifold_range: Sequence[f
     z, axes = manifold_latents(model, steps, dims, lo, hi)
     images = decode_means(model, z)
     _, _, h, w = images.shape
-    names = [f"z_{i}" for i in dims]
-    rest = "" if d == len(dims) else f"; z_{dims[0]} and z_{dims[1]}{dims_note}, the other {d - 2} at the prior mean"
+    names = [f"z_{i + 1}" for i in dims]  # 1-based, as in the papers
+    rest = "" if d == len(dims) else f"; z_{dims[0] + 1} and z_{dims[1] + 1}{dims_note}, the other {d - 2} at the prior mean"
     grid = image_grid(images, steps, pad=0)
     title = f"latent manifold: decoder means E[x|z] over a grid of {_bounds_text(manifold_range, quantile)}{rest}"
     xticks = _value_ticks(axes[0], tile_centres(steps, w, 0))
@@ -185,8 +185,8 @@ def plot_points_manifold(model: VAE, data: np.ndarray, steps: int = 20,
         if len(dims) == 1:
             ax.plot(points[:, 0], points[:, 1], color="0.3", linewidth=1, zorder=2)
             sc = ax.scatter(points[:, 0], points[:, 1], c=axes[0], cmap="viridis", s=25, zorder=3,
-                            label=f"decoded grid of z_{dims[0]}")
-            fig.colorbar(sc, ax=ax, label=f"z_{dims[0]}")
+                            label=f"decoded grid of z_{dims[0] + 1}")
+            fig.colorbar(sc, ax=ax, label=f"z_{dims[0] + 1}")
         else:
             mesh = points.reshape(steps, steps, 2)  # [row = z_b from high to low, col = z_a]
             import matplotlib
@@ -194,10 +194,10 @@ def plot_points_manifold(model: VAE, data: np.ndarray, steps: int = 20,
             warm, cool = matplotlib.colormaps["autumn"], matplotlib.colormaps["winter"]
             for j in range(steps):
                 ax.plot(mesh[:, j, 0], mesh[:, j, 1], color=warm(j / (steps - 1)), linewidth=1,
-                        label=f"z_{dims[0]} fixed (red low, yellow high)" if j == 0 else None)
+                        label=f"z_{dims[0] + 1} fixed (red low, yellow high)" if j == 0 else None)
             for i in range(steps):
                 ax.plot(mesh[i, :, 0], mesh[i, :, 1], color=cool(1 - i / (steps - 1)), linewidth=1,
-                        label=f"z_{dims[1]} fixed (blue low, green high)" if i == 0 else None)
+                        label=f"z_{dims[1] + 1} fixed (blue low, green high)" if i == 0 else None)
         ax.set_xlabel("x_1")
         ax.set_ylabel("x_2")
         ax.set_aspect("equal", adjustable="datalim")
@@ -230,9 +230,9 @@ def plot_latent_scatter(means: np.ndarray, labels: torch.Tensor | np.ndarray,
             for name, mask, colour in groups:
                 ax.scatter(means[mask, 0], means[mask, 1], means[mask, 2], s=3, alpha=0.6, color=colour,
                            label=name, depthshade=False)
-            ax.set_xlabel("z_0")
-            ax.set_ylabel("z_1")
-            ax.set_zlabel("z_2")
+            ax.set_xlabel("z_1")
+            ax.set_ylabel("z_2")
+            ax.set_zlabel("z_3")
             ax.set_title(title)
             _legend(ax)
             return fig
@@ -244,13 +244,13 @@ def plot_latent_scatter(means: np.ndarray, labels: torch.Tensor | np.ndarray,
                 jitter = rng.uniform(-0.35, 0.35, int(mask.sum()))
                 ax.scatter(means[mask, 0], row + jitter, s=3, alpha=0.6, color=colour, label=name)
             ax.set_yticks(range(len(groups)), [name for name, _, _ in groups])
-            ax.set_xlabel("z_0")
+            ax.set_xlabel("z_1")
             ax.set_ylabel("label (points jittered vertically)")
         elif d == 2:
             for name, mask, colour in groups:
                 ax.scatter(means[mask, 0], means[mask, 1], s=3, alpha=0.6, color=colour, label=name)
-            ax.set_xlabel("z_0")
-            ax.set_ylabel("z_1")
+            ax.set_xlabel("z_1")
+            ax.set_ylabel("z_2")
             ax.set_aspect("equal", adjustable="datalim")
         else:
             from sklearn.decomposition import PCA
@@ -457,11 +457,11 @@ def plot_toy2d(model: VAE, images: torch.Tensor, labels: torch.Tensor | np.ndarr
             rng = np.random.default_rng(seed)
             for name, mask, colour in groups:
                 ax_z.scatter(means[mask, 0], rng.uniform(-1, 1, int(mask.sum())), s=4, color=colour, label=name)
-            ax_z.set_xlabel("z_0")
+            ax_z.set_xlabel("z_1")
             ax_z.set_ylabel("jitter (no meaning)")
             ax_z.set_yticks([])
         else:
-            codes, xlab, ylab = means[:, :2], "z_0", "z_1"
+            codes, xlab, ylab = means[:, :2], "z_1", "z_2"
             if d > 2:
                 from sklearn.decomposition import PCA
 

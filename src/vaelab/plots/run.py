@@ -85,7 +85,8 @@ class _Context:
 
     @property
     def test(self):
-        return self.dataset.test
+        """The split the figures show (``figures.split``: the test split unless it says train)."""
+        return self.dataset.train if self.figures.split == "train" else self.dataset.test
 
     @property
     def means(self):
@@ -116,7 +117,7 @@ class _Context:
             problem = manifold_dims_problem(self.figures.manifold_dims, d)  # the checkpoint's model
             if problem:
                 raise ConfigError(problem)
-            return list(self.figures.manifold_dims)
+            return [d - 1 for d in self.figures.manifold_dims]  # counted from 1 in the config, as in the figures
         if d <= 2:
             return list(range(d))
         from .latents import most_active_dims

@@ -84,7 +84,7 @@ def log_epoch_images(writer, model, dataset, config: Config, epoch: int) -> bool
         if model.conditional:
             return True  # the latent manifold decodes z without a label
         f = config.figures
-        dims = list(f.manifold_dims) if f.manifold_dims is not None else list(range(min(2, model.latent_dim)))
+        dims = [d - 1 for d in f.manifold_dims] if f.manifold_dims is not None else list(range(min(2, model.latent_dim)))
         lo, hi = prior_bounds(model, f.manifold_range, f.manifold_quantile)
         z, _ = manifold_latents(model, f.manifold_steps, dims, lo, hi)
         grid = image_grid(decode_means(model, z), f.manifold_steps, pad=0)
