@@ -17,8 +17,8 @@ from typing import Any
 from .config import Config
 from .evaluation.latents import PosteriorCollapseCheck
 from .plots.callbacks import Figures, TensorBoard
-from .training.callbacks import (Callback, Checkpointing, Console, Progress, RunFiles, StopOnSignals, TimeBudget,
-                                 TrackerCallbacks)
+from .training.callbacks import (Callback, Checkpointing, Console, Progress, RunFiles, StepLog, StopOnSignals,
+                                 TimeBudget, TrackerCallbacks)
 from .training.runs import Run
 from .training.runs import resume as _resume
 from .training.runs import train as _train
@@ -26,8 +26,8 @@ from .training.runs import train as _train
 
 def run_callbacks(verbose: bool = True, extra: Sequence[Callback] = ()) -> list[Callback]:
     """Every callback of a ``vaelab train`` run, in hook order, then ``extra``."""
-    callbacks: list[Callback] = [StopOnSignals(), TimeBudget(), Checkpointing(), PosteriorCollapseCheck(),
-                                 RunFiles(), TensorBoard(), Figures(), TrackerCallbacks()]
+    callbacks: list[Callback] = [StopOnSignals(), TimeBudget(), StepLog(), Checkpointing(),
+                                 PosteriorCollapseCheck(), RunFiles(), TensorBoard(), Figures(), TrackerCallbacks()]
     if verbose:
         callbacks += [Console(), Progress()]
     return callbacks + list(extra)

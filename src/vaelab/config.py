@@ -309,6 +309,14 @@ class TrainingConfig:
         None, "also checkpoint every N optimisation steps inside an epoch (default: end of epoch only)",
         check=at_least(1),
     )
+    log_every_steps: int | None = config_field(
+        None, "also write the training terms every N steps to steps.csv, each the mean over the N steps "
+        "before it (how the KL moves inside an epoch; a host sync every N steps); default: per epoch only",
+        check=at_least(1),
+    )
+    log_steps_epochs: int | None = config_field(
+        None, "with log_every_steps: only in the first N epochs (default: every epoch)", check=at_least(1),
+    )
     nonfinite: str = config_field(
         "stop", "on a non-finite loss or gradient: stop (keeping the last good checkpoint) or skip "
         "the step (at most max_skipped_steps per run)", choices=("stop", "skip"),

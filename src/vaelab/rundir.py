@@ -86,6 +86,11 @@ class RunDir:
         return self.path / "summary.json"
 
     @property
+    def steps_csv(self) -> Path:
+        """The training terms every ``training.log_every_steps`` steps (when the run logs them)."""
+        return self.path / "steps.csv"
+
+    @property
     def trackers_json(self) -> Path:
         return self.path / "trackers.json"
 

@@ -35,7 +35,7 @@ import torch
 from .. import __version__
 from ..data import binarize_split, load_dataset
 from ..errors import CheckpointError, ConfigError, option
-from ..models.classifier import RECIPES, load_classifier
+from ..models.classifier import RECIPES, load_classifier, train_command
 from ..rundir import RunDir, write_json
 from ..runtime import resolve_device
 from ..schema import at_least, config_field, section_from_dict
@@ -326,7 +326,7 @@ class SampleQualityMetric(Metric):
                 "classifier_recipe": config.classifier, "classifier_config": info.config,
             })
             if config.classifier == "default" and ctx.run_config.objective.reconstruction != "likelihood":
-                block["classifier_warning"] = (
+                block["classifier_bias"] = (
                     "this model's perceptual loss was trained against the same classifier that scores its samples, "
                     "which favours it; score them with an independent one: `vaelab classifier train --recipe "
                     "independent`, then `vaelab evaluate --classifier independent`")
@@ -337,7 +337,7 @@ class SampleQualityMetric(Metric):
                 block["classifier_warning"] = (
                     f"the cached {dataset_name} classifier has test accuracy {info.test_accuracy:.3f} (below "
                     f"{WEAK_CLASSIFIER}): its FID and class histogram are unreliable; retrain it on the whole "
-                    f"training set (`vaelab classifier train --dataset {dataset_name} --force`)")
+                    f"training set (`{train_command(classifier_dataset(dataset_name), config.classifier)} --force`)")
                 print(f"warning: {block['classifier_warning']}", file=sys.stderr)
         if config.fid == "inception":
             block["fid_inception"] = fid_inception(real, samples, config.inception_weights, device=ctx.device)

@@ -562,11 +562,36 @@ def _rank(claim, records, stats: list[SettingStats], result: ClaimResult) -> Cla
     return result
 
 
+def falls_then_rises(record: RunRecord, tolerance: float) -> bool | None:
+    """The rule of ``curve:kl`` claims ("the KL falls first and rises later"), for one run: it
+    *falls* when the training KL of ``steps.csv`` (means over the steps between log points,
+    ``training.log_every_steps``) drops more than ``tolerance`` (a share) below an earlier
+    point, and *rises* when the evaluation KL at the end of each epoch ends more than
+    ``tolerance`` above its minimum, reached inside the run. None when the run has no step log
+    (its fall cannot be seen: an epoch's running average hides it)."""
+    from ..rundir import read_metrics_csv
+
+    path = record.files.steps_csv
+    if not path.is_file():
+        return None
+    steps = [row["train_kl"] for row in read_metrics_csv(path)]
+    peak, falls = -math.inf, False
+    for value in steps:
+        falls = falls or value < peak - tolerance * abs(peak)
+        peak = max(peak, value)
+    series = [row[f"{record.eval_name}_kl"] for row in record.history]
+    low = min(range(len(series)), key=series.__getitem__) if series else 0
+    rises = 0 < low < len(series) - 1 and series[-1] - series[low] > tolerance * abs(series[low])
+    return falls and rises
+
+
 def _curve(claim, records, result: ClaimResult) -> ClaimResult:
     metric = claim["metric"]
     if not metric.startswith("curve:") or claim.get("expect") != "falls_then_rises":
         raise ValueError(f"claim {result.id}: a curve claim needs metric curve:<column> and "
                          "expect: falls_then_rises")
+    if metric == "curve:kl":
+        return _kl_curve(claim, records, result)
     column = metric[len("curve:"):]
     tolerance = float(claim.get("tolerance", 0.01))
     shown: dict[str, list[float]] = {}
@@ -620,6 +645,39 @@ def holm_verdicts(results: list[ClaimResult]) -> dict[str, tuple[float, str]]:
         verdict = result.verdict if (result.verdict == INCONCLUSIVE or p_adj < ALPHA) else INCONCLUSIVE
         out[result.id] = (p_adj, verdict)
     return out
+
+
+def _kl_curve(claim, records, result: ClaimResult) -> ClaimResult:
+    """``curve:kl`` with :func:`falls_then_rises` per run: holds when every one of at least 3
+    runs with a step log falls then rises, does not hold when none does."""
+    tolerance = float(claim.get("tolerance", 0.01))
+    shown: dict[str, list[float]] = {}
+    unlogged = 0
+    for record in records:
+        if not matches(record, claim.get("where")):
+            continue
+        verdict = falls_then_rises(record, tolerance)
+        if verdict is None:
+            unlogged += 1
+            continue
+        shown.setdefault(record.setting, []).append(1.0 if verdict else 0.0)
+    result.rows = [SettingStats(s, v) for s, v in shown.items()]
+    n_runs = sum(len(v) for v in shown.values())
+    n_yes = int(sum(sum(v) for v in shown.values()))
+    rule = (f"training KL every few steps drops more than {format_number(100 * tolerance, 2)}% below an earlier "
+            f"point, and the test KL per epoch ends more than {format_number(100 * tolerance, 2)}% above its "
+            "minimum inside the run")
+    if not n_runs:
+        result.reason = (f"none of the {unlogged} runs logged the KL within epochs (training.log_every_steps), so "
+                         "a fall in the first epoch cannot be seen" if unlogged else "no finished run matches")
+        return result
+    if n_runs >= 3 and n_yes == n_runs:
+        result.verdict = HOLDS
+    elif n_runs >= 3 and n_yes == 0:
+        result.verdict = FAILS
+    result.reason = (f"{n_yes} of {n_runs} runs fall then rise ({rule}); holds when all of at least 3 runs do, "
+                     "does not hold when none does" + (f"; {unlogged} runs without a step log left out" if unlogged else ""))
+    return result
 
 
 FIGURE_CHECK_VERDICTS = {"holds": HOLDS, "does not hold": FAILS, "inconclusive": INCONCLUSIVE}

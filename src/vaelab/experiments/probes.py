@@ -32,9 +32,9 @@ Each probe takes the model and the evaluation images and returns one number:
   z ~ p(z) (seed 0), the median over the images (the variance-of-Laplacian focus measure,
   Pech-Pacheco et al. 2000; ``scipy.ndimage.laplace``): blurrier samples have less. The median,
   not the mean: prior draws far from where the encoder puts the data can decode to pixel
-  speckle, whose Laplacian variance is 10-100 times a digit's, and a tenth of such images
-  would otherwise decide the score (a model trained 10 epochs scored 0.19 by the mean,
-  0.014 by the median; after 15 epochs on all images, without speckle, 0.020 and 0.011).
+  speckle, whose Laplacian variance is 10-100 times a digit's, and a minority of such images
+  would otherwise decide the score (Study 2's BCE model after 10 epochs, 28% speckle: 0.19 by
+  the mean, 0.014 by the median; after 15 epochs on all images, 3% speckle: 0.020 and 0.011).
 - ``recon_sse``: the sum of squared pixel errors between each evaluation image (the first
   2,000) and its reconstruction, the decoder mean at the posterior mean, averaged over the
   images: a reconstruction error on the pixel scale that compares models of different

@@ -186,7 +186,7 @@ def keep_run(record: RunRecord, spec: dict[str, Any], probes: list[tuple[str, li
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
         files = RunDir(record.run_dir)
-        for path in (files.config_yaml, files.summary_json, files.metrics_csv, files.evaluation_json()):
+        for path in (files.config_yaml, files.summary_json, files.metrics_csv, files.steps_csv, files.evaluation_json()):
             if path.is_file():
                 shutil.copyfile(path, staging / path.name)
         needed = sorted({p for p, sides in probes if any(matches(record, side) for side in sides)})

@@ -243,6 +243,56 @@ class Checkpointing(Callback):
         trainer.save_checkpoint(targets)
 
 
+class StepLog(Callback):
+    """``training.log_every_steps``: ``steps.csv``, one row every N steps (in the first
+    ``training.log_steps_epochs`` epochs): the epoch, the step, the mean training reconstruction,
+    KL and negative ELBO (nats per example) over the steps since the row before in the same epoch
+    (not the epoch's running average), the KL weight, and the epoch's running sums that the
+    means are taken from. The file is rewritten whole at each row; a resume first drops the rows
+    past its checkpoint, so the file ends as an uninterrupted run's would. It runs on every rank
+    (its sync is collective with several); rank 0 writes."""
+
+    all_ranks = True
+
+    def __init__(self):
+        self.rows: list[dict[str, float]] = []
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        from ..rundir import read_metrics_csv
+
+        self.rows = []
+        if not trainer.config.training.log_every_steps:
+            return
+        path = trainer.run_dir.steps_csv
+        if trainer.resuming and path.is_file():
+            state = trainer.state
+            step = state.position.step if state.position is not None else 0
+            rows = [{**r, "step": int(r["step"]), "epoch_examples": int(r["epoch_examples"])}
+                    for r in read_metrics_csv(path)]
+            self.rows = [r for r in rows
+                         if r["epoch"] <= state.epoch or (r["epoch"] == state.epoch + 1 and r["step"] <= step)]
+
+    def on_batch_end(self, trainer: Trainer, step: StepEnd) -> None:
+        training = trainer.config.training
+        every = training.log_every_steps
+        if not every or step.position.step % every or (training.log_steps_epochs and step.epoch > training.log_steps_epochs):
+            return
+        step.sync()  # the position's sums on the host
+        position = step.position
+        before = self.rows[-1] if self.rows and self.rows[-1]["epoch"] == step.epoch else None
+        n = position.n_seen - (before["epoch_examples"] if before else 0)
+        recon = (position.recon_total - (before["epoch_recon_sum"] if before else 0.0)) / max(n, 1)
+        kl = (position.kl_total - (before["epoch_kl_sum"] if before else 0.0)) / max(n, 1)
+        self.rows.append({"epoch": step.epoch, "step": position.step, "train_recon": recon, "train_kl": kl,
+                          "train_neg_elbo": recon + kl, "kl_weight": position.kl_weight,
+                          "epoch_examples": position.n_seen, "epoch_recon_sum": position.recon_total,
+                          "epoch_kl_sum": position.kl_total})
+        if trainer.world.main:
+            from ..rundir import write_metrics_csv
+
+            write_metrics_csv(trainer.run_dir.steps_csv, self.rows)
+
+
 class RunFiles(Callback):
     """The run directory's own files: ``config.yaml``, ``environment.json`` (a resume is
     appended to its ``resumes``), ``data.json`` (your own data) and ``metrics.csv`` at the
@@ -445,11 +495,12 @@ def training_callbacks(verbose: bool = True) -> list[Callback]:
     """The callbacks of :mod:`vaelab.training` in the order a run needs them: signals, the time
     budget, checkpoints, the run files, trackers, and (``verbose``) the console lines and progress
     bars."""
-    callbacks: list[Callback] = [StopOnSignals(), TimeBudget(), Checkpointing(), RunFiles(), TrackerCallbacks()]
+    callbacks: list[Callback] = [StopOnSignals(), TimeBudget(), StepLog(), Checkpointing(), RunFiles(),
+                                 TrackerCallbacks()]
     if verbose:
         callbacks += [Console(), Progress()]
     return callbacks
 
 
-__all__ = ["Callback", "Checkpointing", "Console", "Progress", "RunFiles", "StepEnd", "StopOnSignals",
+__all__ = ["Callback", "Checkpointing", "Console", "Progress", "RunFiles", "StepEnd", "StepLog", "StopOnSignals",
            "TimeBudget", "TrackerCallbacks", "print_summary", "progress_bar", "training_callbacks"]
