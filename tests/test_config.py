@@ -1,7 +1,11 @@
+from pathlib import Path
+
 import pytest
 
 from vaelab.config import Config, load_config
 from vaelab.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_defaults_match_pytorch_examples_vae():
@@ -98,3 +102,15 @@ def test_incompatible_combinations_are_rejected(values, message):
     with pytest.raises(ConfigError) as info:
         Config.from_dict(values)
     assert message in str(info.value)
+
+
+def test_a_lone_dot_is_a_string_not_a_float_and_the_fast_loader_reads_as_the_strict_one():
+    import yaml
+
+    from vaelab.schema import _FAST_LOADER, _StrictLoader, yaml_load
+
+    assert yaml_load("output_dir: .\nbeta: .5\nlr: 1e-3\nx: 5.") == {"output_dir": ".", "beta": 0.5, "lr": 0.001, "x": 5.0}
+    text = (REPO / "configs" / "benchmarks" / "burda-vae.yaml").read_text()
+    assert yaml.load(text, Loader=_FAST_LOADER) == yaml.load(text, Loader=_StrictLoader)
+    with pytest.raises(ConfigError, match="objective.beta"):
+        Config.from_dict(yaml_load("objective: {beta: .}"))

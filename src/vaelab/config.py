@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ import yaml
 from . import registry
 from .errors import ConfigError
 from .schema import (at_least, build_section, config_field, format_problems, positive, positive_floats,
-                     positive_list, probability, set_dotted, yaml_load)
+                     positive_list, probability, set_dotted, type_hints, yaml_load)
 
 
 @dataclass
@@ -490,7 +489,7 @@ def load_config(path: str | Path) -> Config:
 
 def sections() -> dict[str, type]:
     """Map section name -> dataclass, in pipeline order."""
-    hints = typing.get_type_hints(Config)
+    hints = type_hints(Config)
     return {f.name: hints[f.name] for f in dataclasses.fields(Config) if dataclasses.is_dataclass(hints[f.name])}
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 import re
 import types
@@ -28,7 +29,7 @@ class _StrictLoader(yaml.SafeLoader):
     ``1e-3`` and ``3E5`` are floats (YAML 1.1 wants ``1.0e-3``)."""
 
 
-_FLOAT = (r"^(?:[-+]?(?:[0-9][0-9_]*)?\.[0-9_]*(?:[eE][-+]?[0-9]+)?"
+_FLOAT = (r"^(?:[-+]?(?:[0-9][0-9_]*\.[0-9_]*|\.[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)?"
           r"|[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+"
           r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$")
 _StrictLoader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
@@ -54,6 +55,17 @@ def _construct_mapping(loader, node, deep=False):
 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
+if getattr(yaml, "__with_libyaml__", False):
+    class _StrictCLoader(yaml.CSafeLoader):
+        """:class:`_StrictLoader` on libyaml's parser (about 10x faster; the same resolvers and
+        constructors, so the same values)."""
+
+    _StrictCLoader.yaml_implicit_resolvers = _StrictLoader.yaml_implicit_resolvers
+    _StrictCLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+    _FAST_LOADER: type = _StrictCLoader
+else:  # PyYAML built without libyaml
+    _FAST_LOADER = _StrictLoader
+
 
 def yaml_load(text: str) -> Any:
     """Parse config YAML: safe (no objects), duplicate keys rejected, ``1e-3`` a number.
@@ -61,7 +73,7 @@ def yaml_load(text: str) -> Any:
     Raises:
         yaml.YAMLError: invalid YAML or a duplicate key (with its line).
     """
-    return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    return yaml.load(text, Loader=_FAST_LOADER)  # noqa: S506 - a SafeLoader subclass
 
 
 def config_field(default, help: str, *, choices: tuple | None = None, check=None, factory=None):
@@ -132,12 +144,19 @@ def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+@functools.lru_cache(maxsize=None)
+def type_hints(cls) -> dict[str, Any]:
+    """``typing.get_type_hints(cls)``, computed once per class (it evaluates every annotation
+    string, which made building a config cost milliseconds)."""
+    return typing.get_type_hints(cls)
+
+
 def build_section(cls, values: Any, prefix: str, problems: list[str]):
     where = prefix.rstrip(".") or "config"
     if not isinstance(values, dict):
         problems.append(f"{where} must be a mapping, got {values!r}")
         return cls()
-    hints = typing.get_type_hints(cls)
+    hints = type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key in values:
         if key not in fields:

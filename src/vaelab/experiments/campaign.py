@@ -48,7 +48,10 @@ import yaml
 from ..errors import ConfigError, TrainingInterrupted, VaelabError
 from ..io import atomic_write_text
 from ..rundir import RunDir, read_metrics_csv
+from ..schema import yaml_load
 
+STATUS_EVERY = 300.0
+"""Seconds between rewrites of ``status.json`` while a step's runs end (and at every step's end)."""
 LEDGER_COLUMNS = ("time", "sweep", "budget", "run", "status", "wall_seconds", "cpu_seconds", "jobs", "threads")
 TRAIN_SIZES = {"mnist": 60000, "fashion-mnist": 60000, "binarized-mnist": 60000}
 """Training-set sizes, to scale a quick run's time to a budget that trains on all images."""
@@ -218,7 +221,7 @@ def _expected_seconds(run, quick_dir: Path | None) -> float | None:
     seconds, epochs = _train_seconds(folder)
     if not epochs:
         return None
-    quick = yaml.safe_load(RunDir(folder).config_yaml.read_text()) or {}
+    quick = yaml_load(RunDir(folder).config_yaml.read_text()) or {}
     n_quick = _size(quick.get("data", {})) or 1
     n_full = _size(run.config["data"]) or n_quick
     return seconds / epochs * run.config["training"]["epochs"] * n_full / n_quick
@@ -331,7 +334,7 @@ def campaign_status(plan: Plan, jobs: int | None = None) -> dict[str, Any]:
             "in_progress": sorted(in_progress), "failed": sorted(failed),
             "cpu_hours_spent": round(cpu_by_step.get(step_key, 0.0) / 3600, 3),
             "train_hours_kept": round(sum(_train_seconds(p)[0] for p in kept.values()) / 3600, 3),
-            "hours_left": None if unknown == len(sweep.runs) - len(kept) and unknown else round(remaining / 3600, 4),
+            "hours_left": None if unknown == len(sweep.runs) - len(kept) and unknown else round(remaining / 3600, 6),
             "runs_without_estimate": unknown,
         })
     left = sum(s["hours_left"] or 0.0 for s in steps)
@@ -523,7 +526,11 @@ def _run_step(plan: Plan, step: Step, index: int, jobs: int, threads: int | None
     say(f"[{index}/{len(plan.steps)}] {sweep.name} ({step.budget}): {len(done)} of {len(sweep.runs)} runs done"
         + (f", {len(todo)} to train" if todo else ""))
     if todo:
+        last_status = [time.monotonic()]
+
         def on_result(run, result):
+            if result["status"] == "not started":  # queued when the campaign was stopped
+                return
             append_ledger(plan, {"time": _now(), "sweep": sweep.name, "budget": step.budget, "run": run.name,
                                  "status": result["status"], "wall_seconds": f"{result.get('seconds', 0.0):.1f}",
                                  "cpu_seconds": f"{result.get('cpu_seconds', 0.0):.1f}", "jobs": jobs,
@@ -531,7 +538,9 @@ def _run_step(plan: Plan, step: Step, index: int, jobs: int, threads: int | None
             if result["status"] in ("done", "skipped"):
                 _try(say, f"keeping {run.name}", keep_collected, step.sweep, step.budget, plan.output_dir,
                      plan.results_dir, run.name, verbose=False)
-            write_status(plan, campaign_status(plan, jobs))
+            if time.monotonic() - last_status[0] > STATUS_EVERY:  # the status reads every kept run: now and then
+                write_status(plan, campaign_status(plan, jobs))
+                last_status[0] = time.monotonic()
 
         run_sweep(sweep, jobs, step.budget, verbose=False, worker_init=worker_init, threads=threads,
                   skip=done, on_result=on_result)

@@ -79,6 +79,7 @@ from typing import Any, Callable
 import yaml
 
 from ..rundir import RunDir, RunRecord, read_run
+from ..schema import yaml_load
 from .sweep import setting_of
 
 HOLDS = "holds"
@@ -106,7 +107,7 @@ def collect_runs(sweep_dir: str | Path, prefix: str = "") -> list[RunRecord]:
     meta_path = sweep_dir / "sweep.yaml"
     if not meta_path.is_file():
         return []
-    meta = yaml.safe_load(meta_path.read_text()) or {}
+    meta = yaml_load(meta_path.read_text()) or {}
     records = []
     for name in meta.get("resolved_runs", []):
         files = RunDir(sweep_dir / "runs" / name)

@@ -41,6 +41,7 @@ import yaml
 from ..errors import ConfigError, VaelabError
 from ..io import atomic_write_text
 from ..rundir import RunDir
+from ..schema import yaml_load
 from .claims import Pending, RunRecord, collect_runs, group_stats, matches
 from .sweep import summarize_sweep
 
@@ -54,7 +55,7 @@ def study_probes(study_dir: Path, prefix: str = "probe:") -> dict[str, list[tupl
     the ``evaluation.json`` keys the claims read."""
     wanted: dict[str, list[tuple[str, list[dict]]]] = {}
     for path in sorted(study_dir.glob("*.yaml")):
-        spec = yaml.safe_load(path.read_text()) or {}
+        spec = yaml_load(path.read_text()) or {}
         for claim in spec.get("claims") or []:
             metric = str(claim.get("metric", ""))
             if not metric.startswith(prefix):
@@ -67,19 +68,20 @@ def study_probes(study_dir: Path, prefix: str = "probe:") -> dict[str, list[tupl
     return wanted
 
 
-def _lacks(folder: Path, record: RunRecord, spec: dict[str, Any], study_dir: Path, figures: Path,
+def _lacks(folder: Path, record: RunRecord, spec: dict[str, Any], needs: tuple[dict, dict], figures: Path,
            first_seed: int) -> list[str]:
     """What the sweep file now asks of a kept run that its kept results lack: a probe, an
-    evaluation key a claim reads, or (for the first seed of a setting) a per-setting figure."""
+    evaluation key a claim reads, or (for the first seed of a setting) a per-setting figure.
+    ``needs``: the study's :func:`study_probes` for ``probe:`` and ``eval:`` metrics."""
     from ..plots.run import KINDS
 
     lacks = []
     files = RunDir(folder)
     probes = json.loads(files.probes_json.read_text()) if files.probes_json.is_file() else {}
-    for probe, sides in study_probes(study_dir).get(spec["name"], []):
+    for probe, sides in needs[0].get(spec["name"], []):
         if probe not in probes and any(matches(record, side) for side in sides):
             lacks.append(f"probe {probe}")
-    evaluation = files.read_evaluation(record.eval_name) if (spec.get("evaluate") or study_probes(study_dir, "eval:").get(spec["name"])) else None
+    evaluation = files.read_evaluation(record.eval_name) if (spec.get("evaluate") or needs[1].get(spec["name"])) else None
     if spec.get("evaluate") and evaluation is None:
         lacks.append("evaluation.json")
     elif spec.get("evaluate"):
@@ -87,7 +89,7 @@ def _lacks(folder: Path, record: RunRecord, spec: dict[str, Any], study_dir: Pat
         for key in ("checkpoint", "k", "examples", "seed", "split", "classifier"):
             if key in spec["evaluate"] and recorded.get(key) != spec["evaluate"][key]:
                 lacks.append(f"an evaluation with {key} {spec['evaluate'][key]}")
-    for key, sides in study_probes(study_dir, "eval:").get(spec["name"], []):
+    for key, sides in needs[1].get(spec["name"], []):
         node: Any = evaluation or {}
         for part in key.split("."):
             node = node.get(part) if isinstance(node, dict) else None
@@ -148,21 +150,22 @@ def kept_runs(spec_path: str | Path, budget: str, results_root: str | Path, comp
     from .sweep_spec import setting_of
 
     spec_path = Path(spec_path)
-    spec = yaml.safe_load(spec_path.read_text()) or {}
+    spec = yaml_load(spec_path.read_text()) or {}
     sweep = load_sweep(spec_path, budget)
     folder = Path(results_root) / budget / sweep.name / "runs"
     first_seed = min((r.seed for r in sweep.runs), default=None)
+    needs = (study_probes(spec_path.parent), study_probes(spec_path.parent, "eval:")) if complete else ({}, {})
     kept = {}
     for run in sweep.runs:
         files = RunDir(folder / run.name)
         if read_summary(files.summary_json) is None or not files.config_yaml.is_file():
             continue
         try:
-            same = _identity(yaml.safe_load(files.config_yaml.read_text()) or {}) == _identity(run.config)
+            same = _identity(yaml_load(files.config_yaml.read_text()) or {}) == _identity(run.config)
             if same and complete:
                 record = read_run(files.path)
                 record.setting, record.seed = setting_of(run.name), run.seed
-                same = not _lacks(files.path, record, spec, spec_path.parent, folder.parent / "figures", first_seed)
+                same = not _lacks(files.path, record, spec, needs, folder.parent / "figures", first_seed)
         except (ConfigError, VaelabError, yaml.YAMLError, ValueError):
             same = False
         if same:
@@ -221,7 +224,7 @@ def keep_collected(spec_path: str | Path, budget: str, runs_root: str | Path, re
     from .sweep_spec import load_sweep
 
     spec_path = Path(spec_path)
-    spec = yaml.safe_load(spec_path.read_text()) or {}
+    spec = yaml_load(spec_path.read_text()) or {}
     sweep = load_sweep(spec_path, budget)
     run_dir = Path(runs_root) / budget / sweep.name / "runs" / run_name
     record = read_run(run_dir)
@@ -258,7 +261,7 @@ def export_sweep(spec_path: str | Path, runs_root: str | Path, budget: str, resu
     from .sweep_spec import load_sweep
 
     spec_path = Path(spec_path)
-    spec = yaml.safe_load(spec_path.read_text()) or {}
+    spec = yaml_load(spec_path.read_text()) or {}
     sweep = load_sweep(spec_path, budget)
     name = sweep.name
     sweep_dir = Path(runs_root) / budget / name
