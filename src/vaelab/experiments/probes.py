@@ -1,7 +1,7 @@
 """Statistics of a trained run that a study's claims need and the training metrics lack,
-computed from the run's last checkpoint and its evaluation split.
+computed from the run's last checkpoint (or the one its sweep evaluates) and its test split.
 
-Each probe takes the model and the evaluation images and returns one number:
+Each probe takes the model and the test images and returns one number:
 
 - ``toy_edge_fraction`` (toy2d): the share of reconstructed coordinates (decoder mean at the
   posterior mean of each test point) within 0.05 of an edge of the unit square. Uniform data
@@ -246,13 +246,14 @@ def _eval_split(data_yaml: str):
     from ..config import Config
     from ..data import load_dataset
 
-    return load_dataset(Config.from_dict({"data": yaml.safe_load(data_yaml)}).data).eval
+    return load_dataset(Config.from_dict({"data": yaml.safe_load(data_yaml)}).data).test
 
 
 @torch.inference_mode()
-def compute_probe(record: "RunRecord", name: str) -> float:
-    """Probe ``name`` on ``record``'s last checkpoint and evaluation split (data located as for
-    training: ``data.data_dir``, then ``$VAELAB_DATA_DIR``, then the cache).
+def compute_probe(record: "RunRecord", name: str, which: str = "last") -> float:
+    """Probe ``name`` on ``record``'s checkpoint ``which`` (``last`` or ``best``) and its test
+    split (data located as for training: ``data.data_dir``, then ``$VAELAB_DATA_DIR``, then the
+    cache).
 
     Raises:
         KeyError: unknown probe.
@@ -263,7 +264,7 @@ def compute_probe(record: "RunRecord", name: str) -> float:
 
     if name not in PROBES:
         raise KeyError(f"unknown probe {name!r} (known: {', '.join(PROBES)})")
-    model = load_model(record.run_dir, "last")
+    model = load_model(record.run_dir, which)
     split = _eval_split(yaml.safe_dump(record.config.to_dict()["data"], sort_keys=True))
     if name in LABELLED:
         return float(PROBES[name](model, split.images, split.labels, record.config.data.dataset))

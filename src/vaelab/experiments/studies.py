@@ -196,7 +196,8 @@ def keep_run(record: RunRecord, spec: dict[str, Any], probes: list[tuple[str, li
         if needed:
             from .probes import compute_probe
 
-            values = {p: compute_probe(record, p) for p in needed}
+            which = (spec.get("evaluate") or {}).get("checkpoint", "last")  # the checkpoint the sweep is judged on
+            values = {p: compute_probe(record, p, which) for p in needed}
             values = {p: (None if v != v else v) for p, v in values.items()}  # NaN -> null
             atomic_write_text(RunDir(staging).probes_json, json.dumps(values, indent=2, sort_keys=True) + "\n")
             record.probes = {p: (float("nan") if v is None else v) for p, v in values.items()}
