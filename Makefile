@@ -13,8 +13,8 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-demo: $(STAMP)
-	$(BIN)/vaelab train --name mnist-demo-$$(date +%Y%m%d-%H%M%S)
+demo: $(STAMP)  # extra options: make demo ARGS="--threads 1"
+	$(BIN)/vaelab train --name mnist-demo-$$(date +%Y%m%d-%H%M%S) $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -31,8 +31,8 @@ import yaml
 
 from . import registry
 from .errors import ConfigError
-from .schema import (at_least, build_section, config_field, format_problems, positive, positive_floats,
-                     positive_list, probability, set_dotted, type_hints, yaml_load)
+from .schema import (at_least, between, build_section, config_field, format_problems, positive, positive_floats,
+                     positive_list, probability, set_dotted, type_hints, yaml_dump, yaml_load)
 
 
 @dataclass
@@ -73,9 +73,17 @@ class DataConfig:
         None, "with train_examples: draw the N training examples at random with this seed instead of "
         "taking the first N (sweeps set it to the run's seed so seeds vary the subset)", check=at_least(0),
     )
+    max_classes: int = config_field(
+        10000, "your own data: the largest number of classes its labels may name (labels 0..N-1); a label "
+        "above it is an error, not N classes (a conditional VAE has one input per class)", check=at_least(1),
+    )
+    max_gigabytes: float = config_field(
+        16.0, "your own data: the most gigabytes its arrays may take once read (decompressed); a larger file is "
+        "an error before anything is allocated", check=positive,
+    )
     image_size: list[int] | None = config_field(
         None, "your own image folder only: resize every image to H W (bilinear; default: keep the size, "
-        "which must then be the same for all)", check=positive_list,
+        "which must then be the same for all; at most 4096 each)", check=between(1, 4096),
     )
     toy2d_range: str = config_field(
         "unit", "toy2d only: the square the points are uniform in, unit = [0, 1]^2 or "
@@ -381,7 +389,8 @@ class FiguresConfig:
         "dimension (0.025: its central 95 percent)",
         check=lambda v: None if 0 < v < 0.5 else "must be in (0, 0.5)",
     )
-    manifold_steps: int = config_field(20, "latent manifold grid points per latent dimension", check=at_least(2))
+    manifold_steps: int = config_field(20, "latent manifold grid points per latent dimension (at most 200: "
+                                             "200 x 200 decoded images)", check=between(2, 200))
     manifold_dims: list[int] | None = config_field(
         None, "for latents of more than 2 dimensions: the two dimensions (from 1, as z_1 z_2 in the "
         "figures) the manifold grid spans, the others at the prior mean (default: the two whose test "
@@ -442,7 +451,8 @@ class Config:
         return dataclasses.asdict(self)
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+        """The config as YAML that :func:`load_config` reads back to the same values."""
+        return yaml_dump(self.to_dict(), sort_keys=False)
 
     def replace(self, overrides: dict[str, Any]) -> "Config":
         """A new validated config with dotted-key ``overrides`` applied (``{"model.latent_dim": 2}``)."""
@@ -515,6 +525,10 @@ def _expand_loss_shortcut(values: dict[str, Any], problems: list[str]) -> dict[s
     return {**values, "model": {**model, **LOSS_SHORTCUTS[loss], "loss": None}}
 
 
+MAX_NAME_BYTES = 150
+"""Longest run name in UTF-8 bytes: a directory name, with room for what is added to it."""
+
+
 def _cross_checks(config: Config) -> list[str]:
     """Checks that involve more than one field: each component's own (``config_problems`` beside
     its code, see :mod:`vaelab.registry`), then the run's."""
@@ -523,6 +537,11 @@ def _cross_checks(config: Config) -> list[str]:
         not config.name or "/" in config.name or "\\" in config.name or config.name in (".", "..")
     ):
         problems.append(f"name must be a plain directory name without '/', got {config.name!r}")
+    elif config.name is not None and any(not c.isprintable() for c in config.name):
+        problems.append(f"name must be printable text (no control characters), got {config.name!r}")
+    elif config.name is not None and len(config.name.encode("utf-8", "replace")) > MAX_NAME_BYTES:
+        problems.append(f"name is {len(config.name.encode('utf-8', 'replace'))} bytes long; a run name has at most "
+                        f"{MAX_NAME_BYTES} (file systems allow 255 bytes per file name)")
     if not config.data.dataset:
         problems.append("data.dataset must be a dataset name or the path of your data, got ''")
     if config.data.image_size is not None and len(config.data.image_size) != 2:

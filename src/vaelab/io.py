@@ -95,13 +95,16 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
     Raises:
         VaelabError: the disk is full, the directory is not writable, or something other than a
-            regular file is in the way; the previous content of ``path`` (if any) is left
-            untouched.
+            regular file is in the way (a directory, a device such as ``/dev/full``, a FIFO); the
+            previous content of ``path`` (if any) is left untouched.
     """
     path = Path(path)
     make_dirs(path.parent)
     if path.is_dir():
         raise VaelabError(f"cannot write {path}: it is a directory; remove it (or rename it) and try again")
+    if path.exists() and not path.is_file():  # a device, FIFO or socket: the rename would replace it
+        raise VaelabError(f"cannot write {path}: it is not a regular file (a device, FIFO or socket), which vaelab "
+                          "never replaces; write to a file path instead")
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)

@@ -67,13 +67,80 @@ else:  # PyYAML built without libyaml
     _FAST_LOADER = _StrictLoader
 
 
-def yaml_load(text: str) -> Any:
-    """Parse config YAML: safe (no objects), duplicate keys rejected, ``1e-3`` a number.
+MAX_YAML_DEPTH = 64
+"""Deepest nesting of mappings and lists a vaelab YAML file may have (configs need 3)."""
+MAX_YAML_BYTES = 16 * 1024 * 1024
+"""Largest YAML text vaelab reads (configs and sweep files are a few kilobytes)."""
+
+
+def _limit_structure(text: str) -> None:
+    """Refuse aliases (``*name``: a few lines can expand to billions of nodes), nesting deeper
+    than :data:`MAX_YAML_DEPTH` and texts over :data:`MAX_YAML_BYTES`, before anything is built.
 
     Raises:
-        yaml.YAMLError: invalid YAML or a duplicate key (with its line).
+        yaml.constructor.ConstructorError: with the reason and the line.
     """
+    if len(text) > MAX_YAML_BYTES:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"the file is {len(text) / 1e6:.0f} MB; vaelab YAML files are small (at most "
+            f"{MAX_YAML_BYTES // 2**20} MB)", None)
+    if getattr(yaml, "__with_libyaml__", False):
+        from yaml.cyaml import CParser
+
+        parser = CParser(text)
+    else:
+        parser = yaml.SafeLoader(text)  # the pure-Python reader, scanner and parser
+    depth = 0
+    try:
+        while True:
+            event = parser.get_event()
+            if event is None or isinstance(event, yaml.StreamEndEvent):
+                return
+            if isinstance(event, yaml.AliasEvent):
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"line {event.start_mark.line + 1}: YAML aliases (*{event.anchor}) are not allowed "
+                    "in vaelab files; write the value out", event.start_mark)
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > MAX_YAML_DEPTH:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"line {event.start_mark.line + 1}: nested more than {MAX_YAML_DEPTH} levels deep; "
+                        "a config needs three", event.start_mark)
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+    finally:
+        dispose = getattr(parser, "dispose", None)
+        if dispose is not None:
+            dispose()
+
+
+def yaml_load(text: str) -> Any:
+    """Parse config YAML: safe (no objects), duplicate keys rejected, ``1e-3`` a number, no
+    aliases, at most :data:`MAX_YAML_DEPTH` levels.
+
+    Raises:
+        yaml.YAMLError: invalid YAML, a duplicate key, an alias or too deep a nesting (with its
+            line).
+    """
+    _limit_structure(text)
     return yaml.load(text, Loader=_FAST_LOADER)  # noqa: S506 - a SafeLoader subclass
+
+
+class _StrictDumper(yaml.SafeDumper):
+    """YAML's safe dumper quoting every string that :func:`yaml_load` would read back as
+    something else (``1e5``, ``3E5``): a run named ``1e5`` stays the string ``1e5``."""
+
+
+_StrictDumper.yaml_implicit_resolvers = _StrictLoader.yaml_implicit_resolvers
+
+
+def yaml_dump(value: Any, **options) -> str:
+    """``yaml.safe_dump`` whose output :func:`yaml_load` reads back to the same values."""
+    return yaml.dump(value, Dumper=_StrictDumper, **options)
+
+
+INT64 = (-(2 ** 63), 2 ** 63 - 1)
+"""The range of every integer option (seeds, sizes): what torch and numpy can hold."""
 
 
 def config_field(default, help: str, *, choices: tuple | None = None, check=None, factory=None):
@@ -89,6 +156,15 @@ def config_field(default, help: str, *, choices: tuple | None = None, check=None
 
 def at_least(lo):
     return lambda v: None if v >= lo else f"must be >= {lo}"
+
+
+def between(lo, hi):
+    """A check that a number (or every number of a list) lies in ``[lo, hi]``: the upper bound
+    keeps a typo (an extra zero or three) from hanging the machine or exhausting its memory."""
+    def check(v):
+        values = v if isinstance(v, list) else [v]
+        return None if all(lo <= x <= hi for x in values) else f"must be between {lo:,} and {hi:,}"
+    return check
 
 
 def positive(v):
@@ -172,8 +248,15 @@ def build_section(cls, values: Any, prefix: str, problems: list[str]):
             kwargs[name] = build_section(kind, values[name], f"{prefix}{name}.", problems)
             continue
         ok, value = _coerce(values[name], kind)
-        if ok and any(isinstance(v, float) and not math.isfinite(v) for v in (value if isinstance(value, list) else [value])):
-            problems.append(f"{prefix}{name} must be a finite number, got {values[name]!r}")
+        items = value if isinstance(value, list) else [value]
+        if ok and any(isinstance(v, float) and not math.isfinite(v) for v in items):
+            problems.append(f"{prefix}{name} must be a finite number, got {_short(values[name])}")
+            continue
+        if ok and any(isinstance(v, int) and not isinstance(v, bool) and not INT64[0] <= v <= INT64[1] for v in items):
+            problems.append(f"{prefix}{name} must be an integer between -2^63 and 2^63 - 1, got {_short(values[name])}")
+            continue
+        if ok and any(isinstance(v, str) and _bad_text(v) for v in items):
+            problems.append(f"{prefix}{name} {_bad_text(next(v for v in items if isinstance(v, str) and _bad_text(v)))}")
             continue
         if not ok:
             problems.append(f"{prefix}{name} must be {_type_name(kind)}, got {values[name]!r}")
@@ -192,6 +275,22 @@ def build_section(cls, values: Any, prefix: str, problems: list[str]):
                 continue
         kwargs[name] = value
     return cls(**kwargs)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 5] + "...'" + f" ({len(text)} characters)"
+
+
+def _bad_text(text: str) -> str | None:
+    """Why a string cannot be a config value (a path or a name), or None."""
+    if "\x00" in text:
+        return "contains a NUL byte; remove it"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid text (bytes that are not UTF-8); use UTF-8 characters"
+    return None
 
 
 def _coerce(value: Any, kind) -> tuple[bool, Any]:
@@ -226,7 +325,10 @@ def _coerce(value: Any, kind) -> tuple[bool, Any]:
         if isinstance(value, bool):
             return False, value
         if isinstance(value, (int, float)):
-            return True, float(value)
+            try:
+                return True, float(value)
+            except OverflowError:  # an integer beyond any float: not finite
+                return True, math.inf
         return False, value
     if kind is str:
         return isinstance(value, str), value

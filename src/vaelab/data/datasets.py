@@ -149,10 +149,11 @@ def dataset_spec(config: DataConfig) -> DatasetSpec:
         return get_spec(config.dataset)
     path = Path(config.dataset).expanduser().resolve()
     stat = path.stat() if path.exists() else None
-    key = (str(path), stat and stat.st_mtime_ns, stat and stat.st_size, tuple(config.image_size or ()))
+    key = (str(path), stat and stat.st_mtime_ns, stat and stat.st_size, tuple(config.image_size or ()),
+           config.max_classes, config.max_gigabytes)
     if key not in _USER_SPECS or path.is_dir():  # a folder's mtime misses changes inside it
         _USER_SPECS.clear()  # keep one: the arrays can be large
-        _USER_SPECS[key] = user_spec(path, config.image_size)
+        _USER_SPECS[key] = user_spec(path, config.image_size, config.max_classes, config.max_gigabytes)
     return _USER_SPECS[key]
 
 

@@ -58,13 +58,22 @@ def is_user_dataset(name: str) -> bool:
             or name.startswith((".", "~")) or Path(name).is_dir())
 
 
-def user_spec(path: str | os.PathLike, image_size: list[int] | None = None) -> DatasetSpec:
+MAX_CLASSES = 10000
+"""Default of ``data.max_classes``."""
+MAX_GIGABYTES = 16.0
+"""Default of ``data.max_gigabytes``."""
+
+
+def user_spec(path: str | os.PathLike, image_size: list[int] | None = None, max_classes: int = MAX_CLASSES,
+              max_gigabytes: float = MAX_GIGABYTES) -> DatasetSpec:
     """Read and check the file or folder at ``path``; return its spec, whose reader hands back
-    the arrays already read.
+    the arrays already read. ``max_classes`` and ``max_gigabytes`` bound the labels and the
+    decompressed size of the arrays (``data.max_classes``, ``data.max_gigabytes``).
 
     Raises:
-        DataError: the path does not exist, has an unknown suffix, or its content is invalid
-            (see the module docstring).
+        DataError: the path does not exist or is not a regular file or folder (a FIFO, a
+            device), has an unknown suffix, or its content is invalid or too large (see the
+            module docstring).
     """
     path = Path(path).expanduser()
     if not path.exists():
@@ -73,40 +82,86 @@ def user_spec(path: str | os.PathLike, image_size: list[int] | None = None) -> D
     if path.is_dir():
         splits, classes, digest = read_image_folder(path, image_size)
     else:
+        if not path.is_file():
+            raise DataError(f"dataset {path} is not a regular file (a FIFO, device or socket); save the arrays "
+                            "to a .npz, .pt or .safetensors file and pass that")
         if image_size is not None:
             raise DataError(f"data.image_size resizes the images of an image folder, not of {path.name}; "
                             f"resize the arrays before saving them, or drop {option('data.image_size')}")
-        arrays, digest = read_array_file(path)
-        splits, classes = arrays_to_splits(arrays, path.name)
+        arrays, digest = read_array_file(path, max_gigabytes)
+        splits, classes = arrays_to_splits(arrays, path.name, max_classes)
     return DatasetSpec(name=path.name, files={}, image_shape=tuple(splits.train.images.shape[1:]),
                        classes=classes, citation=f"your data: {path.resolve()}",
                        reader=lambda spec, fetch, config: splits,
                        source=str(path.resolve()), sha256=digest)
 
 
-def read_array_file(path: Path) -> tuple[dict[str, np.ndarray], str]:
+def _too_large(path: Path, nbytes: float, max_gigabytes: float) -> DataError:
+    return DataError(f"{path} holds {nbytes / 1e9:.1f} GB of arrays once read, more than data.max_gigabytes = "
+                     f"{max_gigabytes:g}; use a smaller file, or raise {option('data.max_gigabytes', 64)} if the "
+                     "machine has the memory")
+
+
+def _tensor_to_numpy(value, key: str, path: Path) -> np.ndarray:
+    """A torch tensor of any layout and dtype vaelab can use as numpy: sparse made dense,
+    quantized dequantized, bfloat16/float16/float8 as float32.
+
+    Raises:
+        DataError: a tensor without data (meta) or of a complex dtype.
+    """
+    import torch
+
+    if value.is_meta:
+        raise DataError(f"{path}: {key} is a meta tensor, which holds no data; save the tensor itself "
+                        "(e.g. after .to('cpu'))")
+    if value.layout != torch.strided:
+        value = value.to_dense()
+    if value.is_quantized:
+        value = value.dequantize()
+    if value.is_complex():
+        raise DataError(f"{path}: {key} is complex ({value.dtype}); images are real numbers")
+    if value.is_floating_point() and value.dtype not in (torch.float32, torch.float64):
+        value = value.float()  # bfloat16, float16 and float8 have no numpy dtype
+    return value.detach().cpu().numpy()
+
+
+def read_array_file(path: Path, max_gigabytes: float = MAX_GIGABYTES) -> tuple[dict[str, np.ndarray], str]:
     """The arrays of a ``.npz``, ``.pt`` or ``.safetensors`` file, as numpy, and the file's
     sha256 (hex).
 
     Raises:
-        DataError: an unknown suffix, or a file that cannot be read without running code.
+        DataError: an unknown suffix, a damaged file, arrays larger than ``max_gigabytes`` once
+            read (checked before they are allocated), or a file that cannot be read without
+            running code.
     """
+    limit = max_gigabytes * 1e9
+    size = path.stat().st_size
+    if size > limit:
+        raise _too_large(path, size, max_gigabytes)
     data = path.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
     suffix = path.suffix.lower()
     if suffix == ".npz":
+        import zipfile
+        import zlib
+
         if not data.startswith(b"PK"):
             raise DataError(f"{path} is not a readable .npz file (not a zip archive); write it with np.savez")
         try:
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:  # the sizes are in the directory: nothing decompressed
+                unpacked = sum(info.file_size for info in archive.infolist())
+            if unpacked > limit:
+                raise _too_large(path, unpacked, max_gigabytes)
             with np.load(io.BytesIO(data), allow_pickle=False) as npz:
                 arrays = {k: npz[k] for k in npz.files}
         except ValueError as exc:
-            if "pickle" in str(exc):
+            if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
                 raise DataError(f"{path} holds object arrays (pickled); save plain numeric arrays with "
                                 "np.savez(path, x_train=..., x_test=...)") from None
             raise DataError(f"{path} is not a readable .npz file ({exc}); write it with np.savez") from None
-        except (OSError, EOFError) as exc:
-            raise DataError(f"{path} is not a readable .npz file ({exc}); write it with np.savez") from None
+        except (OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError) as exc:
+            raise DataError(f"{path} is not a readable .npz file, it is truncated or damaged ({exc}); write it "
+                            "again with np.savez") from None
     elif suffix == ".pt":
         import pickle
 
@@ -121,16 +176,20 @@ def read_array_file(path: Path) -> tuple[dict[str, np.ndarray], str]:
         if not isinstance(loaded, Mapping) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
             raise DataError(f"{path} must hold a dict of tensors ({', '.join(KEYS[:2])}, optional "
                             f"{', '.join(KEYS[2:])}), found {type(loaded).__name__}")
-        arrays = {str(k): v.detach().cpu().numpy() for k, v in loaded.items()}
+        nbytes = sum(v.numel() * 4 for v in loaded.values() if not v.is_meta)  # at most float32 per element
+        if nbytes > limit:
+            raise _too_large(path, nbytes, max_gigabytes)
+        arrays = {str(k): _tensor_to_numpy(v, str(k), path) for k, v in loaded.items()}
     elif suffix == ".safetensors":
         from safetensors import SafetensorError
-        from safetensors.numpy import load as load_safetensors
+        from safetensors.torch import load as load_safetensors
 
         try:
-            arrays = load_safetensors(data)
-        except (SafetensorError, ValueError, OSError) as exc:
+            loaded = load_safetensors(data)  # torch, not numpy: bfloat16 has no numpy dtype
+        except (SafetensorError, ValueError, OSError, RuntimeError) as exc:
             raise DataError(f"{path} is not a readable .safetensors file ({exc}); write it with "
                             "safetensors.numpy.save_file") from None
+        arrays = {str(k): _tensor_to_numpy(v, str(k), path) for k, v in loaded.items()}
     else:
         raise DataError(f"{path}: unknown data file type {path.suffix!r}; use .npz, .pt or .safetensors, "
                         "or a folder of images")
@@ -198,7 +257,7 @@ def check_range(images: np.ndarray, name: str, source: str) -> np.ndarray:
     raise DataError(f"{source}: {name} has dtype {images.dtype}; give uint8 gray levels 0..255 or floats in [0, 1]")
 
 
-def check_labels(labels: np.ndarray, n: int, name: str, source: str) -> np.ndarray:
+def check_labels(labels: np.ndarray, n: int, name: str, source: str, max_classes: int = MAX_CLASSES) -> np.ndarray:
     """``(N,)`` integers >= 0 (floats with integral values allowed) as int64.
 
     Raises:
@@ -214,10 +273,15 @@ def check_labels(labels: np.ndarray, n: int, name: str, source: str) -> np.ndarr
         raise DataError(f"{source}: {name} has dtype {labels.dtype}; labels are integers 0..classes-1")
     if labels.size and labels.min() < 0:
         raise DataError(f"{source}: {name} has a negative label ({labels.min()}); labels are integers 0..classes-1")
+    if labels.size and labels.max() >= max_classes:  # before any cast: a uint64 near 2^64 must not wrap
+        raise DataError(f"{source}: {name} has the label {labels.max()}, so {labels.max()} + 1 classes, more than "
+                        f"data.max_classes = {max_classes}; number the classes 0..classes-1, or raise "
+                        f"{option('data.max_classes', int(labels.max()) + 1)}")
     return labels.astype(np.int64)
 
 
-def arrays_to_splits(arrays: Mapping[str, Any], source: str) -> tuple[Splits, tuple[str, ...]]:
+def arrays_to_splits(arrays: Mapping[str, Any], source: str, max_classes: int = MAX_CLASSES
+                     ) -> tuple[Splits, tuple[str, ...]]:
     """Check ``{x_train, x_test[, y_train, y_test]}`` (numpy arrays or tensors) and return the
     raw splits and the class names (``"0"``.. for labels, ``("none",)`` when unlabelled).
 
@@ -229,7 +293,7 @@ def arrays_to_splits(arrays: Mapping[str, Any], source: str) -> tuple[Splits, tu
     x = {}
     for key in KEYS[:2]:
         value = arrays[key]
-        value = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+        value = _tensor_to_numpy(value, key, Path(source)) if hasattr(value, "detach") else np.asarray(value)
         x[key] = check_range(to_nchw(value, key, source), key, source)
     if x["x_train"].shape[1:] != x["x_test"].shape[1:]:
         raise DataError(f"{source}: x_train images are {x['x_train'].shape[1:]} (C, H, W) but x_test images are "
@@ -240,8 +304,8 @@ def arrays_to_splits(arrays: Mapping[str, Any], source: str) -> tuple[Splits, tu
         y = {}
         for key, images in (("y_train", "x_train"), ("y_test", "x_test")):
             value = arrays[key]
-            value = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
-            y[key] = check_labels(value, len(x[images]), key, source)
+            value = _tensor_to_numpy(value, key, Path(source)) if hasattr(value, "detach") else np.asarray(value)
+            y[key] = check_labels(value, len(x[images]), key, source, max_classes)
         n_classes = int(max(y["y_train"].max(), y["y_test"].max())) + 1
         classes = tuple(str(i) for i in range(n_classes))
     else:
@@ -297,6 +361,9 @@ def read_image_folder(root: Path, image_size: list[int] | None = None) -> tuple[
                 data = path.read_bytes()
                 image = Image.open(io.BytesIO(data))
                 image.load()
+            except Image.DecompressionBombError:
+                raise DataError(f"image {path} has more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels, Pillow's limit "
+                                "against decompression bombs; shrink it or remove it") from None
             except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
                 raise DataError(f"cannot read image {path} ({exc}); replace or remove it") from None
             digest.update(str(path.relative_to(root)).encode() + b"\0" + hashlib.sha256(data).digest())

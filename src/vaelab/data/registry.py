@@ -190,6 +190,24 @@ def search_dirs(spec: DatasetSpec, data_dir: str | os.PathLike | None) -> list[t
     return dirs
 
 
+def local_folder(spec: DatasetSpec, data_dir: str | os.PathLike | None = None) -> Path | None:
+    """Where every file of ``spec`` is found on this machine (the first searched folder that
+    holds them all: ``data_dir``, ``$VAELAB_DATA_DIR``, the cache, system folders), or None.
+    Only file names are looked at (nothing is read or verified); a generated or bundled dataset
+    (no files) is its own: None."""
+    if not spec.files:
+        return None
+    try:
+        dirs = search_dirs(spec, data_dir)
+    except DataError:
+        dirs = [("cache", cache_dir() / "datasets")]
+    for _, directory in dirs:
+        found = [next((c for c in _candidates(directory, spec, f) if c.is_file()), None) for f in spec.files.values()]
+        if all(found):
+            return found[0].parent
+    return None
+
+
 def _candidates(directory: Path, spec: DatasetSpec, file: DataFile) -> list[Path]:
     if not file.gunzip:
         names = [file.name]

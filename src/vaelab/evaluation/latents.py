@@ -101,20 +101,31 @@ def probe_accuracy(train_means: torch.Tensor, train_labels: torch.Tensor, test_m
 
 
 def posterior_collapse(model: VAE, images: torch.Tensor, latent_dim: int, batch_size: int = 1000,
-                       labels: torch.Tensor | None = None) -> str | None:
+                       labels: torch.Tensor | None = None, config=None) -> str | None:
     """A warning when no latent dimension is active (Burda et al. 2016's active units: the
     posterior means over the first 2000 ``images`` vary by more than :data:`ACTIVE_THRESHOLD`):
-    the decoder ignores z and every reconstruction is the same. None when some are active."""
+    the decoder ignores z and every reconstruction is the same. None when some are active. With
+    the run's ``config`` the remedies it suggests are only those the run does not use yet."""
     labels = labels[:2000] if labels is not None else None  # a conditional VAE's q(z|x,y)
     means = posterior_summary(model, images[:2000], batch_size, labels=labels).means
     active, _ = active_units(means)
     if active:
         return None
+    o, m = (config.objective, config.model) if config is not None else (None, None)
+    remedies = []
+    if o is None or o.kl_schedule == "constant":
+        remedies.append(f"a KL warm-up ({option('objective.kl_schedule', 'linear')})")
+    if o is None or not o.free_bits:
+        remedies.append(f"free bits ({option('objective.free_bits', 0.5)})")
+    if m is None or (m.likelihood not in ("gaussian", "laplace", "logit_normal") or m.learn_scale == "none"):
+        remedies.append(f"a likelihood with a learned scale ({option('model.likelihood', 'gaussian')} "
+                        f"{option('model.learn_scale', 'scalar')})")
+    remedies.append("more epochs")
     return (f"posterior collapse: none of the {latent_dim} latent dimensions is active (the "
             f"posterior means vary by less than {ACTIVE_THRESHOLD} across examples), so the model ignores z; "
-            f"try a KL warm-up ({option('objective.kl_schedule', 'linear')}), free bits "
-            f"({option('objective.free_bits', 0.5)}), a likelihood with a learned scale "
-            f"({option('model.likelihood', 'gaussian')} {option('model.learn_scale', 'scalar')}) or more epochs")
+            f"try {', '.join(remedies[:-1])} or {remedies[-1]}" if len(remedies) > 1 else
+            f"posterior collapse: none of the {latent_dim} latent dimensions is active (the posterior means vary "
+            f"by less than {ACTIVE_THRESHOLD} across examples), so the model ignores z; try more epochs")
 
 
 class PosteriorCollapseCheck(Callback):
@@ -125,7 +136,7 @@ class PosteriorCollapseCheck(Callback):
         if not trainer.state.history:
             return
         warning = posterior_collapse(trainer.eval_model, trainer.eval_images, trainer.config.model.latent_dim,
-                                     trainer.config.training.eval_batch_size, trainer.eval_labels)
+                                     trainer.config.training.eval_batch_size, trainer.eval_labels, trainer.config)
         if warning is not None:
             summary["warnings"] = [warning]
             print(f"warning: {warning}", file=sys.stderr)

@@ -76,7 +76,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
 
 from ..rundir import RunDir, RunRecord, read_run
 from ..schema import yaml_load

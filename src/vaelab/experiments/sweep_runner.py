@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Collection
 
-import yaml
 
 from ..config import Config
 from ..errors import ConfigError, VaelabError, option
 from ..io import atomic_write_text
+from ..schema import yaml_dump
 from ..rundir import RunDir
 from .sweep_spec import RunSpec, Sweep, load_sweep, read_summary
 
@@ -390,7 +390,7 @@ def run_sweep(sweep: Sweep | dict | str | Path, jobs: int | None = None, budget:
 def sweep_meta(sweep: Sweep, budget: str) -> str:
     """The text of a sweep directory's ``sweep.yaml``: the sweep file, its resolved run names,
     swept keys and budget."""
-    return yaml.safe_dump({**sweep.spec, "resolved_runs": [r.name for r in sweep.runs], "keys": sweep.keys,
+    return yaml_dump({**sweep.spec, "resolved_runs": [r.name for r in sweep.runs], "keys": sweep.keys,
                            "budget": budget}, sort_keys=False)
 
 

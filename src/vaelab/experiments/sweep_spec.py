@@ -99,6 +99,7 @@ def load_sweep(spec: dict[str, Any] | str | Path, budget: str = "quick", output_
     unknown = sorted(set(spec) - allowed)
     if unknown:
         raise ConfigError(f"unknown sweep keys {', '.join(unknown)} (valid: {', '.join(sorted(allowed))})")
+    _check_types(spec)
     base = spec.get("base") or {}
     if isinstance(base, str):
         path = Path(base) if source is None or Path(base).is_absolute() else source.parent / base
@@ -145,6 +146,42 @@ def load_sweep(spec: dict[str, Any] | str | Path, budget: str = "quick", output_
         raise ConfigError("two runs of the sweep get the same name; give variants distinct `name`s")
     keys = list(dict.fromkeys([k for v in variants for k in v] + list(grid)))
     return Sweep(name, directory, runs, keys, spec)
+
+
+def _check_types(spec: dict[str, Any]) -> None:
+    """The shape of each top-level key of a sweep file, checked before anything is built.
+
+    Raises:
+        ConfigError: a key of the wrong type, naming it and its expected form.
+    """
+    def text(key):
+        return key in spec and spec[key] is not None and not isinstance(spec[key], str)
+
+    for key in ("name", "output_dir", "description", "full_budget"):
+        if text(key):
+            raise ConfigError(f"sweep {key} must be a string, got {spec[key]!r}")
+    if "base" in spec and spec["base"] is not None and not isinstance(spec["base"], (dict, str)):
+        raise ConfigError(f"sweep base must be a config mapping or the path of a config file, got {spec['base']!r}")
+    grid = spec.get("grid")
+    if grid is not None and (not isinstance(grid, dict) or not all(isinstance(k, str) for k in grid)):
+        raise ConfigError("sweep grid must map dotted config keys (text) to lists of values, e.g. "
+                          "grid: {model.latent_dim: [2, 20]}")
+    variants = spec.get("variants")
+    if variants is not None and (not isinstance(variants, list) or not all(
+            isinstance(v, dict) and all(isinstance(k, str) for k in v) for v in variants)):
+        raise ConfigError("sweep variants must be a list of mappings of dotted config keys to values, e.g. "
+                          "variants: [{name: cnn, model.network: conv3}]")
+    for variant in variants or []:
+        if "name" in variant and not isinstance(variant["name"], (str, int, float)):
+            raise ConfigError(f"a sweep variant's name must be text, got {variant['name']!r}")
+    budgets = spec.get("budgets")
+    if budgets is not None and (not isinstance(budgets, dict) or not all(
+            isinstance(k, str) and (v is None or isinstance(v, dict)) for k, v in budgets.items())):
+        raise ConfigError("sweep budgets must map budget names to mappings of dotted config keys, e.g. "
+                          "budgets: {quick: {training.epochs: 3}, full: {}}")
+    for overrides in (budgets or {}).values():
+        if overrides and not all(isinstance(k, str) for k in overrides):
+            raise ConfigError("sweep budgets must map budget names to mappings of dotted config keys (text)")
 
 
 def seeds_for(spec: dict[str, Any], budget: str, default: int = 1) -> list[int]:

@@ -11,6 +11,7 @@ import csv
 import difflib
 import io
 import math
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -214,10 +215,15 @@ def comparison_figure(records: Sequence[RunRecord], labels: Sequence[str], metri
     colour = {g: (group_colours[i], styles[(i // 10) % 4]) for i, g in enumerate(groups)}
     rows = list(rows) if rows is not None else [""] * len(records)
     row_titles = list(dict.fromkeys(rows))
+    short = _short(keys)
+    longest = max((len(g) for g in groups), default=0)
+    below = longest > 28  # long labels: the legend goes under the panels, not beside them
     with styled():
         n = len(metrics)
         height = 4.2 if len(row_titles) == 1 else 3.4 * len(row_titles) + 0.8
-        fig = Figure(figsize=(4.2 * n + 2.2, height), layout="constrained")
+        if below:
+            height += 0.3 * (len(groups) // (2 if longest <= 60 else 1) + 1) + 0.4
+        fig = Figure(figsize=(max(4.6 * n, 8.0) + (0 if below else 2.2), height), layout="constrained")
         grid = fig.subplots(len(row_titles), n, squeeze=False)
         handles: dict[str, Any] = {}
         for r, (axes, row_title) in enumerate(zip(grid, row_titles)):
@@ -230,22 +236,26 @@ def comparison_figure(records: Sequence[RunRecord], labels: Sequence[str], metri
                                       marker="o", markersize=3)
                     handles.setdefault(label, line)
                 panel_title, ylabel = _describe(metric, records)
-                ax.set_title(panel_title if r == 0 else "")
+                ax.set_title(textwrap.fill(panel_title, 40) if r == 0 else "")
                 ax.set_xlabel("epoch")
                 ax.set_ylabel(f"{row_title}\n{ylabel}" if row_title and ax is axes[0] else ylabel)
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True))
                 if log_scale:
                     set_log_scale(ax)
-        short = _short(keys)
-        legend_title = legend_title or (", ".join(short[k] for k in keys) if keys else "run")
+        if legend_title is None:  # one key: the title names it and the entries give its values
+            legend_title = short[keys[0]] if len(keys) == 1 else None if keys else "run"
         shown = [g for g in groups if g in handles]
         entries = shown
-        if len(keys) == 1:  # the title names the key; entries give its values
+        if len(keys) == 1:
             entries = [g.split("=", 1)[1] if g.startswith(f"{short[keys[0]]}=") else g for g in shown]
-        fig.legend([handles[g] for g in shown], entries, loc="outside right upper", title=legend_title,
-                   frameon=False)
+        entries = [textwrap.fill(e, 90 if below else 40) for e in entries]
+        fig.legend([handles[g] for g in shown], entries, loc="outside lower center" if below else "outside right upper",
+                   title=legend_title, frameon=False, ncols=2 if below and longest <= 60 else 1)
         varied = f" differing in {', '.join(short[k] for k in keys)}" if keys else ""
-        fig.suptitle(title or f"{len(records)} runs{varied} ({', '.join(sorted({r.config.data.dataset for r in records}))})")
+        datasets = sorted({r.config.data.dataset for r in records})
+        warning = "; different datasets: their losses are not comparable" if len(datasets) > 1 else ""
+        fig.suptitle(title or textwrap.fill(f"{len(records)} runs{varied} ({', '.join(datasets)}){warning}",
+                                            int(14 * fig.get_figwidth())))
     return fig
 
 
@@ -333,6 +343,20 @@ class Comparison:
     @property
     def text(self) -> str:
         return format_table(self.table)
+
+    @property
+    def notes(self) -> list[str]:
+        """Warnings about what is compared: runs on different datasets, or of different
+        likelihoods (whose NLLs are densities of different families)."""
+        notes = []
+        datasets = sorted({r.config.data.dataset for r in self.records})
+        if len(datasets) > 1:
+            notes.append(f"these runs use different datasets ({', '.join(datasets)}): their losses are not comparable")
+        likelihoods = sorted({r.config.model.likelihood for r in self.records})
+        if len(likelihoods) > 1:
+            notes.append(f"these runs use different likelihoods ({', '.join(likelihoods)}): their NLLs are densities "
+                         "of different families, not comparable numbers")
+        return notes
 
 
 def load_comparison(run_dirs: Sequence[str | Path], metrics: Sequence[str] | None = None,

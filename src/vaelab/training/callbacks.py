@@ -407,10 +407,10 @@ def slow_epoch_hint(wall_seconds: float, cpu_seconds: float, threads: int) -> st
     share = cpu_seconds / (wall_seconds * threads)
     if share >= SLOW_SHARE:
         return None
+    advice = "stop them" + ("" if threads == 1 else f", or use {option('threads', 1)}")  # one thread: nothing to cut
     return (f"note: this epoch got {share:.0%} of the CPU time its {threads} thread(s) could use "
             f"({cpu_seconds:.1f} s of CPU in {wall_seconds:.1f} s), so it ran about {1 / max(share, 1e-3):.0f}x "
-            f"slower than on an idle machine: other processes share the cores; stop them, or use "
-            f"{option('threads', 1)}")
+            f"slower than on an idle machine: other processes share the cores; {advice}")
 
 
 def print_summary(summary: dict[str, Any]) -> None:

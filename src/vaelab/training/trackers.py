@@ -114,7 +114,13 @@ class MLflowTracker(Tracker):
         self.uri = config.training.mlflow_uri or default_mlflow_uri(config)
         if self.uri.startswith("sqlite:///"):
             Path(self.uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-        self.client = MlflowClient(tracking_uri=self.uri)
+        if self.uri.startswith(("http://", "https://")):
+            _check_server(self.uri)  # MLflow would retry an unreachable server for minutes
+        try:
+            self.client = MlflowClient(tracking_uri=self.uri)
+            self.client.search_experiments(max_results=1)  # opens the store now: a bad URI fails here, in one line
+        except Exception as exc:  # noqa: BLE001 - MLflow's and its store's errors (SQLAlchemy, HTTP)
+            raise _mlflow_error(self.uri, exc, "cannot open its store") from None
         self.run_id = (previous or {}).get("run_id")
         self.experiment_id = None
 
@@ -132,6 +138,12 @@ class MLflowTracker(Tracker):
             return self.client.get_experiment_by_name(name).experiment_id
 
     def on_train_start(self, config: Config, run_dir: Path, resumed: bool) -> None:
+        try:
+            self._start(config, run_dir)
+        except Exception as exc:  # noqa: BLE001 - MLflow's and its store's errors (SQLAlchemy, HTTP) in one line
+            raise _mlflow_error(self.uri, exc, "cannot start the run") from None
+
+    def _start(self, config: Config, run_dir: Path) -> None:
         from mlflow.entities import Param
 
         self.experiment_id = self._experiment(config)
@@ -171,6 +183,33 @@ class MLflowTracker(Tracker):
 
     def state(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "tracking_uri": self.uri}
+
+
+def _mlflow_error(uri: str, exc: Exception, what: str):
+    """A one-line VaelabError for an error MLflow (or its store) raised at ``uri``."""
+    from ..errors import VaelabError
+
+    first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+    return VaelabError(f"MLflow at {uri} {what} ({type(exc).__name__}: {first}); check --mlflow-uri (a "
+                       "sqlite:///FILE.db path, or the http:// address of a tracking server), or leave mlflow out of "
+                       "--logger")
+
+
+def _check_server(uri: str, timeout: float = 10.0) -> None:
+    """Raise VaelabError unless a TCP connection to the host of ``uri`` opens within ``timeout`` s."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from ..errors import VaelabError
+
+    parts = urlsplit(uri)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname or "", port), timeout=timeout).close()
+    except OSError as exc:
+        raise VaelabError(f"cannot reach the MLflow tracking server at {uri} within {timeout:.0f} s "
+                          f"({exc.strerror or exc}); start it (`mlflow server`), fix --mlflow-uri, or leave mlflow out "
+                          "of --logger") from None
 
 
 def mlflow_parent_run(config: Config, client=None, experiment_id: str | None = None) -> str:
@@ -254,6 +293,8 @@ class Trackers:
                 previous = json.loads(path.read_text())
             except ValueError:
                 previous = {}
+            if not isinstance(previous, dict) or not all(isinstance(v, dict) for v in previous.values()):
+                previous = {}  # damaged: the trackers start new runs
         classes = {"mlflow": MLflowTracker, "wandb": WandbTracker}
         self.items: list[Tracker] = [classes[n](config, previous.get(n)) for n in names if n in classes]
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors.torch import save as save_safetensors
 
 from .. import __version__
@@ -23,6 +24,7 @@ from ..errors import CheckpointError, option
 from ..io import atomic_write_bytes, atomic_write_text
 from ..models import VAE, build_model
 from ..rundir import RunDir
+from .checkpoint import FORMAT as CHECKPOINT_FORMAT
 from .checkpoint import checkpoint_config, read_checkpoint, read_safetensors
 
 FORMAT = "vaelab-weights-1"
@@ -54,6 +56,11 @@ def export_weights(run_dir: str | Path, output: str | Path, which: str = "last")
     checkpoint = read_checkpoint(RunDir(run_dir).checkpoint(which))
     tensors = {name: (value.float() if value.is_floating_point() else value).contiguous()
                for name, value in checkpoint.eval_state().items()}
+    bad = [name for name, value in tensors.items() if value.is_floating_point() and not torch.isfinite(value).all()]
+    if bad:
+        raise CheckpointError(f"{run_dir}: the {which} checkpoint's weights are not finite ({bad[0]}"
+                              + (f" and {len(bad) - 1} more" if len(bad) > 1 else "") + "); nothing was exported: "
+                              "export another checkpoint (--checkpoint best) or retrain")
     config = checkpoint_config(checkpoint)
     stored = {k: v for k, v in checkpoint.config.items() if k.startswith("_")}  # _image_shape, _num_classes
     metadata = {
@@ -79,7 +86,17 @@ def load_weights(path: str | Path, config: Config | str | Path | None = None) ->
     if not path.is_file():
         raise CheckpointError(f"weights file {path} does not exist; check the path")
     metadata, tensors = read_safetensors(path, "safetensors file ({exc})")
-    stored = json.loads(metadata["config"]) if "config" in metadata else {}
+    if metadata.get("format") == CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is a training checkpoint, not a weights file; pass its run directory "
+                              f"({path.parent.parent}), or export the weights first: `vaelab export-weights "
+                              f"{path.parent.parent} -o FILE.safetensors`")
+    try:
+        stored = json.loads(metadata["config"]) if "config" in metadata else {}
+    except ValueError:
+        stored = None
+    if not isinstance(stored, dict):
+        raise CheckpointError(f"{path}: the config in its metadata is not a JSON mapping; pass the model's config "
+                              "with --config FILE.yaml, or export the weights again")
     if isinstance(config, (str, Path)):
         config = load_config(config)
     if config is None:
