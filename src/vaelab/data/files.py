@@ -97,7 +97,8 @@ def user_spec(path: str | os.PathLike, image_size: list[int] | None = None, max_
 
 
 def _too_large(path: Path, nbytes: float, max_gigabytes: float) -> DataError:
-    return DataError(f"{path} holds {nbytes / 1e9:.1f} GB of arrays once read, more than data.max_gigabytes = "
+    size = f"{nbytes / 1e9:.1f} GB" if nbytes >= 1e8 else f"{nbytes / 1e3:,.0f} kB"
+    return DataError(f"{path} holds {size} of arrays once read, more than data.max_gigabytes = "
                      f"{max_gigabytes:g}; use a smaller file, or raise {option('data.max_gigabytes', 64)} if the "
                      "machine has the memory")
 
