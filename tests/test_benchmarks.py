@@ -26,15 +26,81 @@ def test_quick_benchmarks_run_and_write_results(real_data_dir, tmp_path):
     assert {"plain in-memory loop", "stripped eager loop"} <= set(result["results"][0]["seconds"])
 
 
-def test_gpu_check_without_cuda_says_so_and_exits_2():
+def gpu_check(*args, timeout=240):
+    """``bash benchmarks/gpu_check.sh ARGS``: the process and its JSON (``--output`` in ``args``)."""
+    proc = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_check.sh"), *args], cwd=REPO,
+                          env={**os.environ, "PYTHON": sys.executable}, capture_output=True, text=True,
+                          timeout=timeout)
+    output = Path(args[args.index("--output") + 1])
+    return proc, json.loads(output.read_text())
+
+
+def test_gpu_check_without_cuda_says_so_exits_2_and_writes_its_json(tmp_path):
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is present: benchmarks/gpu_check.sh would run the whole check")
-    proc = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_check.sh")], cwd=REPO,
-                          env={**os.environ, "PYTHON": sys.executable}, capture_output=True, text=True, timeout=120)
+    proc, result = gpu_check("--output", str(tmp_path / "check.json"), "--stages", "environment,train-fp32")
     assert proc.returncode == 2
     assert proc.stderr.startswith("gpu_check: no CUDA device here (torch ") and proc.stderr.count("\n") == 1
+    assert result["stages"]["environment"]["status"] == "failed"
+    assert result["stages"]["environment"]["error"].startswith("RuntimeError: no CUDA device here")
+    assert result["stages"]["train-fp32"] == {"status": "skipped", "reason": "the environment stage did not pass"}
+
+
+def processes_naming(text: str) -> list[str]:
+    """Command lines of live processes that contain ``text``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if text in cmdline and state != "Z" and entry.name != str(os.getpid()):
+            found.append(cmdline)
+    return found
+
+
+def test_the_gpu_check_smoke_run_runs_every_stage_on_the_cpu(tmp_path):
+    before = (REPO / "benchmarks" / "results" / "quick" / "gpu_check.json").stat().st_mtime_ns \
+        if (REPO / "benchmarks" / "results" / "quick" / "gpu_check.json").exists() else None
+    proc, result = gpu_check("--device", "cpu", "--quick", "--output", str(tmp_path / "quick.json"))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    stages = result["stages"]
+    assert {name: r["status"] for name, r in stages.items()} == dict.fromkeys(stages, "run"), proc.stdout
+    assert all(r["seconds"] <= r["limit_seconds"] for r in stages.values())
+    assert {"torch", "numpy", "safetensors", "pyyaml"} <= set(stages["environment"]["result"]["dependencies"])
+    for name in ("train-fp32", "train-bf16", "train-fp16", "conv", "recipe-burda-vae", "recipe-best-1h"):
+        # one read per sync_every_steps (50) and at the end of each 2-step epoch: the end
+        assert stages[name]["result"]["host_syncs_per_step"] <= 0.5, name
+    assert stages["ddp"]["result"]["world_size"] == 2 and stages["ddp"]["result"]["backend"] == "gloo"
+    assert all(1 <= stages[f"compile-{p}"]["result"]["graphs"] <= 4 for p in ("fp32", "bf16"))
+    assert stages["resume"]["result"]["exact"] is True
+    assert stages["evaluate"]["result"]["nll"] > 0 and stages["evaluate"]["result"]["k"] == 20
+    after = (REPO / "benchmarks" / "results" / "quick" / "gpu_check.json").stat().st_mtime_ns \
+        if (REPO / "benchmarks" / "results" / "quick" / "gpu_check.json").exists() else None
+    assert after == before  # nothing written into the checkout
+    assert processes_naming("vaelab-gpu-check-") == []
+
+
+def test_a_failing_or_hanging_gpu_check_stage_is_recorded_and_leaves_no_process(tmp_path):
+    proc, result = gpu_check("--device", "cpu", "--quick", "--output", str(tmp_path / "faults.json"),
+                             "--stages", "environment,train-fp32,train-bf16,evaluate",
+                             "--inject-fault", "train-fp32=hang", "--time-limit", "train-fp32=4",
+                             "--inject-fault", "train-bf16=raise")
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    stages = result["stages"]
+    hung, raised = stages["train-fp32"], stages["train-bf16"]
+    assert hung["status"] == "failed" and hung["error"].startswith("timed out after 4 s")
+    assert raised["status"] == "failed" and raised["error"] == "RuntimeError: a fault injected into train-bf16"
+    assert stages["evaluate"] == {"status": "skipped", "reason": "it uses the run of train-fp32, which did not finish"}
+    assert stages["train-fp16"] == {"status": "skipped", "reason": "not among --stages"}
+    # the hung stage had started a process in a session of its own (as torchrun's workers are)
+    sleeper = int(hung["log_tail"][0].split()[-1])
+    assert not Path(f"/proc/{sleeper}").exists() or (Path(f"/proc/{sleeper}/stat").read_text()
+                                                     .rsplit(")", 1)[1].split()[0] == "Z")
+    assert processes_naming("vaelab-gpu-check-") == []
 
 
 def test_burda_smoke_runs_a_recipe_end_to_end_on_tiny_data(tiny_data, tmp_path):
@@ -82,16 +148,3 @@ def test_the_benchmark_recipes_train_the_papers_model_within_the_hour(name):
         assert checkpoint_to_evaluate(config) == "best"
     if name == "burda-vae":
         assert config.objective.bound == "elbo" and config.objective.n_samples == 1
-
-
-def test_gpu_check_runs_its_configurations_on_the_cpu_in_a_smoke_run(tiny_data, monkeypatch):
-    from benchmarks import gpu_check
-
-    root, _ = tiny_data
-    monkeypatch.setattr(gpu_check, "CONFIGURATIONS", [("fp32", False), ("bf16", False)])  # no CPU compile
-    assert gpu_check.main(["--device", "cpu", "--epochs", "1", "--k", "3", "--quick", "--dataset", "tiny-mnist",
-                           "--data-dir", str(root), "--batch-size", "16"]) == 0
-    result = json.loads((REPO / "benchmarks" / "results" / "quick" / "gpu_check.json").read_text())
-    assert [(r["precision"], r["compile"]) for r in result["runs"]] == [("fp32", False), ("bf16", False)]
-    assert all(r["test_neg_elbo"] > 0 and r["is_nll_k3"] > 0 for r in result["runs"])
-    assert result["skipped"] == ["2-rank DDP: 0 GPU(s) here, it needs 2"]

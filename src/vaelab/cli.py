@@ -331,7 +331,7 @@ def _add_figure_commands(commands) -> None:
     sample.add_argument("--sampler", choices=("prior", "gmm"), default="prior",
                         help="prior: z ~ p(z); gmm: z from a full-covariance Gaussian mixture fitted to the "
                              "posterior means of the training split (default: prior)")
-    sample.add_argument("--n", type=int, default=64, help="number of samples (default: 64)")
+    sample.add_argument("--n", type=int, default=64, help="number of samples, at most 10,000 (default: 64)")
     sample.add_argument("--gmm-components", type=int, default=10, metavar="K",
                         help="sampler gmm: mixture components (default: 10, as Ghosh et al. 2020)")
     sample.add_argument("--seed", type=int, default=0, help="seed of the draws and of the GMM fit (default: 0)")
@@ -345,6 +345,12 @@ def _add_figure_commands(commands) -> None:
 
 def _cmd_sample(args: argparse.Namespace) -> int:
     from .plots.samples import sample_run
+
+    if not 1 <= args.n <= 10_000:
+        raise VaelabError(f"--n must be between 1 and 10,000 samples, got {args.n}; for more, run it again with "
+                          "another --seed")
+    if not 1 <= args.gmm_components <= 1000:
+        raise VaelabError(f"--gmm-components must be between 1 and 1,000, got {args.gmm_components}")
 
     result = sample_run(args.run_dir, args.sampler, args.n, seed=args.seed, which=args.checkpoint, npy=args.npy,
                         output=args.output, components=args.gmm_components, data_dir=args.data_dir,
@@ -377,6 +383,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     output_dir = args.output_dir if args.output_dir is not None else _runs_parent(args.run_dirs) / "comparison"
     comparison = compare_runs(args.run_dirs, args.metric, args.label, output_dir, args.log_scale)
     print(comparison.text, end="")
+    for note in comparison.notes:
+        print(f"note: {note}", file=sys.stderr)
     for path in comparison.files:
         print(f"wrote {path}")
     return 0
@@ -612,11 +620,15 @@ def _cmd_classifier_train(args: argparse.Namespace) -> int:
 
 def _cmd_datasets(args: argparse.Namespace) -> int:
     from .data import dataset_names, get_spec
+    from .data.registry import local_folder
 
     for name in dataset_names():
         spec = get_spec(name)
         c, h, w = spec.image_shape
-        print(f"{name:16s} {h}x{w}x{c}  {len(spec.classes)} classes  {spec.citation}")
+        folder = local_folder(spec)
+        where = ("built in" if not spec.files else f"here: {folder}" if folder is not None
+                 else f"not here: `vaelab download {name}`")
+        print(f"{name:16s} {h}x{w}x{c}  {len(spec.classes)} classes  [{where}]  {spec.citation}")
     return 0
 
 
@@ -671,6 +683,15 @@ def main(argv: list[str] | None = None) -> int:
     except MemoryError:
         print("vaelab: error: out of memory; use a smaller model, batch (--batch-size) or --eval-batch-size",
               file=sys.stderr)
+        return 2
+    except RuntimeError as exc:  # torch.OutOfMemoryError (a GPU's) is a RuntimeError, not a MemoryError
+        import torch
+
+        if not isinstance(exc, torch.OutOfMemoryError):
+            raise
+        from .runtime import out_of_memory_message
+
+        print(f"vaelab: error: {out_of_memory_message(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("vaelab: interrupted; continue a run with `vaelab train --resume RUN_DIR`", file=sys.stderr)

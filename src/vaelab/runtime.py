@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 
@@ -15,7 +17,8 @@ def resolve_device(name: str) -> torch.device:
     """``auto`` -> CUDA when available, else CPU; otherwise the named device.
 
     Raises:
-        ConfigError: the name is not a device, or names CUDA on a machine without it.
+        ConfigError: the name is not a device, names CUDA on a machine without it, or names a
+            GPU number ``cuda:N`` the machine does not have.
     """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -25,7 +28,29 @@ def resolve_device(name: str) -> torch.device:
         raise ConfigError(f"training.device {name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"training.device is {name!r} but no CUDA device is available; use {option('training.device', 'cpu')}")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise ConfigError(f"training.device is {name!r} but this machine has {count} CUDA device(s), "
+                          f"cuda:0 to cuda:{count - 1}; use one of them, or {option('training.device', 'cuda')}")
     return device
+
+
+def out_of_memory_message(exc: BaseException) -> str:
+    """One line for a ``torch.OutOfMemoryError`` (CUDA's allocator, whose message runs over
+    several sentences and advice on its settings): how much was asked for, on which GPU, and how
+    much was free, when the message says so; then what to make smaller."""
+    text = str(exc)
+    asked = re.search(r"Tried to allocate ([\d.]+ [KMGT]?i?B)", text)
+    gpu = re.search(r"GPU (\d+) has a total capacity of ([\d.]+ [KMGT]?i?B) of which ([\d.]+ [KMGT]?i?B) is free", text)
+    what = "out of GPU memory"
+    if asked:
+        what += f": {asked.group(1)} asked for"
+        if gpu:
+            what += f" on GPU {gpu.group(1)}, {gpu.group(3)} free of {gpu.group(2)}"
+    elif text.strip():
+        what += f" ({text.strip().splitlines()[0][:160]})"
+    return (f"{what}; use a smaller model, batch (--batch-size), --eval-batch-size, or for evaluate a smaller "
+            "--chunk-size; another process on the GPU (nvidia-smi lists them) may hold the rest")
 
 
 def available_memory(device: torch.device) -> int | None:
@@ -43,6 +68,45 @@ def available_memory(device: torch.device) -> int | None:
     except (OSError, ValueError, IndexError):
         pass
     return None
+
+
+@contextlib.contextmanager
+def device_memory_lock(device: torch.device, timeout: float = 120.0) -> Iterator[None]:
+    """On CUDA, hold an inter-process lock of ``device``'s GPU for the block: a file lock in the
+    temporary directory named after the GPU's UUID (the same GPU whatever
+    ``CUDA_VISIBLE_DEVICES`` calls it). Processes that check their memory needs and reserve
+    them inside it (:func:`vaelab.training.optim.check_model_fits_memory`) do so one at a
+    time. After ``timeout`` seconds of waiting the block runs without it. Nothing on the CPU."""
+    if device.type != "cuda":
+        yield
+        return
+    import tempfile
+
+    from filelock import FileLock, Timeout
+
+    try:
+        name = str(torch.cuda.get_device_properties(device).uuid)
+    except (RuntimeError, AssertionError, AttributeError):
+        name = str(device)
+    lock = FileLock(str(Path(tempfile.gettempdir()) / f"vaelab-gpu-{re.sub(r'[^A-Za-z0-9-]', '-', name)}.lock"))
+    try:
+        lock.acquire(timeout=timeout)
+    except (Timeout, OSError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def reserve_device_memory(device: torch.device, nbytes: int) -> None:
+    """On CUDA, take ``nbytes`` into torch's caching allocator and free them again: the
+    allocator keeps the block for this process's later tensors, and other processes see it as
+    used (``torch.cuda.mem_get_info``). Nothing on the CPU."""
+    if device.type == "cuda" and nbytes > 0:
+        block = torch.empty(nbytes, dtype=torch.uint8, device=device)
+        del block
 
 
 def place_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
@@ -116,10 +180,16 @@ def set_flush_denormal_all_threads(on: bool) -> bool:
 def configure_backends(device: torch.device, tf32: bool) -> None:
     """On CUDA, allow (``tf32``) or forbid TensorFloat-32 in float32 matrix products and cuDNN
     convolutions: about 8x the fp32 matmul throughput of an A100/H100 for a 10-bit mantissa in
-    the products' inputs. Nothing on the CPU."""
+    the products' inputs. cuDNN is also asked for deterministic convolution algorithms and no
+    autotuning (``cudnn.deterministic``, ``cudnn.benchmark = False``), so that a conv VAE
+    resumed from a checkpoint repeats the uninterrupted run's numbers (the autotuner may pick
+    another algorithm in each process, and some backward algorithms add in a varying order).
+    Nothing on the CPU."""
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = tf32
         torch.backends.cudnn.allow_tf32 = tf32
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
 
 
 AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}

@@ -57,7 +57,7 @@ def test_errors_are_one_clear_line(tiny_run, tmp_path, capsys):
     cases = [
         (["evaluate", str(tmp_path / "nowhere")], "run directory", "does not exist"),
         (["evaluate", str(tmp_path)], "is not a run directory (no config.yaml)", ""),
-        (["evaluate", str(tiny_run), "--k", "0"], "k must be >= 1 (got 0)", ""),
+        (["evaluate", str(tiny_run), "--k", "0"], "k must be between 1 and 100,000 (got 0)", ""),
         (["evaluate", str(tiny_run), "--split", "val"], "no validation split", "--split test"),
         (["evaluate", str(tiny_run), "--fid", "classifier"], "no tiny-mnist classifier",
          "train one with `vaelab classifier train --dataset tiny-mnist`"),
@@ -97,3 +97,15 @@ def test_a_dataset_implying_binarisation_is_evaluated_binarised_with_its_parent_
     results = vaelab.evaluate(runs / "b", k=5, fid_samples=32, probe=False, verbose=False).results
     assert results["binarize"] == "dynamic" and not any("gray-level" in note for note in results["notes"])
     assert results["samples"]["fid_classifier"] >= 0  # scored with tiny-mnist's classifier
+
+
+def test_a_run_on_your_own_data_file_evaluates(tmp_path):
+    import numpy as np
+
+    path = tmp_path / "mine.npz"
+    rng = np.random.default_rng(0)
+    np.savez(path, x_train=rng.random((48, 8, 8), dtype=np.float32), x_test=rng.random((16, 8, 8), dtype=np.float32))
+    assert main(["train", "--dataset", str(path), "--hidden", "8", "--latent-dim", "2", "--batch-size", "16",
+                 "--epochs", "1", "--no-progress", "--logger", "csv", "--output-dir", str(tmp_path), "--name", "m"]) == 0
+    assert main(["evaluate", str(tmp_path / "m"), "--k", "4", "--fid", "none", "--no-probe", "--quiet"]) == 0
+    assert json.loads((tmp_path / "m" / "evaluation.json").read_text())["examples"] == 16

@@ -9,9 +9,10 @@ from torch.distributions import Independent, Normal
 
 from vaelab.config import ModelConfig
 from vaelab.errors import ConfigError
-from vaelab.evaluation.loglik import (LogMeanExp, bits_per_dim, example_noise, importance_log_likelihood,
-                                      mean_and_stderr)
+from vaelab.evaluation.loglik import (CPU_CHUNK, MAX_CHUNK, LogMeanExp, bits_per_dim, default_batch_size,
+                                      default_chunk_size, example_noise, importance_log_likelihood, mean_and_stderr)
 from vaelab.models import build_model
+from vaelab.models.likelihoods import declare_binary_data
 from vaelab.objectives import elbo_terms
 
 SHAPE = (1, 4, 4)
@@ -149,3 +150,39 @@ def test_device_noise_is_seeded_per_batch_and_agrees_with_example_noise_in_distr
     assert torch.equal(auto.log_px, example.log_px)
     with pytest.raises(ConfigError, match="noise must be"):
         importance_log_likelihood(model, x, k=2, noise="gpu")
+
+
+def test_the_estimate_copies_its_results_to_the_host_once_whatever_the_number_of_examples(monkeypatch):
+    from tests.training.sync_counter import COPIES, READS, SyncCounter
+
+    model = tiny_model()
+    declare_binary_data(model.likelihood, True)
+    images = binary_images(12)
+    counts = []
+    for n in (2, 12):  # 1 and 6 batches of 2 examples, 3 chunks each
+        counter = SyncCounter(monkeypatch, READS + COPIES)
+        importance_log_likelihood(model, images[:n], k=9, seed=3, batch_size=2, chunk_size=6)
+        monkeypatch.undo()
+        counts.append(counter.calls)
+    assert counts == [["cpu"], ["cpu"]]  # a GPU waits once per call, not per batch or chunk
+
+
+def test_binary_data_declared_by_the_config_give_the_same_estimate():
+    model = tiny_model(sharpen=2.0)
+    images = binary_images(5)
+    checked = importance_log_likelihood(model, images, k=11, seed=2)
+    declare_binary_data(model.likelihood, True)
+    declared = importance_log_likelihood(model, images, k=11, seed=2)
+    for a, b in zip(checked[:3], declared[:3]):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=0)  # two float32 forms of the same sum
+
+
+def test_the_chunk_is_sized_to_the_device():
+    model = build_model(ModelConfig(hidden=[400], latent_dim=20), (1, 28, 28))  # the default MNIST model
+    assert default_chunk_size(model, "cpu") == CPU_CHUNK
+    # a decoded sample: 3 x 784 outputs and 2 x its widest layer (784), float32
+    per_sample = 4 * (3 * 784 + 2 * 784)
+    assert default_chunk_size(model, "cuda", free_bytes=4 * per_sample * 500_000) == 500_000
+    assert default_batch_size(1000, default_chunk_size(model, "cuda", free_bytes=40 * 10**9)) >= 500  # K = 1000
+    assert default_chunk_size(model, "cuda", free_bytes=10**15) == MAX_CHUNK
+    assert default_chunk_size(model, "cuda", free_bytes=10**6) == CPU_CHUNK

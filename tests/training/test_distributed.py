@@ -79,6 +79,21 @@ def test_two_ranks_equal_one_process_with_the_same_global_batch_and_noise(tmp_pa
         assert a == pytest.approx(b, rel=1e-5, abs=1e-6)
 
 
+def test_each_rank_evaluates_its_exact_part_of_the_test_set_and_the_sums_add_to_one_process_s(tmp_path):
+    worker = str(HERE / "ddp_worker.py")
+    done = torchrun(worker, str(tmp_path), "two", "2", "zero-noise", "test-size=101")
+    assert done.returncode == 0, done.stderr[-3000:]
+    one = subprocess.run([sys.executable, worker, str(tmp_path), "one", "2", "zero-noise", "test-size=101"],
+                         env=env(), capture_output=True, text=True, timeout=180)
+    assert one.returncode == 0, one.stderr[-3000:]
+    evaluated = [(tmp_path / f"two-evaluated-rank{r}.txt").read_text() for r in (0, 1)]
+    assert evaluated == ["51 51", "50 50"]  # no example padded or counted twice
+    assert (tmp_path / "one-evaluated-rank0.txt").read_text() == "101 101"
+    for a, b in zip(rows(tmp_path / "two"), rows(tmp_path / "one"), strict=True):
+        assert {k: v for k, v in a.items() if k.startswith("test_")} == pytest.approx(
+            {k: v for k, v in b.items() if k.startswith("test_")}, rel=1e-6)
+
+
 def test_resume_with_the_same_world_size_reproduces_the_metrics(tmp_path):
     args = ["-m", "vaelab", "train", *TOY, "--output-dir", str(tmp_path)]
     assert torchrun(*args, "--epochs", "2", "--name", "straight").returncode == 0

@@ -52,6 +52,27 @@ def test_the_ema_is_the_analytic_exponential_average_of_the_weights():
     assert not torch.equal(ema.module.weight, model.weight)
 
 
+def test_the_average_equals_torch_s_averaged_model_and_keeps_its_count_off_the_host():
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))  # float and integer buffers
+    ours, reference = make_ema(model, 0.8), AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.8),
+                                                          use_buffers=True)
+    for _ in range(4):
+        model(torch.randn(8, 3))  # moves the batch norm's running statistics and step count
+        with torch.no_grad():
+            model[0].weight.add_(torch.randn(4, 3))
+        ours.update_parameters(model)
+        reference.update_parameters(model)
+    for (name, a), b in zip(ours.state_dict().items(), reference.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+    assert ours.updates == 4 and ours.n_averaged.device == model[0].weight.device
+    restored = make_ema(model, 0.8)
+    restored.load_state_dict(ours.state_dict())  # a resume: the Python count follows the checkpoint's
+    assert restored.updates == 4
+
+
 def test_a_run_evaluates_and_checkpoints_the_averaged_weights(tiny_data, tmp_path):
     root, _ = tiny_data
     run = train_run(tiny_config(root, tmp_path, "ema", epochs=2), verbose=False)

@@ -10,6 +10,8 @@ import vaelab.runtime
 from vaelab.config import Config
 from vaelab.data import InMemoryBatches
 from vaelab.models import build_model
+from vaelab.models.vae import reparameterize
+from vaelab.objectives.elbo import kl_estimate
 from vaelab.runtime import configure_backends, flush_denormals
 from vaelab.training import make_optimizer, read_checkpoint, train_epoch
 from vaelab.training.runs import resume, train
@@ -52,18 +54,49 @@ def test_fp16_trains_with_a_grad_scaler_whose_state_is_checkpointed_and_restored
     assert read_checkpoint(fp32.run_dir / "checkpoints" / "last.safetensors").grad_scaler_state is None
 
 
-def test_compile_compiles_the_encoder_and_decoder(tmp_path, monkeypatch):
-    compiled = []
-    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, *a, **k: compiled.append(type(self).__name__))
-    train(toy(tmp_path, "c", compile=True), verbose=False)
-    assert len(compiled) == 2
-    compiled.clear()
-    train(toy(tmp_path, "n"), verbose=False)
-    assert compiled == []
+def test_compile_really_compiles_the_training_steps_into_a_bounded_number_of_graphs(tmp_path, monkeypatch):
+    import vaelab
+    import vaelab.training.runs as runs
+    from torch._dynamo.utils import counters
+
+    monkeypatch.setattr(runs, "COMPILE_BACKEND", "eager")  # torch.compile's graph capture, run eagerly
+    torch._dynamo.reset()
+    counters.clear()
+    # 210 examples in batches of 50: a smaller last batch; evaluation and the end-of-run figures
+    # call the networks under inference_mode and no_grad (which compiled 8 graphs before)
+    config = toy(tmp_path, "compiled", compile=True, epochs=2)
+    config["data"]["toy2d_train_size"] = 210
+    compiled = vaelab.train(config, verbose=False)
+    graphs = counters["stats"]["unique_graphs"]
+    assert 2 <= graphs <= 4, dict(counters["stats"])  # encoder and decoder: the full and the last batch
+    torch._dynamo.reset()
+    eager = vaelab.train({**config, "name": "eager", "training": {**config["training"], "compile": False}},
+                         verbose=False)
+    for a, b in zip(compiled.history, eager.history, strict=True):
+        assert {k: v for k, v in a.items() if k != "train_seconds"} == pytest.approx(
+            {k: v for k, v in b.items() if k != "train_seconds"}, rel=1e-6)
+
+
+def test_the_networks_hand_float32_to_the_distributions_under_autocast():
+    config = Config.from_dict({"model": {"hidden": [32], "latent_dim": 2, "likelihood": "gaussian",
+                                         "learn_scale": "pixel"}})
+    model = build_model(config.model, (1, 4, 4))
+    x = torch.rand(8, 1, 4, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert model.encoder(x).mean.dtype == torch.bfloat16  # the networks compute in bf16
+        q = model.posterior(x)
+        z = reparameterize(q, 3)
+        params = model.decode(z)
+        log_px = model.likelihood.log_prob(x, params)
+        kl, _ = kl_estimate(q, model.prior_distribution(), z)
+    for name, value in {"loc": q.base_dist.loc, "scale": q.base_dist.scale, "z": z, "params": params,
+                        "log_px": log_px, "kl": kl}.items():
+        assert value.dtype == torch.float32, name
 
 
 def test_tf32_is_a_cuda_switch():
     matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    deterministic, benchmark = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
     try:
         configure_backends(torch.device("cpu"), False)
         assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == (matmul, cudnn)
@@ -71,8 +104,11 @@ def test_tf32_is_a_cuda_switch():
         assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
         configure_backends(torch.device("cuda"), True)
         assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+        # conv VAEs resume exactly: deterministic cuDNN algorithms, no autotuning
+        assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = deterministic, benchmark
     assert Config.from_dict({}).training.tf32 is True
 
 

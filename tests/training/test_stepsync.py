@@ -10,31 +10,22 @@ from vaelab.config import Config
 from vaelab.data import InMemoryBatches
 from vaelab.errors import TrainingError
 from vaelab.models import build_model
+from vaelab.models.likelihoods import declare_binary_data
 from vaelab.training import make_optimizer, train_epoch
+from vaelab.training.optim import make_ema
+
+from .sync_counter import SyncCounter
 
 
-def setup(n=64, batch_size=8, **training):
-    config = Config.from_dict({"model": {"hidden": [8], "latent_dim": 2}, "training": training})
+def setup(n=64, batch_size=8, objective=None, **training):
+    config = Config.from_dict({"model": {"hidden": [8], "latent_dim": 2}, "objective": objective or {},
+                               "training": training})
     torch.manual_seed(0)
     model = build_model(config.model, (1, 4, 4))
+    declare_binary_data(model.likelihood, True)  # dynamically binarised batches, as build_trainer says
     batches = InMemoryBatches(torch.rand(n, 1, 4, 4), batch_size, shuffle=True, dynamic_binarize=True,
                               generator=torch.Generator().manual_seed(0))
     return config, model, make_optimizer(model, config.training), batches
-
-
-class SyncCounter:
-    """Counts the calls that copy a tensor's value to the host (a CPU-GPU sync on CUDA)."""
-
-    def __init__(self, monkeypatch):
-        self.n = 0
-        for name in ("item", "tolist", "__float__", "__int__", "__bool__"):
-            real = getattr(torch.Tensor, name)
-
-            def counted(self_, *a, _real=real, **k):
-                self.n += 1
-                return _real(self_, *a, **k)
-
-            monkeypatch.setattr(torch.Tensor, name, counted)
 
 
 @pytest.mark.parametrize("n", [64, 256])
@@ -53,6 +44,50 @@ def test_sync_every_n_steps_syncs_once_per_n(monkeypatch):
     train_epoch(model, opt, batches, config.objective, config.training, torch.device("cpu"), 1)
     monkeypatch.undo()
     assert counter.n <= 32 // 8 + 1
+
+
+SYNC_FREE = {
+    # name: (training, objective); each reads the host at most once per sync_every_steps steps
+    "default": ({}, {}),
+    "ema": ({"ema_decay": 0.9}, {}),  # the average's counter stays on the device and in Python
+    "iwae": ({}, {"bound": "iwae", "iwae_k": 3}),  # binary data known from the config, not checked
+    "n_samples=2": ({}, {"n_samples": 2}),
+    "fp16+adam": ({"precision": "fp16"}, {}),  # the fused step skips an overflowing step on the device
+    "fp16+sgd": ({"precision": "fp16", "optimizer": "sgd", "momentum": 0.9}, {}),  # fused under fp16
+    "clip_norm": ({"clip_norm": 5.0}, {}),
+}
+MUST_SYNC = {
+    # name: training; each reads the host every step, and why
+    "nonfinite=skip": {"nonfinite": "skip"},  # whether to skip a step must be known before its optimizer step
+    "fp16+rmsprop": {"precision": "fp16", "optimizer": "rmsprop"},  # no fused RMSprop: GradScaler.step reads
+                                                                   # the overflow flag before stepping
+}
+
+
+def one_epoch_counted(monkeypatch, training, objective=None):
+    config, model, opt, batches = setup(n=256, objective=objective, sync_every_steps=8, **training)  # 32 steps
+    ema = make_ema(model, config.training.ema_decay)
+    scaler = torch.amp.GradScaler("cpu") if config.training.precision == "fp16" else None
+    counter = SyncCounter(monkeypatch)
+    out = train_epoch(model, opt, batches, config.objective, config.training, torch.device("cpu"), 1, ema=ema,
+                      scaler=scaler)
+    monkeypatch.undo()
+    assert torch.isfinite(torch.tensor(out["neg_elbo"]))
+    return counter, ema
+
+
+@pytest.mark.parametrize("name", SYNC_FREE)
+def test_the_recipes_read_the_host_at_most_once_per_sync_every_steps(monkeypatch, name):
+    counter, ema = one_epoch_counted(monkeypatch, *SYNC_FREE[name])
+    assert counter.n <= 32 // 8 + 1, f"{name}: {counter.n} host reads in 32 steps ({counter.calls[:12]})"
+    if ema is not None:
+        assert ema.updates == 32 and int(ema.n_averaged) == 32
+
+
+@pytest.mark.parametrize("name", MUST_SYNC)
+def test_skipping_steps_and_fp16_with_an_unfused_optimizer_read_the_host_every_step(monkeypatch, name):
+    counter, _ = one_epoch_counted(monkeypatch, MUST_SYNC[name])
+    assert counter.n >= 32
 
 
 def test_the_sums_equal_the_per_step_check():

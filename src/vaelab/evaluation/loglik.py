@@ -13,7 +13,11 @@ How it is computed (fast by design):
 
 * vectorised over examples and samples: a batch of B examples is encoded once, and its K*B
   latents are decoded as one matrix, ``chunk_size`` latent samples at a time so that memory stays
-  bounded whatever K is;
+  bounded whatever K is; the chunk is sized to the device (:func:`default_chunk_size`: a CPU
+  cache's worth on the CPU, a share of the free memory on a GPU, so that a GPU decodes whole
+  batches of examples at K = 1000 or 5000 in one go);
+* the per-example results stay on the device until the end and come to the host in one copy
+  (on a GPU, the host then waits once per call, not per batch);
 * the log-mean-exp over K is accumulated chunk by chunk in float64 (:class:`LogMeanExp`: running
   maximum and rescaled sum, so nothing overflows or underflows);
 * the noise eps of example n comes from its own random stream, seeded with ``(seed, n)``
@@ -40,7 +44,7 @@ from ..errors import ConfigError
 from ..models.priors import factorises
 from ..models.vae import VAE
 from ..objectives.elbo import kl_estimate
-from ..runtime import flush_denormals
+from ..runtime import available_memory, flush_denormals
 
 LN2 = math.log(2.0)
 LOG_2PI = math.log(2.0 * math.pi)
@@ -118,9 +122,50 @@ def default_batch_size(k: int, chunk_size: int) -> int:
     return max(1, chunk_size // k)
 
 
+CPU_CHUNK = 4096
+"""Latent samples decoded at once on the CPU: a 784-pixel decoder output of 4096 samples (13 MB)
+and its temporaries stay in the last-level cache, which measured 1.27x the decoder's GEMM floor
+against 1.65x for 8192 and more (benchmarks/eval_speed.py)."""
+
+MAX_CHUNK = 2 ** 21
+"""The most latent samples :func:`default_chunk_size` decodes at once on a GPU (2,048 examples
+at K = 1000)."""
+
+
+def default_chunk_size(model: VAE, device: torch.device | str, free_bytes: int | None = None) -> int:
+    """Latent samples to decode at once on ``device``: :data:`CPU_CHUNK` on the CPU; on a GPU
+    as many as fit in a quarter of its free memory (``free_bytes``, default
+    :func:`vaelab.runtime.available_memory`), between :data:`CPU_CHUNK` and :data:`MAX_CHUNK`.
+
+    A decoded sample is counted as 4 bytes per value for three copies of the decoder's output
+    (the output, the likelihood's terms and their sum) and two of its widest layer, found by
+    decoding one latent with hooks on the decoder's layers.
+    """
+    device = torch.device(device)
+    if device.type == "cpu":
+        return CPU_CHUNK
+    free = available_memory(device) if free_bytes is None else free_bytes
+    if free is None:
+        return CPU_CHUNK
+    widths = []
+    hooks = [m.register_forward_hook(lambda _m, _i, out: widths.append(out.numel()))
+             for m in model.decoder.modules() if not list(m.children())]
+    where = next(model.parameters()).device  # the model's (``device`` once the caller moved it there)
+    try:
+        with torch.inference_mode():
+            z = torch.zeros(1, model.latent_dim, device=where)
+            y = torch.zeros(1, dtype=torch.long, device=where) if model.conditional else None
+            out = model.decode(z, y).numel()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    per_sample = 4 * (3 * out + 2 * max(widths, default=out))
+    return int(min(MAX_CHUNK, max(CPU_CHUNK, free // 4 // per_sample)))
+
+
 @torch.inference_mode()
 def importance_log_likelihood(model: VAE, images: torch.Tensor, k: int = 1000, *, seed: int = 0,
-                              batch_size: int | None = None, chunk_size: int = 4096,
+                              batch_size: int | None = None, chunk_size: int | None = None,
                               device: torch.device | str | None = None, first_index: int = 0,
                               progress: bool = False, labels: torch.Tensor | None = None,
                               noise: str = "auto") -> LogLikelihood:
@@ -136,8 +181,9 @@ def importance_log_likelihood(model: VAE, images: torch.Tensor, k: int = 1000, *
             of a batch takes ``batch_size * k * D * 4`` bytes.
         chunk_size: latent samples decoded at once; the decoder output takes
             ``chunk_size * pixels * 4`` bytes (13 MB for 4096 MNIST samples) and about three times
-            that in temporaries. The default keeps them in the CPU's last-level cache, which
-            measured faster than larger chunks (benchmarks/eval_speed.py).
+            that in temporaries. The default (:func:`default_chunk_size`) keeps them in the CPU's
+            last-level cache, which measured faster than larger chunks
+            (benchmarks/eval_speed.py), and fills a quarter of a GPU's free memory.
         device: where to compute (default: the model's device).
         first_index: the index of ``images[0]`` in its split (so slices reproduce the whole).
         progress: show a progress bar on a terminal.
@@ -156,7 +202,7 @@ def importance_log_likelihood(model: VAE, images: torch.Tensor, k: int = 1000, *
         ConfigError: ``k``, ``batch_size`` or ``chunk_size`` below 1, or an empty ``images``.
     """
     for name, value in (("k", k), ("batch_size", batch_size), ("chunk_size", chunk_size)):
-        if value is None and name == "batch_size":
+        if value is None and name != "k":
             continue
         if not isinstance(value, int) or value < 1:
             raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
@@ -166,13 +212,13 @@ def importance_log_likelihood(model: VAE, images: torch.Tensor, k: int = 1000, *
     if noise not in ("auto", "example", "device"):
         raise ConfigError(f"noise must be auto, example or device, got {noise!r}")
     on_device = noise == "device" or (noise == "auto" and device.type == "cuda")
-    batch_size = batch_size or default_batch_size(k, chunk_size)
     was_training = model.training
     model.eval()
+    chunk_size = chunk_size or default_chunk_size(model, device)
+    batch_size = batch_size or default_batch_size(k, chunk_size)
     n = images.shape[0]
-    log_px = torch.empty(n, dtype=torch.float64)
-    recon = torch.empty(n, dtype=torch.float64)
-    kl = torch.empty(n, dtype=torch.float64)
+    results = torch.empty(3, n, dtype=torch.float64, device=device)  # log p(x), recon, kl: one copy at the end
+    log_px, recon, kl = results
     prior = model.prior_distribution()  # once: the VampPrior encodes its pseudo-inputs
     closed_form = factorises(prior)
     d = model.latent_dim
@@ -210,19 +256,20 @@ def importance_log_likelihood(model: VAE, images: torch.Tensor, k: int = 1000, *
                     lme.update(log_px_z + log_ratio)  # log w, (c, B)
                     log_px_z_sum += log_px_z.sum(0, dtype=torch.float64)
                     log_ratio_sum -= log_ratio.sum(0, dtype=torch.float64)
-                log_px[start:start + b] = lme.compute().cpu()
-                recon[start:start + b] = (-log_px_z_sum / k).cpu()
+                log_px[start:start + b] = lme.compute()
+                recon[start:start + b] = -log_px_z_sum / k
                 if closed_form:
-                    kl[start:start + b] = kl_estimate(q, prior)[0].double().cpu()
+                    kl[start:start + b] = kl_estimate(q, prior)[0]
                 else:  # a mixture prior: the Monte Carlo KL of the same K samples
-                    kl[start:start + b] = (log_ratio_sum / k).cpu()
+                    kl[start:start + b] = log_ratio_sum / k
                 if bar is not None:
                     bar.update(b)
+        results = results.cpu()  # the one copy to the host
     finally:
         if bar is not None:
             bar.close()
         model.train(was_training)
-    return LogLikelihood(log_px, recon, kl, k)
+    return LogLikelihood(results[0], results[1], results[2], k)
 
 
 def mean_and_stderr(values: torch.Tensor) -> tuple[float, float]:

@@ -38,7 +38,7 @@ from ..errors import CheckpointError, ConfigError, option
 from ..models.classifier import RECIPES, load_classifier, train_command
 from ..rundir import RunDir, write_json
 from ..runtime import resolve_device
-from ..schema import at_least, config_field, section_from_dict
+from ..schema import at_least, between, config_field, section_from_dict
 from .classifier import accuracy, class_confidence, class_histogram, predict
 from .fid import balanced_labels, fid_classifier, fid_inception, find_inception_weights, generate_samples
 from .latents import ACTIVE_THRESHOLD, active_units, posterior_summary, probe_accuracy
@@ -56,14 +56,15 @@ class EvaluationConfig:
     split: str = config_field("test", "split to evaluate: test, val (needs data.validation_size) or train",
                         choices=("test", "val", "train"))
     checkpoint: str = config_field("best", "checkpoint to evaluate", choices=("best", "last"))
-    k: int = config_field(1000, "importance samples K per example for the log-likelihood (Burda et al. 2016)",
-                    check=at_least(1))
+    k: int = config_field(1000, "importance samples K per example for the log-likelihood (Burda et al. 2016; "
+                          "at most 100,000)", check=between(1, 100_000))
     examples: int | None = config_field(None, "evaluate only the first N examples of the split (default all)",
                                   check=at_least(1))
     batch_size: int | None = config_field(
         None, "examples per batch (default: as many as fit chunk_size latent samples)", check=at_least(1))
-    chunk_size: int = config_field(4096, "latent samples decoded at once (bounds memory: about "
-                             "chunk_size * pixels * 12 bytes)", check=at_least(1))
+    chunk_size: int | None = config_field(
+        None, "latent samples decoded at once (bounds memory: about chunk_size * pixels * 12 bytes; default: "
+        "4096 on the CPU, a quarter of the free memory on a GPU)", check=at_least(1))
     seed: int = config_field(0, "seed of the importance samples and of the generated samples", check=at_least(0))
     probe: bool = config_field(True, "fit a logistic-regression and a 5-NN probe on the latent means")
     probe_train_examples: int | None = config_field(
@@ -71,7 +72,8 @@ class EvaluationConfig:
     fid: str = config_field(
         "auto", "sample quality: auto (classifier FID when a classifier is cached), classifier, "
         "inception (needs torch-fidelity and local weights), none", choices=("auto", "classifier", "inception", "none"))
-    fid_samples: int = config_field(10000, "generated samples for the FID and the class histogram", check=at_least(2))
+    fid_samples: int = config_field(10000, "generated samples for the FID and the class histogram (at most "
+                                    "1,000,000)", check=between(2, 1_000_000))
     classifier: str = config_field(
         "default", "which cached classifier scores the samples (FID, class histogram): default (the perceptual "
         "loss's network) or independent (trained apart, used by no loss: `vaelab classifier train --recipe "
@@ -439,11 +441,10 @@ def _data_context(source: Path, config: EvaluationConfig, run_config, model, say
         CheckpointError: no classifier (``fid: classifier``).
         ConfigError: a split the run does not have, no Inception weights (``fid: inception``).
     """
-    from ..data import get_spec
-    from ..data.datasets import resolve_binarize
+    from ..data.datasets import dataset_spec, resolve_binarize
 
-    run_config = dataclasses.replace(run_config, data=dataclasses.replace(
-        run_config.data, binarize=resolve_binarize(get_spec(run_config.data.dataset), run_config.data)))
+    run_config = dataclasses.replace(run_config, data=dataclasses.replace(  # your own data too, not only names
+        run_config.data, binarize=resolve_binarize(dataset_spec(run_config.data), run_config.data)))
     device = resolve_device(config.device)
     classifier = info = None
     if config.fid in ("auto", "classifier"):

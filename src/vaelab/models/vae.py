@@ -17,7 +17,10 @@ class VAE(nn.Module):
     """A variational autoencoder (Kingma & Welling 2014) made of four parts.
 
     The model computes distributions; objectives (:mod:`vaelab.objectives`) turn them into
-    losses.
+    losses. Under mixed precision (``training.precision`` bf16 or fp16) the networks compute in
+    the low precision, but what leaves them is float32: the posterior's mean and scale, the
+    decoder's outputs, hence the noise, the likelihood, the KL and the importance weights
+    (autocast on CUDA would keep ``sigmoid`` and the noise in bf16).
     """
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module, prior: nn.Module,
@@ -54,13 +57,14 @@ class VAE(nn.Module):
                 x = torch.cat([x, one_hot[:, :, None, None].expand(-1, -1, *x.shape[-2:])], 1)
             else:
                 x = torch.cat([x.flatten(1), one_hot], 1)
-        mean, log_var = self.encoder(x)
+        mean, log_var = (t.float() for t in self.encoder(x))  # float32 under autocast too
         std = torch.exp(0.5 * log_var)
         return Independent(Normal(mean, std, validate_args=False), 1, validate_args=False)
 
     def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """Likelihood parameters for ``z: (..., D)`` -> ``(..., K*C, H, W)``; a conditional VAE
-        appends the one-hot of ``y`` (shape ``z.shape[:-1]`` or broadcastable to it) to z.
+        """Likelihood parameters for ``z: (..., D)`` -> ``(..., K*C, H, W)`` float32 (also under
+        autocast); a conditional VAE appends the one-hot of ``y`` (shape ``z.shape[:-1]`` or
+        broadcastable to it) to z.
 
         Raises:
             ValueError: a conditional VAE called without ``y``.
@@ -68,7 +72,7 @@ class VAE(nn.Module):
         if self.conditional:
             one_hot = self._one_hot(y, z.dtype).expand(*z.shape[:-1], self.num_classes)
             z = torch.cat([z, one_hot], -1)
-        return self.decoder(z)
+        return self.decoder(z).float()
 
     def decode_mean(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """E[x|z] (E[x|z,y]) for ``z: (..., D)`` -> ``(..., C, H, W)`` (what the figures show)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from ..config import Config
 from ..errors import CheckpointError, ConfigError, option
 from ..io import atomic_write_bytes
 from ..models import VAE, build_model
+from ..models.likelihoods import declare_binary_data
 from ..rundir import RunDir
 
 FORMAT = "vaelab-checkpoint-1"
@@ -67,16 +69,26 @@ class TrainingState:
         return cls(**values, position=EpochPosition(**position) if position else None)
 
 
+def _cuda_device(generator: torch.Generator | None) -> torch.device | None:
+    """The GPU a CUDA run trains on: its data generator's (None for a run on the CPU)."""
+    if generator is None or generator.device.type != "cuda":
+        return None
+    index = generator.device.index
+    return torch.device("cuda", torch.cuda.current_device() if index is None else index)
+
+
 def capture_rng(data_generator: torch.Generator, device_generator: torch.Generator | None = None
                 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Every RNG state: torch's global (and CUDA's), the data generator (and its CUDA twin, which
-    draws the batch order and binarisation of a CUDA run), numpy, python."""
+    """Every RNG state: torch's global, the data generator (and its CUDA twin, which draws the
+    batch order and binarisation of a CUDA run, on the run's GPU), numpy, python; and on CUDA
+    the global generator of the run's GPU (``rng.cuda``: the latent noise), whatever other GPUs
+    the machine has."""
     tensors = {"rng.torch": torch.get_rng_state(), "rng.data": data_generator.get_state()}
     if device_generator is not None:
         tensors["rng.data_device"] = device_generator.get_state()
-    if torch.cuda.is_available():
-        for i, state in enumerate(torch.cuda.get_rng_state_all()):
-            tensors[f"rng.cuda.{i}"] = state
+    cuda = _cuda_device(device_generator)
+    if cuda is not None:
+        tensors["rng.cuda"] = torch.cuda.get_rng_state(cuda)
     name, keys, pos, has_gauss, cached = np.random.get_state()
     version, internal, gauss_next = random.getstate()
     meta = {"numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)],
@@ -87,15 +99,26 @@ def capture_rng(data_generator: torch.Generator, device_generator: torch.Generat
 def restore_rng(tensors: dict[str, torch.Tensor], meta: dict[str, Any], data_generator: torch.Generator,
                 device_generator: torch.Generator | None = None) -> None:
     """Set every RNG from a checkpoint's; a CUDA data generator keeps its seed when the
-    checkpoint has none (a run that trained on the CPU so far)."""
+    checkpoint has none (a run that trained on the CPU so far). On CUDA the run's GPU gets the
+    checkpoint's ``rng.cuda`` whichever GPU (and how many) the run trained on before; from a
+    checkpoint of an earlier version, which held one state per GPU of its machine
+    (``rng.cuda.<i>``), the state of the GPU with this run's number, and when it has none a
+    one-line warning says that the noise does not continue."""
     torch.set_rng_state(tensors["rng.torch"])
     data_generator.set_state(tensors["rng.data"])
     saved = tensors.get("rng.data_device")
     if device_generator is not None and saved is not None and saved.shape == device_generator.get_state().shape:
         device_generator.set_state(saved)
-    cuda = [tensors[k] for k in sorted(k for k in tensors if k.startswith("rng.cuda."))]
-    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(cuda)
+    cuda = _cuda_device(device_generator)
+    if cuda is not None:
+        state = tensors.get("rng.cuda", tensors.get(f"rng.cuda.{cuda.index}"))
+        if state is not None:
+            torch.cuda.set_rng_state(state, cuda)
+        elif any(k.startswith("rng.cuda.") for k in tensors):
+            count = sum(k.startswith("rng.cuda.") for k in tensors)
+            warnings.warn(f"the checkpoint holds the CUDA random states of {count} GPU(s), none for {cuda}: the "
+                          "latent noise starts a new stream, so this resume will not repeat an uninterrupted run "
+                          "exactly", stacklevel=2)
     name, keys, pos, has_gauss, cached = meta["numpy"]
     np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
     version, internal, gauss_next = meta["python"]
@@ -315,10 +338,10 @@ def _validate(path: Path, training: TrainingState, optimizer: dict, rng: dict[st
     for name, value in rng.items():
         if name.startswith("rng.rank") and (value.dtype != torch.uint8 or value.dim() != 1):
             raise bad(name, f"must be a 1-D uint8 tensor, got {value.dtype} {tuple(value.shape)}")
-    device_state = rng.get("rng.data_device")
-    if device_state is not None and (device_state.dtype != torch.uint8 or device_state.dim() != 1):
-        raise bad("rng.data_device", f"must be a 1-D uint8 tensor, got {device_state.dtype} "
-                  f"{tuple(device_state.shape)}")
+    for name in ("rng.data_device", "rng.cuda"):
+        device_state = rng.get(name)
+        if device_state is not None and (device_state.dtype != torch.uint8 or device_state.dim() != 1):
+            raise bad(name, f"must be a 1-D uint8 tensor, got {device_state.dtype} {tuple(device_state.shape)}")
     numpy_state = rng_meta.get("numpy") if isinstance(rng_meta, dict) else None
     if (not isinstance(numpy_state, list) or len(numpy_state) != 5 or numpy_state[0] != "MT19937"
             or not isinstance(numpy_state[1], list) or len(numpy_state[1]) != 624
@@ -369,6 +392,7 @@ def load_model(run_dir: str | Path, which: str = "best") -> VAE:
     num_classes = checkpoint.config.get("_num_classes")
     config = checkpoint_config(checkpoint)
     model = build_model(config.model, image_shape, num_classes)
+    declare_binary_data(model.likelihood, config.data.binarize != "none")  # the run's data are 0/1
     weights = checkpoint.eval_state()
     try:
         model.load_state_dict(weights)

@@ -33,9 +33,12 @@ import atexit
 import gc
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
+
+from ..errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -68,14 +71,44 @@ def launched() -> bool:
 
 def setup(device: torch.device) -> World:
     """Join the launcher's process group (once) and return this process's :class:`World`;
-    :data:`SINGLE` when not launched by torchrun."""
+    :data:`SINGLE` when not launched by torchrun.
+
+    On CUDA the rank's GPU (``cuda:LOCAL_RANK``) is made the current device *before* the group
+    opens, and passed to it as ``device_id``: NCCL then binds each rank to its own GPU from the
+    first collective on (without it, the objects broadcast at startup were all put on
+    ``cuda:0`` and NCCL stopped with "Duplicate GPU detected"). A group for the ranks'
+    end-of-run wait (:func:`barrier`) is opened beside it on gloo, without NCCL's watchdog.
+
+    Raises:
+        ConfigError: ``LOCAL_RANK`` names a GPU this machine does not have (more processes per
+            node than GPUs).
+    """
     if not launched():
         return SINGLE
+    global _CONTROL
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
     if not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend)
+        device_id = None
+        if device.type == "cuda":
+            count = torch.cuda.device_count()
+            if local_rank >= count:
+                raise ConfigError(f"torchrun started local rank {local_rank}, but this machine has {count} GPU(s); "
+                                  f"start at most {count} processes per node (--nproc-per-node {count})")
+            device_id = torch.device("cuda", local_rank)
+            torch.cuda.set_device(device_id)
+        dist.init_process_group("nccl" if device_id is not None else "gloo", device_id=device_id)
         atexit.register(leave)  # a group left open at exit can abort the process (SIGABRT from its threads)
-    return World(dist.get_rank(), dist.get_world_size(), dist.get_backend(), int(os.environ.get("LOCAL_RANK", 0)))
+        # the end-of-run wait, on the CPU: rank 0 writes figures and reports meanwhile, which may
+        # take longer than NCCL's watchdog allows a collective (10 minutes by default)
+        _CONTROL = dist.new_group(backend="gloo", timeout=END_OF_RUN_TIMEOUT)
+    return World(dist.get_rank(), dist.get_world_size(), dist.get_backend(), local_rank)
+
+
+END_OF_RUN_TIMEOUT = timedelta(hours=4)
+"""How long the other ranks wait for rank 0's end-of-run work (figures, reports) in :func:`barrier`."""
+
+_CONTROL = None
+"""The gloo group of :func:`barrier` (opened by :func:`setup`)."""
 
 
 def leave() -> None:
@@ -85,16 +118,20 @@ def leave() -> None:
     while the interpreter is whole: freed during its finalisation instead, their tensors can
     abort the process (SIGABRT, "terminate called without an active exception"; the cause
     described in pytorch/pytorch#179291)."""
+    global _CONTROL
     if dist.is_available() and dist.is_initialized():
         gc.collect()
-        dist.destroy_process_group()
+        dist.destroy_process_group()  # every group, the control group too
+        _CONTROL = None
         gc.collect()
 
 
 def barrier(world: World) -> None:
-    """Wait until every rank gets here (nothing when not distributed)."""
+    """Wait until every rank gets here (nothing when not distributed): on the gloo group
+    :func:`setup` opened, whose timeout (:data:`END_OF_RUN_TIMEOUT`) leaves rank 0 time for its
+    end-of-run work, or on the default group of a process group opened by someone else."""
     if world.distributed:
-        dist.barrier()
+        dist.barrier(group=_CONTROL)
 
 
 def current() -> World:
@@ -105,10 +142,11 @@ def current() -> World:
 
 
 def rank_device(device: torch.device, world: World) -> torch.device:
-    """A rank's device: ``cuda:LOCAL_RANK`` when training on CUDA, else ``device``."""
+    """A rank's device: ``cuda:LOCAL_RANK`` when training on CUDA, else ``device`` (the current
+    CUDA device is already this one: :func:`setup` set it before opening the group)."""
     if world.distributed and device.type == "cuda":
-        torch.cuda.set_device(world.local_rank)
-        return torch.device("cuda", world.local_rank)
+        device = torch.device("cuda", world.local_rank)
+        torch.cuda.set_device(device)
     return device
 
 
@@ -137,6 +175,13 @@ def gather(tensor: torch.Tensor, world: World) -> torch.Tensor:
     out = [torch.empty_like(tensor) for _ in range(world.size)]
     dist.all_gather(out, tensor)
     return torch.stack(out)
+
+
+def all_sum(tensor: torch.Tensor, world: World) -> torch.Tensor:
+    """``tensor`` summed over the ranks (an all-reduce, in place; every rank must call it)."""
+    if world.distributed:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
 
 
 def any_rank(flag: bool, device: torch.device, world: World) -> bool:

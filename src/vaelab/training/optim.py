@@ -33,9 +33,14 @@ OPTIMIZERS = {
                                                               weight_decay=c.weight_decay, fused=True), 4),
     "adamw": OptimizerEntry(lambda params, c: torch.optim.AdamW(params, lr=c.learning_rate,
                                                                 weight_decay=c.weight_decay, fused=True), 4),
+    # fp16: the fused kernel skips a step whose scaled gradients overflowed on the device, where the
+    # unfused step makes GradScaler read the overflow flag on the host first (a sync every step);
+    # fp32 and bf16 keep the default kernel, whose numbers earlier runs have
     "sgd": OptimizerEntry(lambda params, c: torch.optim.SGD(params, lr=c.learning_rate, momentum=c.momentum,
-                                                            nesterov=c.nesterov, weight_decay=c.weight_decay), 2,
+                                                            nesterov=c.nesterov, weight_decay=c.weight_decay,
+                                                            fused=True if c.precision == "fp16" else None), 2,
                           momentum=True, nesterov=True),
+    # RMSprop has no fused kernel: with fp16 its GradScaler.step syncs with the host every step
     "rmsprop": OptimizerEntry(lambda params, c: torch.optim.RMSprop(params, lr=c.learning_rate, momentum=c.momentum,
                                                                     weight_decay=c.weight_decay), 3,
                               momentum=True),
@@ -112,15 +117,57 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainingConfig):
     return None
 
 
-def make_ema(model: torch.nn.Module, decay: float) -> AveragedModel | None:
-    """The exponential moving average of ``model``'s weights (and buffers) with ``decay``, or
-    None when ``decay`` is 0: ``torch.optim.swa_utils.AveragedModel`` with
-    ``get_ema_multi_avg_fn(decay)``, so ``ema = decay * ema + (1 - decay) * w`` after each
-    :meth:`~AveragedModel.update_parameters` (the first copies ``w``). The trainer updates it
-    after every optimiser step; ``ema.module`` is the averaged model."""
+class WeightAverage(AveragedModel):
+    """The exponential moving average of a model's weights and buffers, updated without reading
+    anything from the device: ``torch.optim.swa_utils.AveragedModel`` (its state dict,
+    ``module.<weight>`` and ``n_averaged``, which checkpoints hold), with an update whose
+    first-step test uses a count kept in Python and whose ``n_averaged`` stays on the weights'
+    device. ``AveragedModel.update_parameters`` reads its CPU counter twice per call and copies it
+    to the device for the averaging function: a CPU-GPU sync every training step.
+
+    After an update, ``average = decay * average + (1 - decay) * w`` for floating-point
+    tensors (one ``torch._foreach_lerp_``, as ``get_ema_multi_avg_fn``), the same formula
+    rounded for integer buffers (a batch norm's step count); the first update copies ``w``.
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        device = next(model.parameters()).device
+        super().__init__(model, device=device, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+        self.decay = decay
+        self.updates = 0
+        """``n_averaged`` as a Python int (set again by :meth:`load_state_dict`)."""
+
+    @torch.no_grad()
+    def update_parameters(self, model: torch.nn.Module) -> None:
+        averaged = [*self.module.parameters(), *self.module.buffers()]
+        current = [t.detach() for t in (*model.parameters(), *model.buffers())]
+        if self.updates == 0:
+            torch._foreach_copy_([a.detach() for a in averaged], current)
+        else:
+            floats = [i for i, a in enumerate(averaged) if a.is_floating_point()]
+            if floats:
+                torch._foreach_lerp_([averaged[i].detach() for i in floats], [current[i] for i in floats],
+                                     1.0 - self.decay)
+            for a, c in zip(averaged, current):
+                if not a.is_floating_point():
+                    a.copy_(a * self.decay + c * (1.0 - self.decay))
+        self.n_averaged += 1
+        self.updates += 1
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        result = super().load_state_dict(state_dict, strict, assign)
+        self.updates = int(self.n_averaged)  # once, when a run is restored
+        return result
+
+
+def make_ema(model: torch.nn.Module, decay: float) -> WeightAverage | None:
+    """The exponential moving average of ``model``'s weights (and buffers) with ``decay``
+    (:class:`WeightAverage`), or None when ``decay`` is 0: ``ema = decay * ema + (1 - decay) * w``
+    after each :meth:`~WeightAverage.update_parameters` (the first copies ``w``). The trainer
+    updates it after every optimiser step; ``ema.module`` is the averaged model."""
     if not decay:
         return None
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    return WeightAverage(model, decay)
 
 
 def step_scheduler(scheduler, eval_neg_elbo: float, agree: Callable[[float], float] | None = None) -> None:
@@ -148,10 +195,16 @@ def clip_gradients(parameters: list[torch.nn.Parameter], config: TrainingConfig)
 
 
 def check_model_fits_memory(model_config, training_config, image_shape, device: torch.device,
-                            num_classes: int | None = None) -> int:
+                            num_classes: int | None = None, data_bytes: int = 0) -> int:
     """Count the model's parameters without allocating them (on the meta device) and refuse a
     model whose float32 weights, gradients, optimizer state (and moving average, with
-    ``ema_decay``) cannot fit in ``device``'s free memory. Returns the estimated bytes.
+    ``ema_decay``), activations and ``data_bytes`` (the dataset's tensors copied to a GPU; on
+    the CPU they are loaded already and counted in the free memory) cannot fit in ``device``'s
+    free memory. Returns the estimated bytes.
+
+    On CUDA the check and a reservation of the estimate in torch's caching allocator are made
+    while holding the GPU's lock (:func:`vaelab.runtime.device_memory_lock`), so that processes
+    sharing a GPU (sweep workers) check one after the other, each seeing what the others took.
 
     Raises:
         ConfigError: the estimate exceeds the memory available (both are named, in GB).
@@ -168,15 +221,18 @@ def check_model_fits_memory(model_config, training_config, image_shape, device: 
     pixels = math.prod(image_shape)
     activations = max(2 * training_config.batch_size * (sum(widths) + 2 * pixels),
                       training_config.eval_batch_size * (2 * max(widths) + 2 * pixels)) * 4
-    needed = count * 4 * copies + activations
-    free = runtime.available_memory(device)
-    if free is not None and needed > free:
-        raise ConfigError(
-            f"the model has {count:,} parameters and needs about {needed / 1e9:,.1f} GB ({needed:,} bytes) for "
-            f"its weights, gradients, {training_config.optimizer} state and activations (float32), more than the "
-            f"{free / 1e9:,.1f} GB free on {device}; use a smaller model (model.hidden, model.latent_dim, conv "
-            "widths) or smaller batches"
-        )
+    needed = count * 4 * copies + activations + data_bytes
+    with runtime.device_memory_lock(device):
+        free = runtime.available_memory(device)
+        if free is not None and needed > free:
+            data = f", the dataset ({data_bytes / 1e9:,.2f} GB)" if data_bytes else ""
+            raise ConfigError(
+                f"the model has {count:,} parameters and needs about {needed / 1e9:,.1f} GB ({needed:,} bytes) for "
+                f"its weights, gradients, {training_config.optimizer} state and activations (float32){data}, more "
+                f"than the {free / 1e9:,.1f} GB free on {device}; use a smaller model (model.hidden, "
+                "model.latent_dim, conv widths) or smaller batches"
+            )
+        runtime.reserve_device_memory(device, needed)
     return needed
 
 

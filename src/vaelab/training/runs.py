@@ -25,7 +25,7 @@ from ..config import Config, load_config
 from ..data import Dataset, is_user_dataset, load_dataset, save_arrays
 from ..errors import CheckpointError, ConfigError, VaelabError, option
 from ..models import LIKELIHOODS, VAE, build_model
-from ..models.likelihoods import binarised_data_problem
+from ..models.likelihoods import binarised_data_problem, declare_binary_data
 from ..objectives import build_objective
 from ..rundir import RunDir
 from ..schema import flatten
@@ -344,11 +344,13 @@ def build_trainer(config: Config, run_dir: RunDir, checkpoint=None, callbacks: S
         config = config.replace({"data.binarize": dataset.binarize})
     check_labels_for_conditional(config, dataset)
     num_classes = len(dataset.spec.classes) if config.model.conditional else None
-    check_model_fits_memory(config.model, config.training, dataset.image_shape, device, num_classes)  # first
+    check_model_fits_memory(config.model, config.training, dataset.image_shape, device, num_classes,  # first
+                            data_bytes=_device_data_bytes(dataset, device, conditional=num_classes is not None))
     model = place_model(build_model(config.model, dataset.image_shape, num_classes), device)
+    declare_binary_data(model.likelihood, config.data.binarize != "none")  # every batch and split is 0/1
     objective = build_objective(config.objective, config.data.dataset, device)
     if config.training.compile:
-        compile_model(model)
+        compile_model(model, COMPILE_BACKEND)
     optimizer = make_optimizer(model, config.training)
     scheduler = make_scheduler(optimizer, config.training)
     ema = make_ema(model, config.training.ema_decay)
@@ -370,6 +372,17 @@ def build_trainer(config: Config, run_dir: RunDir, checkpoint=None, callbacks: S
                    world=world)
 
 
+def _device_data_bytes(dataset: Dataset, device: torch.device, conditional: bool) -> int:
+    """Bytes of the dataset's tensors the trainer copies to a GPU (training and evaluation
+    images, and labels for a conditional VAE); 0 on the CPU, where they are in memory already."""
+    if device.type == "cpu":
+        return 0
+    tensors = [dataset.train.images, dataset.eval.images]
+    if conditional:
+        tensors += [dataset.train.labels, dataset.eval.labels]
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
 def _restore_rank_rng(tensors: dict[str, torch.Tensor], world: distributed.World, device: torch.device) -> None:
     """With several ranks, this rank's own RNG states from the checkpoint (when it has them:
     one written with the same number of processes)."""
@@ -382,12 +395,23 @@ def _restore_rank_rng(tensors: dict[str, torch.Tensor], world: distributed.World
         torch.cuda.set_rng_state(cuda, device)
 
 
-def compile_model(model: VAE) -> None:
+COMPILE_BACKEND = "inductor"
+"""The ``torch.compile`` backend of ``training.compile`` (``eager`` captures the same graphs and
+runs them eagerly: checks on machines without a compiler use it)."""
+
+
+def compile_model(model: VAE, backend: str = "inductor") -> None:
     """``training.compile``: compile the encoder's and decoder's ``forward`` in place
     (``nn.Module.compile``), so the weights, their names in the state dict and the rest of the
-    model (prior, likelihood, objective) stay as they are."""
+    model (prior, likelihood, objective) stay as they are.
+
+    The training steps compile a graph per module for the full batch and, when the last batch of
+    an epoch is smaller, one more with a symbolic batch size (torch's automatic dynamic shapes);
+    evaluation and callbacks run the modules eagerly
+    (:meth:`~vaelab.training.trainer.Trainer.uncompiled`), so a run compiles at most four graphs
+    (tests/training/test_precision.py counts them)."""
     for module in (model.encoder, model.decoder):
-        module.compile()
+        module.compile(backend=backend)
 
 
 def _restore(checkpoint, model, optimizer, scheduler, generators, config: Config, n_train: int,

@@ -38,6 +38,8 @@ class DeviceSums:
                                    device=device)
         self.extra = {name: torch.tensor(own * value, dtype=torch.float64, device=device)
                       for name, value in position.extra_totals.items()}
+        self._false = torch.zeros((), dtype=torch.bool, device=device)
+        self._no_bad_grads = torch.zeros(len(names), dtype=torch.bool, device=device)
         self._reset_record()
 
     def _reset_record(self) -> None:
@@ -51,18 +53,19 @@ class DeviceSums:
         ``terms``: ``(2,)`` float the step's summed recon and KL; ``grads``: one gradient (or
         None) per parameter of ``names``."""
         present = [g for g in grads if g is not None]
-        grad_bad = torch.zeros(len(self.names), dtype=torch.bool, device=self.device)
+        grad_bad = self._no_bad_grads
         if present:
             # one fused norm kernel over all gradients, as in torch.nn.utils.get_total_norm
             norms = torch.stack(torch._foreach_norm(present))
-            where = [i for i, g in enumerate(grads) if g is not None]
-            if len(where) == len(grads):
-                grad_bad = ~torch.isfinite(norms)
-            else:
-                grad_bad[where] = ~torch.isfinite(norms)
+            # logical_* rather than ~, |, &, and no index list (a copy from the host): the same on
+            # booleans, and they run on fake CUDA tensors of a CPU build (tests/training/test_fake_cuda.py)
+            grad_bad = torch.isfinite(norms).logical_not()
+            if len(present) < len(grads):  # parameters without a gradient count as finite
+                flags = iter(grad_bad.unbind())
+                grad_bad = torch.stack([next(flags) if g is not None else self._false for g in grads])
         terms = terms.detach().double()
-        bad = (~torch.isfinite(terms)).any() | grad_bad.any()
-        first = bad & (self.bad_step == 0)
+        bad = torch.isfinite(terms).all().logical_not().logical_or(grad_bad.any())
+        first = bad.logical_and(self.bad_step == 0)
         self.bad_step = torch.where(first, step, self.bad_step)
         self.bad_terms = torch.where(first, terms, self.bad_terms)
         self.bad_grads = torch.where(first, grad_bad, self.bad_grads)

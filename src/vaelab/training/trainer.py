@@ -9,6 +9,7 @@ checkpoint when resuming) is :mod:`vaelab.training.runs`.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -66,7 +67,9 @@ class Trainer:
         self.grad_scaler = grad_scaler
         """``training.precision: fp16``: the loss scaler (its state is in the checkpoint)."""
         self.state = state if state is not None else TrainingState()
-        self.order = order
+        # a mid-epoch checkpoint's batch order, on the device the permutations are drawn on (a
+        # CUDA run's GPU): each step slices its batch's indices from it without a host copy
+        self.order = order.to((device_generator or data_generator).device) if order is not None else None
         self.world = world
         """This process's rank and the number of processes (torchrun; :mod:`.distributed`)."""
         # rank 0 writes the run directory: the other ranks keep only the callbacks all ranks need
@@ -91,8 +94,42 @@ class Trainer:
                                        labels=dataset.train.labels.to(device) if conditional else None)
 
     def _call(self, hook: str, *args) -> None:
-        for callback in self.callbacks:
-            getattr(callback, hook)(self, *args)
+        with self.uncompiled():
+            for callback in self.callbacks:
+                getattr(callback, hook)(self, *args)
+
+    def uncompiled(self):
+        """A block in which the compiled encoder and decoder (``training.compile``) run eagerly:
+        callbacks and evaluation call them without gradients (``no_grad``, ``inference_mode``)
+        and with other batch sizes, each of which would compile new graphs; only the training
+        steps use the compiled ones."""
+        return torch.compiler.set_stance("force_eager") if self.config.training.compile else contextlib.nullcontext()
+
+    def evaluate(self) -> dict[str, float]:
+        """Mean ``recon``, ``kl`` and ``neg_elbo`` (nats per example) of :attr:`eval_model` on the
+        evaluation split (:func:`~vaelab.objectives.evaluate_elbo`, its noise seeded with the
+        run's seed).
+
+        With several ranks each evaluates its own contiguous part of the split (exact parts whose
+        sizes differ by at most one, no example padded or repeated: padding a split to equal
+        parts, as a ``DistributedSampler`` does, counts some examples twice in the means) with the
+        noise seeded ``seed + rank``, and the ranks' sums are added (an all-reduce) and divided by
+        the size of the split."""
+        images, labels, seed = self.eval_images, self.eval_labels, self.config.seed
+        if self.world.distributed:
+            part = distributed.shard(0, images.shape[0], self.world)
+            images, labels, seed = images[part], labels[part] if labels is not None else None, seed + self.world.rank
+        sums = torch.zeros(2, dtype=torch.float64, device=self.device)
+        if images.shape[0]:
+            with self.uncompiled():
+                means = evaluate_elbo(self.eval_model, images, self.config.training.eval_batch_size,
+                                      self.config.objective.n_samples, seed=seed, device=self.device, labels=labels)
+            if not self.world.distributed:
+                return means
+            sums += torch.tensor([means["recon"], means["kl"]], dtype=torch.float64,
+                                 device=self.device) * images.shape[0]
+        recon, kl = (distributed.all_sum(sums, self.world) / self.eval_images.shape[0]).tolist()
+        return {"recon": recon, "kl": kl, "neg_elbo": recon + kl}
 
     @property
     def eval_model(self) -> torch.nn.Module:
@@ -153,9 +190,7 @@ class Trainer:
                 finally:
                     self._call("on_train_epoch_end", epoch)
                 self.order, state.position = None, None  # the epoch is complete
-                eval_metrics = evaluate_elbo(self.eval_model, self.eval_images, self.config.training.eval_batch_size,
-                                             self.config.objective.n_samples, seed=self.config.seed,
-                                             device=self.device, labels=self.eval_labels)
+                eval_metrics = self.evaluate()
                 row = epoch_row(epoch, train_metrics, eval_metrics, self.dataset.eval_name)
                 step_scheduler(self.scheduler, eval_metrics["neg_elbo"],
                                (lambda seconds: distributed.broadcast(seconds, self.world))
@@ -393,21 +428,28 @@ def _run_steps(model, optimizer, batches, objective, training, device, epoch, or
                 position.n_seen += size
             position.step = step
             position.kl_weight = beta
-            position.seconds = seconds_before + time.perf_counter() - start
             synced = step % every == 0 or step == steps
             if synced:
-                sync()
+                sync()  # waits for the device: the clock below counts its work up to this step
+            position.seconds = seconds_before + time.perf_counter() - start
             if on_step is not None:
                 step_loss = (summed[0] + beta * summed[1]) / x.shape[0]
                 on_step(StepEnd(epoch, order, position, step_loss, size, sync=sync, synced=synced))
     except TrainingError:
         raise
-    except Exception:
+    except Exception as exc:
         # a step after an unchecked non-finite one may fail in its own way (a NaN scale):
         # report the first non-finite step instead (alone: with several ranks a collective here
-        # would wait for ranks that are not failing; torchrun stops them)
-        if not world.distributed:
-            sync()
+        # would wait for ranks that are not failing; torchrun stops them). Not after running out
+        # of memory, and the first error stands when the sync fails too (a failed device fails
+        # every later read)
+        if not world.distributed and not isinstance(exc, torch.OutOfMemoryError):
+            try:
+                sync()
+            except TrainingError:
+                raise
+            except Exception:
+                pass
         raise
 
 

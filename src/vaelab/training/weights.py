@@ -23,6 +23,7 @@ from ..config import Config, load_config
 from ..errors import CheckpointError, option
 from ..io import atomic_write_bytes, atomic_write_text
 from ..models import VAE, build_model
+from ..models.likelihoods import declare_binary_data
 from ..rundir import RunDir
 from .checkpoint import FORMAT as CHECKPOINT_FORMAT
 from .checkpoint import checkpoint_config, read_checkpoint, read_safetensors
@@ -105,6 +106,7 @@ def load_weights(path: str | Path, config: Config | str | Path | None = None) ->
         config = checkpoint_config(stored, path)
     image_shape = tuple(stored.get("_image_shape") or _image_shape(config))
     model = build_model(config.model, image_shape, stored.get("_num_classes"))
+    declare_binary_data(model.likelihood, config.data.binarize != "none")  # as load_model: the run's data are 0/1
     try:
         model.load_state_dict(tensors)
     except RuntimeError as exc:
