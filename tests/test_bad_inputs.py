@@ -319,3 +319,92 @@ def test_hints_do_not_suggest_what_the_run_already_does(monkeypatch):
     text = latents.posterior_collapse(None, torch.rand(10, 4), 2, config=config)
     assert "learned scale" not in text and "warm-up" not in text and "free bits" in text
     assert "learned scale" in latents.posterior_collapse(None, torch.rand(10, 4), 2)
+
+
+# --- checkpoints and run directories ------------------------------------------------------------------
+
+
+def edit_checkpoint(path: Path, field: str, change) -> None:
+    """Rewrite the JSON metadata ``field`` of the checkpoint at ``path`` with ``change(value)``."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(path), "pt") as f:
+        meta, tensors = dict(f.metadata()), {k: f.get_tensor(k) for k in f.keys()}
+    value = json.loads(meta.get(field, "null"))
+    meta[field] = json.dumps(change(value))
+    save_file(tensors, path, metadata=meta)
+
+
+@pytest.mark.parametrize("field, change, message", [
+    ("training_state", lambda t: {**t, "history": t["history"][:0]}, "history must hold one row per finished epoch"),
+    ("training_state", lambda t: {**t, "best_value": float("nan")}, "best_value must be a finite number"),
+    ("training_state", lambda t: {**t, "best_value": float("-inf")}, "best_value must be a finite number"),
+    ("training_state", lambda t: {**t, "epoch": "2"}, "training_state.epoch"),
+    ("optimizer", lambda o: {**o, "param_groups": [{**o["param_groups"][0], "eps": -1.0}]}, "param_groups.0.eps"),
+    ("optimizer", lambda o: {**o, "param_groups": [{**o["param_groups"][0], "lr": "fast"}]}, "param_groups.0.lr"),
+    ("optimizer", lambda o: {**o, "param_groups": [{k: v for k, v in o["param_groups"][0].items() if k != "lr"}]},
+     "param_groups.0.lr field required"),
+    ("optimizer", lambda o: {**o, "param_groups": [{**o["param_groups"][0], "betas": [0.9, 1.5]}]}, "betas"),
+    ("rng", lambda r: {**r, "numpy": ["MT19937", r["numpy"][1][:10], 0, 0, 0.0]}, "rng.numpy"),
+    ("rng", lambda r: {**r, "python": "abc"}, "rng.python"),
+    ("scheduler", lambda s: {"last_epoch": "x"}, "scheduler.last_epoch"),
+    ("grad_scaler", lambda g: {"scale": -1.0, "growth_factor": 2.0, "backoff_factor": 0.5, "growth_interval": 2000},
+     "grad_scaler.scale"),
+])
+def test_each_checkpoint_field_is_checked_against_its_schema(tiny_run, capsys, field, change, message):
+    path = tiny_run / "checkpoints" / "last.safetensors"
+    edit_checkpoint(path, field, change)
+    before = snapshot(tiny_run)
+    assert main(["train", "--resume", str(tiny_run), "--epochs", "2"]) == 2
+    line = one_line_error(capsys)
+    assert message in line and "the checkpoint is damaged" in line
+    assert snapshot(tiny_run) == before  # nothing rewritten
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(field=st.sampled_from(["training_state", "optimizer", "rng", "scheduler", "grad_scaler"]),
+       key=st.text(max_size=12),
+       value=st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8) | st.lists(st.integers(), max_size=3))
+def test_any_edit_of_checkpoint_metadata_is_a_checkpoint_error_or_harmless(tmp_path_factory, field, key, value):
+    from vaelab.errors import CheckpointError
+    from vaelab.training import read_checkpoint
+    from vaelab.training.checkpoint import TrainingState, encode_checkpoint
+
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.Adam(model.parameters())
+    model(torch.ones(1, 2)).sum().backward()
+    optimizer.step()
+    state = TrainingState(epoch=1, best_epoch=1, best_value=3.0, history=[{"epoch": 1, "test_neg_elbo": 3.0}])
+    path = tmp_path_factory.mktemp("ckpt") / "last.safetensors"
+    path.write_bytes(encode_checkpoint(model, optimizer, state, {"seed": 1}, torch.Generator()))
+
+    def change(old):
+        if isinstance(old, dict):
+            return {**old, key: value} if key else value
+        return value
+
+    if field in ("scheduler", "grad_scaler"):
+        from safetensors import safe_open
+        from safetensors.torch import save_file
+
+        with safe_open(str(path), "pt") as f:
+            meta, tensors = dict(f.metadata()), {k: f.get_tensor(k) for k in f.keys()}
+        meta[field] = json.dumps({key: value} if key else value)
+        save_file(tensors, path, metadata=meta)
+    else:
+        edit_checkpoint(path, field, change)
+    try:
+        read_checkpoint(path)
+    except CheckpointError as exc:
+        assert str(exc).count("\n") == 0
+
+
+def test_resume_never_starts_over_a_run_whose_checkpoints_are_gone(tiny_run, capsys):
+    import shutil
+
+    shutil.rmtree(tiny_run / "checkpoints")
+    before = snapshot(tiny_run)
+    assert main(["train", "--resume", str(tiny_run), "--epochs", "2"]) == 2
+    assert "a resume would start over from epoch 1 and overwrite them" in one_line_error(capsys)
+    assert snapshot(tiny_run) == before

@@ -15,7 +15,7 @@ def test_round_trip_restores_weights_optimizer_and_rng(tmp_path):
     loss.backward()
     optimizer.step()
     generator = torch.Generator().manual_seed(5)
-    state = TrainingState(epoch=3, best_epoch=2, best_value=99.5, history=[{"epoch": 1, "x": 1.5}])
+    state = TrainingState(epoch=3, best_epoch=2, best_value=99.5, history=[{"epoch": e, "x": 1.5} for e in (1, 2, 3)])
     path = tmp_path / "last.safetensors"
     path.write_bytes(encode_checkpoint(model, optimizer, state, Config().to_dict(), generator))
     expected_draw = torch.rand(3, generator=generator), torch.rand(3)

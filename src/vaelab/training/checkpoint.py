@@ -27,6 +27,7 @@ from ..io import atomic_write_bytes
 from ..models import VAE, build_model
 from ..models.likelihoods import declare_binary_data
 from ..rundir import RunDir
+from .checkpoint_schema import check_metadata
 
 FORMAT = "vaelab-checkpoint-1"
 
@@ -244,26 +245,27 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a vaelab checkpoint (format {meta.get('format')!r}, expected {FORMAT})")
     try:
+        fields = {name: json.loads(meta[name]) for name in ("training_state", "optimizer", "rng", "config")}
+        fields.update({name: json.loads(meta.get(name, "null")) for name in ("scheduler", "grad_scaler")})
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: checkpoint metadata is damaged ({exc}); {_other_advice(path)}") from None
+    try:
+        check_metadata(fields)  # every field's type and range, before anything uses it
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: checkpoint field {exc}; the checkpoint is damaged: {_other_advice(path)}") from None
+    try:
         training = TrainingState.from_json(meta["training_state"])
-        optimizer = _unflatten_optimizer(tensors, json.loads(meta["optimizer"]))
-        rng_meta = json.loads(meta["rng"])
-        config = json.loads(meta["config"])
-        scheduler = json.loads(meta.get("scheduler", "null"))
-        grad_scaler = json.loads(meta.get("grad_scaler", "null"))
+        optimizer = _unflatten_optimizer(tensors, fields["optimizer"])
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CheckpointError(f"{path}: checkpoint metadata is damaged ({exc}); {_other_advice(path)}") from None
+    rng_meta, config = fields["rng"], fields["config"]
+    scheduler, grad_scaler = fields["scheduler"], fields["grad_scaler"]
     model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     ema_state = {k[len("ema."):]: v for k, v in tensors.items() if k.startswith("ema.")} or None
     rng = {k: v for k, v in tensors.items() if k.startswith("rng.")}
     if training.position is not None and "data.order" not in tensors:
         raise CheckpointError(f"{path}: a mid-epoch checkpoint without its batch order; it is damaged")
-    _validate(path, training, optimizer, rng, rng_meta, tensors.get("data.order"), config)
-    if grad_scaler is not None and (not isinstance(grad_scaler, dict) or not all(
-            _is_number(grad_scaler.get(k)) for k in ("scale", "growth_factor", "backoff_factor", "growth_interval",
-                                                      "_growth_tracker"))
-            or not grad_scaler["scale"] > 0):
-        raise invalid_field(path, "grad_scaler", "must be a GradScaler state (a positive scale, its growth "
-                            "factors and tracker)")
+    _validate_tensors(path, training, optimizer, rng, tensors.get("data.order"), config)
     return Checkpoint(path, model_state, optimizer, training, config, rng, rng_meta, scheduler,
                       tensors.get("data.order"), ema_state, grad_scaler)
 
@@ -281,96 +283,41 @@ def invalid_field(path: Path, name: str, why: str) -> CheckpointError:
     return CheckpointError(f"{path}: checkpoint field {name} {why}; the checkpoint is damaged: {_other_advice(path)}")
 
 
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _validate(path: Path, training: TrainingState, optimizer: dict, rng: dict[str, torch.Tensor],
-              rng_meta: Any, order: torch.Tensor | None, config: Any) -> None:
-    """Every value of a checkpoint that parsed has the type and range a written one has.
+def _validate_tensors(path: Path, training: TrainingState, optimizer: dict, rng: dict[str, torch.Tensor],
+                      order: torch.Tensor | None, config: Any) -> None:
+    """The tensors of a checkpoint whose metadata passed :func:`check_metadata`: the batch order
+    a permutation, every RNG state of the dtype and shape torch writes, the optimizer's state
+    tensors floating point, its groups' parameter numbers those of its state.
 
     Raises:
-        CheckpointError: naming the first field that does not (:func:`invalid_field`).
+        CheckpointError: naming the first field that does not fit (:func:`invalid_field`).
     """
     def bad(name, why):
         return invalid_field(path, name, why)
 
-    t = training
-    if not _is_int(t.epoch) or t.epoch < 0:
-        raise bad("training_state.epoch", f"must be an integer >= 0, got {t.epoch!r}")
-    if not _is_int(t.best_epoch) or not 0 <= t.best_epoch <= t.epoch:
-        raise bad("training_state.best_epoch", f"must be an integer in [0, epoch={t.epoch}], got {t.best_epoch!r}")
-    if not _is_number(t.best_value):
-        raise bad("training_state.best_value", f"must be a number, got {t.best_value!r}")
-    if not _is_int(t.skipped_steps) or t.skipped_steps < 0:
-        raise bad("training_state.skipped_steps", f"must be an integer >= 0, got {t.skipped_steps!r}")
-    if not isinstance(t.history, list) or len(t.history) > t.epoch:
-        size = len(t.history) if isinstance(t.history, list) else type(t.history).__name__
-        raise bad("training_state.history", f"must hold at most one row per finished epoch ({t.epoch}), got {size}")
-    for i, row in enumerate(t.history):
-        if not isinstance(row, dict) or row.get("epoch") != i + 1 or not all(_is_number(v) for v in row.values()):
-            raise bad(f"training_state.history[{i}]", f"must be the numbers of epoch {i + 1}, got {str(row)[:60]}")
-    p = t.position
-    if p is not None:
-        for name in ("step", "n_seen"):
-            if not _is_int(getattr(p, name)) or getattr(p, name) < 0:
-                raise bad(f"training_state.position.{name}", f"must be an integer >= 0, got {getattr(p, name)!r}")
-        for name in ("recon_total", "kl_total", "seconds", "kl_weight"):
-            if not _is_number(getattr(p, name)):
-                raise bad(f"training_state.position.{name}", f"must be a number, got {getattr(p, name)!r}")
-        if not isinstance(p.extra_totals, dict) or not all(_is_number(v) for v in p.extra_totals.values()):
-            raise bad("training_state.position.extra_totals", "must map term names to numbers")
     if order is not None:
         if order.dim() != 1 or order.dtype not in (torch.int64, torch.int32):
             raise bad("data.order", f"must be a 1-D integer tensor, got {order.dtype} {tuple(order.shape)}")
         if not torch.equal(torch.sort(order.long()).values, torch.arange(order.numel())):
             raise bad("data.order", f"must be a permutation of 0..{order.numel() - 1}")
-    expected = {"rng.torch": torch.get_rng_state(), "rng.data": torch.Generator().get_state()}
-    for name, reference in expected.items():
+    shapes = {"rng.torch": torch.get_rng_state(), "rng.data": torch.Generator().get_state()}
+    for name, reference in shapes.items():
         value = rng.get(name)
         if value is None or value.dtype != reference.dtype or value.shape != reference.shape:
             got = "missing" if value is None else f"{value.dtype} {tuple(value.shape)}"
             raise bad(name, f"must be a {reference.dtype} tensor of shape {tuple(reference.shape)}, got {got}")
     for name, value in rng.items():
-        if name.startswith("rng.rank") and (value.dtype != torch.uint8 or value.dim() != 1):
+        if name not in shapes and (value.dtype != torch.uint8 or value.dim() != 1):
             raise bad(name, f"must be a 1-D uint8 tensor, got {value.dtype} {tuple(value.shape)}")
-    for name in ("rng.data_device", "rng.cuda"):
-        device_state = rng.get(name)
-        if device_state is not None and (device_state.dtype != torch.uint8 or device_state.dim() != 1):
-            raise bad(name, f"must be a 1-D uint8 tensor, got {device_state.dtype} {tuple(device_state.shape)}")
-    numpy_state = rng_meta.get("numpy") if isinstance(rng_meta, dict) else None
-    if (not isinstance(numpy_state, list) or len(numpy_state) != 5 or numpy_state[0] != "MT19937"
-            or not isinstance(numpy_state[1], list) or len(numpy_state[1]) != 624
-            or not all(_is_int(k) and 0 <= k < 2**32 for k in numpy_state[1])
-            or not _is_int(numpy_state[2]) or not 0 <= numpy_state[2] <= 624
-            or numpy_state[3] not in (0, 1) or not _is_number(numpy_state[4])):
-        raise bad("rng.numpy", "must be an MT19937 state (624 32-bit keys, a position 0..624)")
-    python_state = rng_meta.get("python")
-    if (not isinstance(python_state, list) or len(python_state) != 3 or python_state[0] != 3
-            or not isinstance(python_state[1], list) or len(python_state[1]) != 625
-            or not all(_is_int(k) and 0 <= k < 2**32 for k in python_state[1])
-            or not (python_state[2] is None or _is_number(python_state[2]))):
-        raise bad("rng.python", "must be a version-3 Mersenne Twister state (625 integers)")
-    groups = optimizer.get("param_groups")
-    if not isinstance(groups, list) or not groups:
-        raise bad("optimizer.param_groups", f"must be a non-empty list, got {type(groups).__name__}")
-    for i, group in enumerate(groups):
-        if (not isinstance(group, dict) or not isinstance(group.get("params"), list)
-                or not all(_is_int(q) for q in group["params"])):
-            raise bad(f"optimizer.param_groups[{i}]", "must be a mapping with a list of parameter numbers")
-        if not _is_number(group.get("lr")) or not group["lr"] >= 0:
-            raise bad(f"optimizer.param_groups[{i}].lr", f"must be a number >= 0, got {group.get('lr')!r}")
+    numbered = {q for group in optimizer["param_groups"] for q in group["params"]}
     for pid, values in optimizer["state"].items():
+        if pid not in numbered:
+            raise bad(f"optimizer.state.{pid}", f"belongs to no parameter group (parameters {sorted(numbered)[:5]}...)")
         for name, value in values.items():
-            if torch.is_tensor(value):
-                if not value.is_floating_point():
-                    raise bad(f"optimizer.state.{pid}.{name}", f"must be a floating-point tensor, got {value.dtype}")
-            elif not _is_number(value):
-                raise bad(f"optimizer.state.{pid}.{name}", f"must be a tensor or a number, got {type(value).__name__}")
+            if torch.is_tensor(value) and not value.is_floating_point():
+                raise bad(f"optimizer.state.{pid}.{name}", f"must be a floating-point tensor, got {value.dtype}")
+            if torch.is_tensor(value) and not torch.isfinite(value).all():
+                raise bad(f"optimizer.state.{pid}.{name}", "must be finite")
     if not isinstance(config, dict):
         raise bad("config", f"must be a mapping, got {type(config).__name__}")
 

@@ -178,6 +178,7 @@ def resume_config(run_dir: str | Path, overrides: dict[str, Any] | None = None):
     if written is None and checkpoint is None:
         raise CheckpointError(f"{run_dir} is not a run directory (no config.yaml); check the path")
     if checkpoint is None:
+        _refuse_to_start_over(run_dir, checkpoint_path)
         base = written
     else:
         base = checkpoint_config(checkpoint)
@@ -231,6 +232,27 @@ def resume(run_dir: str | Path, overrides: dict[str, Any] | None = None, verbose
             return Run(run_dir=run_dir, config=checkpoint_config(checkpoint), history=state.history,
                        summary=summary)
         return _fit(config, run_dir, checkpoint, _callbacks(callbacks, verbose), argv=argv, changes=changes)
+
+
+def _refuse_to_start_over(run_dir: Path, checkpoint_path: Path) -> None:
+    """A run directory whose ``metrics.csv`` or ``summary.json`` shows trained epochs but has no
+    last checkpoint would resume from epoch 1 and overwrite them: refuse instead.
+
+    Raises:
+        CheckpointError: naming what is missing and the ways out.
+    """
+    files = RunDir(run_dir)
+    try:
+        epochs = len(files.read_metrics())
+    except CheckpointError:
+        epochs = 0
+    if epochs == 0 and not files.summary_json.is_file():
+        return  # stopped before its first checkpoint: nothing to lose by starting it
+    best = files.checkpoint("best")
+    way = (f"copy {best.name} over {checkpoint_path.name} to resume from its best epoch, " if best.is_file() else
+           "restore the checkpoints folder, ")
+    raise CheckpointError(f"{run_dir} has trained {epochs or 'some'} epoch(s) but {checkpoint_path} is missing, so a "
+                          f"resume would start over from epoch 1 and overwrite them; {way}or start a new run")
 
 
 def _join(config) -> distributed.World:
