@@ -346,6 +346,8 @@ def edit_checkpoint(path: Path, field: str, change) -> None:
     ("optimizer", lambda o: {**o, "param_groups": [{k: v for k, v in o["param_groups"][0].items() if k != "lr"}]},
      "param_groups.0.lr field required"),
     ("optimizer", lambda o: {**o, "param_groups": [{**o["param_groups"][0], "betas": [0.9, 1.5]}]}, "betas"),
+    ("optimizer", lambda o: {**o, "param_groups": [{k: v for k, v in o["param_groups"][0].items() if k != "betas"}]},
+     "param_groups.0 lacks betas, which Adam reads"),
     ("rng", lambda r: {**r, "numpy": ["MT19937", r["numpy"][1][:10], 0, 0, 0.0]}, "rng.numpy"),
     ("rng", lambda r: {**r, "python": "abc"}, "rng.python"),
     ("scheduler", lambda s: {"last_epoch": "x"}, "scheduler.last_epoch"),

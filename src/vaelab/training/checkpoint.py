@@ -387,10 +387,12 @@ def checkpoint_config(checkpoint, path: Path | None = None) -> Config:
                               "of the run, or start a new run") from None
 
 
-def check_checkpoint_fits(checkpoint, model: torch.nn.Module, n_train: int, batch_size: int) -> None:
+def check_checkpoint_fits(checkpoint, model: torch.nn.Module, n_train: int, batch_size: int,
+                          optimizer: torch.optim.Optimizer | None = None) -> None:
     """The checks of a checkpoint's values that need the run's model and data: the data order
-    is a permutation of the training set, the position inside the epoch is within it, and
-    every optimizer state tensor has its parameter's shape.
+    is a permutation of the training set, the position inside the epoch is within it, every
+    optimizer state tensor has its parameter's shape, and (with the run's ``optimizer``) every
+    parameter group holds each hyper-parameter that optimizer reads.
 
     Raises:
         CheckpointError: naming the field, with the advice to use the other checkpoint.
@@ -408,6 +410,13 @@ def check_checkpoint_fits(checkpoint, model: torch.nn.Module, n_train: int, batc
     if sorted(params) != list(range(len(shapes))):
         raise invalid_field(checkpoint.path, "optimizer.param_groups", f"name parameters {sorted(params)[:8]}, the "
                             f"model has {len(shapes)}")
+    if optimizer is not None:
+        needed = set(optimizer.param_groups[0]) - {"params", "initial_lr"}
+        for i, group in enumerate(checkpoint.optimizer_state["param_groups"]):
+            missing = sorted(needed - set(group))
+            if missing:
+                raise invalid_field(checkpoint.path, f"optimizer.param_groups.{i}", f"lacks {', '.join(missing)}, which "
+                                    f"{type(optimizer).__name__} reads")
     for pid, values in checkpoint.optimizer_state["state"].items():
         if not 0 <= pid < len(shapes):
             raise invalid_field(checkpoint.path, f"optimizer.state.{pid}", "is for a parameter the model does not have")

@@ -445,7 +445,7 @@ def _restore(checkpoint, model, optimizer, scheduler, generators, config: Config
     Raises:
         CheckpointError: the checkpoint does not fit this run's model or data.
     """
-    check_checkpoint_fits(checkpoint, model, n_train, config.training.batch_size)
+    check_checkpoint_fits(checkpoint, model, n_train, config.training.batch_size, optimizer)
     try:
         model.load_state_dict(checkpoint.model_state)
         optimizer.load_state_dict(checkpoint.optimizer_state)
