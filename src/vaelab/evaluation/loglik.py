@@ -29,6 +29,11 @@ How it is computed (fast by design):
 The same pass gives the reconstruction term -(1/K) sum_k log p(x|z_k) of the ELBO (a K-sample
 estimate) and the KL (closed form for a diagonal Gaussian prior; for a mixture prior, MoG or
 VampPrior, the K-sample Monte Carlo estimate), hence the negative ELBO of the same examples.
+
+A hierarchical VAE (:mod:`vaelab.models.hierarchical`) is sampled along whole paths: the noise
+of example n covers every layer, ``(K, D_1 + ... + D_L)``, q is the whole inference path and the
+weights are p(x|z_1) prod_l p(z_l|z_{l+1}) / q(z_l|.) (Burda et al. 2016, eq. 7); its KL is then
+the K-sample Monte Carlo estimate of sum_l E_q[log q_l - log p_l].
 log p(z) is always the prior's exact log-density (a mixture's by log-sum-exp over its
 components, :class:`vaelab.models.priors.DiagonalGaussianMixture`).
 """
@@ -40,10 +45,12 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+from torch.distributions import Independent, Normal
 from ..errors import ConfigError
 from ..models.priors import factorises
 from ..models.vae import VAE
 from ..objectives.elbo import kl_estimate
+from ..objectives.hierarchical import path_log_weights
 from ..runtime import available_memory, flush_denormals
 
 LN2 = math.log(2.0)
@@ -220,8 +227,9 @@ def importance_log_likelihood(model: VAE, images: torch.Tensor, k: int = 1000, *
     results = torch.empty(3, n, dtype=torch.float64, device=device)  # log p(x), recon, kl: one copy at the end
     log_px, recon, kl = results
     prior = model.prior_distribution()  # once: the VampPrior encodes its pseudo-inputs
-    closed_form = factorises(prior)
-    d = model.latent_dim
+    hierarchical = getattr(model, "noise_dim", None) is not None  # a path of several stochastic layers
+    closed_form = factorises(prior) and (not hierarchical or len(model.latent_dims) == 1)  # one layer: as the VAE
+    d = model.noise_dim if hierarchical else model.latent_dim
     starts = range(0, n, batch_size)
     bar = None
     if progress:
@@ -234,8 +242,12 @@ def importance_log_likelihood(model: VAE, images: torch.Tensor, k: int = 1000, *
                 x = images[start:start + batch_size].to(device, non_blocking=True)  # (B, C, H, W)
                 b = x.shape[0]
                 y = labels[start:start + batch_size].to(device) if labels is not None else None
-                q = model.posterior(x, y)  # batch (B,), event (D,)
-                mean, std = q.base_dist.loc, q.base_dist.scale  # (B, D)
+                if hierarchical:
+                    encoded = model.encode(x)  # what depends on x alone, once per batch
+                    q = Independent(Normal(*encoded[0]), 1)  # one layer: its q(z|x), for the closed-form KL
+                else:
+                    q = model.posterior(x, y)  # batch (B,), event (D,)
+                    mean, std = q.base_dist.loc, q.base_dist.scale  # (B, D)
                 if on_device:
                     eps = torch.randn((k, b, d), generator=batch_noise_generator(seed, first_index + start, device),
                                       device=device)  # (K, B, D)
@@ -244,15 +256,20 @@ def importance_log_likelihood(model: VAE, images: torch.Tensor, k: int = 1000, *
                                       1).to(device)  # (K, B, D)
                 # log q(z|x) at z = mean + std * eps is log N(eps; 0, I) - sum_d log std_d (change of
                 # variables, Kingma & Welling 2014, Sec. 2.4): exact, and cheaper than q.log_prob(z)
-                log_qz = (-0.5 * eps.square().sum(-1) - std.log().sum(-1)) - 0.5 * d * LOG_2PI  # (K, B)
+                if not hierarchical:
+                    log_qz = (-0.5 * eps.square().sum(-1) - std.log().sum(-1)) - 0.5 * d * LOG_2PI  # (K, B)
                 lme = LogMeanExp((b,), device)
                 log_px_z_sum = torch.zeros(b, dtype=torch.float64, device=device)
                 log_ratio_sum = torch.zeros(b, dtype=torch.float64, device=device)  # sum_k log q - log p
                 per_chunk = max(1, chunk_size // b)
                 for k0 in range(0, k, per_chunk):
-                    z = torch.addcmul(mean, std, eps[k0:k0 + per_chunk])  # (c, B, D)
-                    log_px_z = model.likelihood.log_prob(x, model.decode(z, y))  # (c, B)
-                    log_ratio = prior.log_prob(z) - log_qz[k0:k0 + per_chunk]  # exact log p(z) - log q(z|x)
+                    if hierarchical:  # whole paths: log p(x|z_1) and sum_l log p_l - log q_l
+                        log_px_z, log_ratio = path_log_weights(
+                            model, x, model.path(x, eps[k0:k0 + per_chunk], encoded, prior))
+                    else:
+                        z = torch.addcmul(mean, std, eps[k0:k0 + per_chunk])  # (c, B, D)
+                        log_px_z = model.likelihood.log_prob(x, model.decode(z, y))  # (c, B)
+                        log_ratio = prior.log_prob(z) - log_qz[k0:k0 + per_chunk]  # exact log p(z) - log q(z|x)
                     lme.update(log_px_z + log_ratio)  # log w, (c, B)
                     log_px_z_sum += log_px_z.sum(0, dtype=torch.float64)
                     log_ratio_sum -= log_ratio.sum(0, dtype=torch.float64)

@@ -34,6 +34,9 @@ class ELBOTerms(NamedTuple):
     kl_per_dim: torch.Tensor | None = None
     """KL per latent dimension, ``(B, D)`` (sums to ``kl`` over D), when the posterior and prior
     factorise over dimensions (None for a mixture prior)."""
+    kl_layers: torch.Tensor | None = None
+    """A hierarchical VAE's KL per stochastic layer, ``(B, L)`` bottom first (sums to ``kl``);
+    None for a one-layer VAE."""
 
     @property
     def neg_elbo(self) -> torch.Tensor:
@@ -100,6 +103,10 @@ def elbo_pass(model: VAE, x: torch.Tensor, n_samples: int = 1, generator: torch.
               y: torch.Tensor | None = None) -> tuple[ELBOTerms, torch.Tensor]:
     """:func:`elbo_terms` and the decoder's outputs (the likelihood's parameters, ``(S, B, ...)``)
     it computed them from (a perceptual term compares their means with ``x``)."""
+    if getattr(model, "noise_dim", None) is not None:  # a hierarchical VAE: every layer's terms
+        from .hierarchical import hierarchical_elbo_pass
+
+        return hierarchical_elbo_pass(model, x, n_samples, generator)
     q = model.posterior(x, y)
     z = reparameterize(q, n_samples, generator)  # (S, B, D)
     params = model.decode(z, y)
@@ -120,18 +127,23 @@ def evaluate_elbo(model: VAE, images: torch.Tensor, batch_size: int = 1000, n_sa
 
     Returns:
         ``{"recon", "kl", "neg_elbo"}``: nats per example (summed over pixels and latent
-        dimensions, averaged over the N examples), accumulated in float64.
+        dimensions, averaged over the N examples), accumulated in float64; a hierarchical VAE of
+        L > 1 layers also ``kl_1`` ... ``kl_L``, each layer's KL.
     """
     was_training = model.training
     model.eval()
     generator = torch.Generator(device=device).manual_seed(seed)
-    totals = torch.zeros(2, dtype=torch.float64, device=device)
+    layers = len(getattr(model, "latent_dims", ())) if getattr(model, "noise_dim", None) is not None else 0
+    totals = torch.zeros(2 + (layers if layers > 1 else 0), dtype=torch.float64, device=device)
     with flush_denormals(device):
         label_batches = labels.split(batch_size) if labels is not None else [None] * len(images.split(batch_size))
         for x, y in zip(images.split(batch_size), label_batches):
             y = y.to(device, non_blocking=True) if y is not None else None
             terms = elbo_terms(model, x.to(device, non_blocking=True), n_samples, generator, y)
-            totals += torch.stack([terms.recon.sum(), terms.kl.sum()]).double()
+            sums = [terms.recon.sum(), terms.kl.sum()]
+            if layers > 1:
+                sums += list(terms.kl_layers.sum(0))
+            totals += torch.stack(sums).double()
     model.train(was_training)
-    recon, kl = (totals / images.shape[0]).tolist()
-    return {"recon": recon, "kl": kl, "neg_elbo": recon + kl}
+    recon, kl, *per_layer = (totals / images.shape[0]).tolist()
+    return {"recon": recon, "kl": kl, "neg_elbo": recon + kl, **{f"kl_{i + 1}": v for i, v in enumerate(per_layer)}}

@@ -77,6 +77,8 @@ class IWAETerms(NamedTuple):
     diagonal Gaussian prior, else the Monte Carlo mean of log q - log p over the K samples."""
     kl_per_dim: torch.Tensor | None = None
     """``(B, D)``."""
+    kl_layers: torch.Tensor | None = None
+    """A hierarchical VAE's KL per layer, ``(B, L)`` (None for one layer)."""
 
     def loss(self) -> torch.Tensor:
         """Mean negative bound over the batch: a scalar, nats per example."""
@@ -96,6 +98,16 @@ def iwae_terms(model: VAE, x: torch.Tensor, k: int, beta: float = 1.0,
     """
     if k < 1:
         raise ValueError(f"the IWAE bound needs k >= 1 samples, got {k}")
+    if getattr(model, "noise_dim", None) is not None:  # a hierarchical VAE: the weights of whole paths
+        from .hierarchical import draw_noise, layer_kls, path_log_weights
+
+        encoded = model.encode(x)
+        p = model.prior_distribution()
+        path = model.path(x, draw_noise(model, k, x.shape[0], generator, encoded[0][0].device), encoded, p)
+        log_px_z, log_ratio = path_log_weights(model, x, path)  # (K, B) each
+        kl_layers, per_dim = layer_kls(model, path, p, encoded)
+        return IWAETerms(neg_bound=-log_mean_exp(log_px_z + beta * log_ratio, 0), recon=-log_px_z.mean(0),
+                         kl=kl_layers.sum(-1), kl_per_dim=per_dim, kl_layers=kl_layers)
     q = model.posterior(x, y)
     z = reparameterize(q, k, generator)  # (K, B, D)
     p = model.prior_distribution()  # once: the VampPrior encodes its pseudo-inputs

@@ -28,13 +28,15 @@ from .iwae import iwae_terms
 from .perceptual import PerceptualDistance
 
 EXTRA_TERMS = ("neg_iwae", "perceptual")
+"""Names of the per-example terms an :class:`Objective` may report beside recon and kl (and a
+hierarchical VAE's ``kl_1`` ... ``kl_L``, :func:`layer_terms`)."""
 
 BOUNDS = {
     # objective.bound -> the bound the loss maximises (Objective.__call__)
     "elbo": "the (beta-weighted) ELBO, Kingma & Welling 2014 (objectives.elbo)",
     "iwae": "the K-sample importance-weighted bound, Burda et al. 2016 (objectives.iwae)",
 }
-"""Names of the per-example terms an :class:`Objective` may report beside recon and kl."""
+"""The bounds a loss maximises, by ``objective.bound``."""
 
 
 class LossTerms(NamedTuple):
@@ -73,17 +75,26 @@ class Objective:
         c = self.config
         if c.bound == "iwae":
             terms = iwae_terms(model, x, c.iwae_k, beta, generator, y)
-            return LossTerms(terms.loss(), terms.recon, terms.kl, {"neg_iwae": terms.neg_bound})
+            return LossTerms(terms.loss(), terms.recon, terms.kl, {"neg_iwae": terms.neg_bound,
+                                                                   **layer_terms(terms.kl_layers)})
         terms, params = elbo_pass(model, x, c.n_samples, generator, y)
-        recon, kl, kl_per_dim = terms
+        recon, kl, kl_per_dim = terms.recon, terms.kl, terms.kl_per_dim
         if c.reconstruction == "likelihood":
-            return LossTerms(terms.loss(beta, c.free_bits), recon, kl, {})
+            return LossTerms(terms.loss(beta, c.free_bits), recon, kl, layer_terms(terms.kl_layers))
         perceptual = self.perceptual(x, model.likelihood.mean(params)).mean(0)  # (B,)
         surrogate = c.perceptual_weight * perceptual
         if c.reconstruction == "perceptual+likelihood":
             surrogate = surrogate + recon
         loss = ELBOTerms(surrogate, kl, kl_per_dim).loss(beta, c.free_bits)
         return LossTerms(loss, recon, kl, {"perceptual": perceptual})
+
+
+def layer_terms(kl_layers: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """A hierarchical VAE's KL per layer as extra terms ``kl_1`` ... ``kl_L`` (``(B,)`` nats
+    each; none for a one-layer VAE), logged beside the total KL."""
+    if kl_layers is None or kl_layers.shape[-1] < 2:
+        return {}
+    return {f"kl_{i + 1}": kl_layers[:, i] for i in range(kl_layers.shape[-1])}
 
 
 def build_objective(config: ObjectiveConfig, dataset: str, device: torch.device | str = "cpu") -> Objective:
