@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 
 BENCHMARKS = ["train_speed", "eval_speed", "scaling", "memory"]
 EXTRA = ["ideas", "burda"]  # ideas: speed ideas measured against vaelab's choices (torch.compile needs a C++
@@ -22,7 +23,10 @@ def main() -> None:
     run.add_argument("--only", nargs="+", choices=BENCHMARKS + EXTRA, default=None,
                      help=f"run these only (default: {' '.join(BENCHMARKS)}; also: {' '.join(EXTRA)})")
     run.add_argument("--data-dir", default=None, help="MNIST location (default: $VAELAB_DATA_DIR, cache)")
+    run.add_argument("--results-dir", default=None, help="write the JSON results here (default: benchmarks/results)")
     args = parser.parse_args()
+    if args.results_dir:  # read by benchmarks.common when the benchmarks are imported below
+        os.environ["VAELAB_BENCHMARK_RESULTS"] = args.results_dir
     for name in args.only or BENCHMARKS:
         try:
             module = importlib.import_module(f"benchmarks.{name}")

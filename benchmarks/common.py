@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
 import time
@@ -16,7 +17,8 @@ from vaelab.config import DataConfig
 from vaelab.data import get_spec
 from vaelab.data.datasets import read_splits
 
-RESULTS = Path(__file__).with_name("results")
+RESULTS = Path(os.environ.get("VAELAB_BENCHMARK_RESULTS") or Path(__file__).with_name("results"))
+"""Where results go: ``benchmarks/results`` (``python -m benchmarks run --results-dir DIR``: DIR)."""
 
 
 def mnist_train(data_dir=None, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:

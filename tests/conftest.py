@@ -1,17 +1,27 @@
-"""Shared fixtures: a tiny synthetic IDX dataset registered as ``tiny-mnist``, and the real data
-directory (``VAELAB_DATA_DIR``) for the real-data tests."""
+"""Shared fixtures: a tiny synthetic IDX dataset registered as ``tiny-mnist``, the real data
+directory (``VAELAB_DATA_DIR``) for the real-data tests, and runs without the end-of-run
+figures unless a test asks for them.
+
+The tests' models are tiny: one torch thread per process (this one and every child it starts)
+trains them fastest, and keeps the suite's processes from competing for the cores (on a busy
+2-core machine two threads each made a tiny run up to 30x slower). ``OMP_NUM_THREADS`` set
+before running the tests wins.
+"""
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import os
-from pathlib import Path
 
-import numpy as np
-import pytest
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch is imported; inherited by child processes
 
-from vaelab.data import DataFile, DatasetSpec, register_dataset
+import gzip  # noqa: E402
+import hashlib  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from vaelab.data import DataFile, DatasetSpec, register_dataset  # noqa: E402
 
 TINY_SHAPE = (28, 28)
 REAL_DATA_DIR = os.environ.get("VAELAB_DATA_DIR")  # read before the fixtures below unset it
@@ -52,6 +62,20 @@ def make_tiny_dataset(root: Path, name: str = "tiny-mnist", n_train: int = 96, n
             files[f"{split}_{role}"] = DataFile(fname, hashlib.sha256(data).hexdigest())
     return register_dataset(DatasetSpec(name=name, files=files, image_shape=(1, *TINY_SHAPE),
                                         classes=tuple(str(i) for i in range(10))))
+
+
+@pytest.fixture(autouse=True)
+def no_figures_unless_asked(request, monkeypatch):
+    """Runs trained in the test process skip the end-of-run figures and TensorBoard (a tiny run
+    takes 0.1 s instead of 2 s); the tests of what they write are marked ``figures``. Tests that
+    train in child processes turn them off in their configs (``figures.draw_at_end: false``,
+    ``training.logger: csv``)."""
+    if request.node.get_closest_marker("figures"):
+        return
+    from vaelab.plots.callbacks import Figures, TensorBoard
+
+    monkeypatch.setattr(Figures, "on_fit_end", lambda self, trainer, summary: None)
+    monkeypatch.setattr(TensorBoard, "on_train_start", lambda self, trainer: None)
 
 
 @pytest.fixture(autouse=True)

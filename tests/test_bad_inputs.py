@@ -250,6 +250,7 @@ def test_sizes_that_would_hang_or_exhaust_memory_are_refused(tiny_run, capsys, a
     assert message in one_line_error(capsys)
 
 
+@pytest.mark.figures
 def test_a_signal_while_the_figures_are_drawn_says_how_to_draw_them(tiny_data, tmp_path, capsys, monkeypatch):
     import vaelab.plots.callbacks as callbacks
 

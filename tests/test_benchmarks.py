@@ -14,13 +14,13 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_quick_benchmarks_run_and_write_results(real_data_dir, tmp_path):
     env = {**os.environ, "VAELAB_DATA_DIR": str(real_data_dir), "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.run([sys.executable, "-m", "benchmarks", "run", "--quick"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=900)
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "run", "--quick", "--results-dir", str(tmp_path)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "one epoch of mlp 784-400-20" in proc.stdout and "GEMM floor" in proc.stdout
-    result = json.loads((REPO / "benchmarks" / "results" / "quick" / "train_speed.json").read_text())
+    result = json.loads((tmp_path / "quick" / "train_speed.json").read_text())  # not into the checkout
     assert result["quick"] and {r["model"] for r in result["results"]} >= {"mlp 784-400-20", "conv 16-32"}
-    memory = json.loads((REPO / "benchmarks" / "results" / "quick" / "memory.json").read_text())
+    memory = json.loads((tmp_path / "quick" / "memory.json").read_text())
     assert memory["train_status"] == 0 and memory["evaluate_status"] == 0
     assert 0 < memory["import_torch_mib"] < memory["train_mib"]
     assert {"plain in-memory loop", "stripped eager loop"} <= set(result["results"][0]["seconds"])

@@ -15,6 +15,7 @@ def run_files(run_dir):
     return {p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*") if p.is_file()}
 
 
+@pytest.mark.figures
 def test_one_epoch_writes_every_file(tiny_data, tmp_path, capsys):
     root, _ = tiny_data
     status = main(["train", *TINY, "--data-dir", str(root), "--latent-dim", "2", "--epochs", "1",

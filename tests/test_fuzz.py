@@ -52,14 +52,25 @@ def test_idx_parser_on_random_and_mutated_bytes(tmp_path):
 
 
 def test_gzip_reader_on_mutated_files(tmp_path):
-    base = gzip.compress(idx_bytes(np.arange(60, dtype=np.uint8).reshape(5, 3, 4)))
+    content = idx_bytes(np.arange(60, dtype=np.uint8).reshape(5, 3, 4))
+    base = gzip.compress(content)
     path = tmp_path / "f.gz"
+    outcomes = {"error": 0, "not gzip": 0, "intact": 0}
     for data in mutations(3, base, 200):
         path.write_bytes(data)
         try:
-            read_bytes(path)
+            out = read_bytes(path)
         except DataError as exc:
             assert str(path) in str(exc)
+            outcomes["error"] += 1
+            continue
+        if data[:2] != b"\x1f\x8b":  # no gzip magic left: the bytes as they are
+            assert out == data
+            outcomes["not gzip"] += 1
+        else:  # a gzip stream that reads is the original content (its CRC-32 and size check it)
+            assert out == content
+            outcomes["intact"] += 1
+    assert outcomes["error"] >= 150 and sum(outcomes.values()) == 200
 
 
 @pytest.mark.parametrize("seed", [4, 5])

@@ -38,6 +38,7 @@ def test_fashion_mnist_loads(real_data_dir):
 
 
 @pytest.mark.slow
+@pytest.mark.figures
 def test_one_epoch_on_a_slice_of_real_mnist(real_data_dir, tmp_path):
     status = main(["train", "--data-dir", str(real_data_dir), "--train-examples", "3000", "--eval-examples",
                    "1000", "--epochs", "2", "--latent-dim", "2", "--no-progress", "--quiet",

@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "Config": "config", "load_config": "config",
     "train": "api", "resume": "api", "Callback": "api", "load_model": "training", "Run": "training",
+    "register_network": "models", "decoder_channels": "models", "EncoderOutput": "models",
     "VaelabError": "errors", "ConfigError": "errors", "DataError": "errors",
     "CheckpointError": "errors", "TrainingError": "errors",
     "run_sweep": "experiments", "load_sweep": "experiments", "summarize_sweep": "experiments",

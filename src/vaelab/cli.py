@@ -1,7 +1,9 @@
 """The ``vaelab`` command: subcommands that parse options, build a config and call the library.
 
 The options of ``vaelab train`` are generated from the config's fields
-(:mod:`vaelab.config`), so the help, the YAML keys and the Python API never disagree.
+(:mod:`vaelab.config`), so the help, the YAML keys and the Python API never disagree. The global
+option ``--import MODULE`` (repeatable, before the command) imports plug-in modules first
+(:mod:`vaelab.plugins`): the networks they register are choices of ``--network``.
 """
 
 from __future__ import annotations
@@ -130,6 +132,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         epilog="Run `vaelab COMMAND --help` for a command's options.",
     )
     parser.add_argument("--version", action="version", version=f"vaelab {__version__}")
+    parser.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                        help="import this module before the command (repeatable): your plug-in that registers a "
+                             "network with vaelab.register_network (or a dataset), e.g. --import mypackage.networks; "
+                             "runs record it in environment.json")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     train = commands.add_parser(
@@ -485,7 +491,7 @@ def _train_or_resume(args: argparse.Namespace, resume, train) -> int:
     if args.quiet:
         from .training.callbacks import print_summary
 
-        print_summary(run.summary)
+        print_summary(run.summary, run.config.figures.draw_at_end)
     return 0
 
 
@@ -507,6 +513,12 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         "backend": "ray", "ray_address": args.ray_address,
         "cpus_per_run": 1 if args.cpus_per_run is None else args.cpus_per_run,
         "gpus_per_run": 0.0 if args.gpus_per_run is None else args.gpus_per_run}
+    if args.imports:  # the workers import the plug-ins too
+        import functools
+
+        from .plugins import import_plugins
+
+        ray_kwargs["worker_init"] = functools.partial(import_plugins, list(args.imports))
     summary = run_sweep(sweep, args.jobs, args.budget, verbose=not args.quiet, **ray_kwargs)
     if args.quiet:
         print((sweep.directory / "results.md").read_text())
@@ -644,6 +656,23 @@ def _cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def _leading_imports(words: list[str]) -> tuple[list[str], str]:
+    """The modules of the ``--import MODULE`` (or ``--import=MODULE``) options before the
+    command, and the command's name ("" when there is none)."""
+    modules, i = [], 0
+    while i < len(words):
+        if words[i] == "--import" and i + 1 < len(words):
+            modules.append(words[i + 1])
+            i += 2
+        elif words[i].startswith("--import="):
+            modules.append(words[i].split("=", 1)[1])
+            i += 1
+        else:
+            break
+    command = words[i] if i < len(words) and not words[i].startswith("-") else ""
+    return modules, command
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``vaelab`` command; returns the exit status.
 
@@ -651,7 +680,16 @@ def main(argv: list[str] | None = None) -> int:
     give exit status 2.
     """
     words = sys.argv[1:] if argv is None else argv
-    parser = build_parser(words[0] if words and not words[0].startswith("-") else "")
+    imports, command = _leading_imports(words)
+    if imports:  # before the parser: the networks they register are choices of --network
+        from .plugins import import_plugins
+
+        try:
+            import_plugins(imports)
+        except VaelabError as exc:
+            print(f"vaelab: error: {exc}", file=sys.stderr)
+            return 2
+    parser = build_parser(command)
     args, extras = parser.parse_known_args(argv)
     if extras:
         parser.error(_suggest(parser, args, extras))

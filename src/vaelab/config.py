@@ -79,7 +79,8 @@ class DataConfig:
     )
     max_gigabytes: float = config_field(
         16.0, "your own data: the most gigabytes its arrays may take once read (decompressed); a larger file is "
-        "an error before anything is allocated", check=positive,
+        "an error before anything is allocated, and a larger torch Dataset given from Python streams (its test "
+        "split must fit)", check=positive,
     )
     image_size: list[int] | None = config_field(
         None, "your own image folder only: resize every image to H W (bilinear; default: keep the size, "
@@ -189,6 +190,20 @@ class ModelConfig:
     mog_components: int = config_field(
         500, "prior=mog: number K of mixture components (weights 1/K, means and scales learned)",
         check=at_least(1),
+    )
+    lower_latents: list[int] | None = config_field(
+        None, "a hierarchical VAE: the sizes of the stochastic layers below the top one, z_1 (next to x) "
+        "first; latent_dim is the top layer's, the prior's (100 with latent_dim 50: the two-layer VAE of "
+        "Burda et al. 2016); network mlp only", check=positive_list,
+    )
+    upper_hidden: list[int] | None = config_field(
+        None, "hierarchical VAEs: hidden widths of the networks between consecutive stochastic layers, "
+        "in q and in p (default: two layers as wide as z_1, Burda et al.'s 100-100)", check=positive_list,
+    )
+    inference: str = config_field(
+        "bottom_up", "hierarchical VAEs: bottom_up, q(z_1|x) q(z_2|z_1) ... (Burda et al. 2016), or ladder, "
+        "top-down with each layer's Gaussian the precision-weighted merge of a bottom-up one and "
+        "p(z_l|z_l+1) (Sønderby et al. 2016)", choices=("bottom_up", "ladder"),
     )
     conditional: bool = config_field(
         False, "conditional VAE (Sohn et al. 2015): the one-hot label is concatenated to the encoder's "
@@ -378,6 +393,10 @@ class FiguresConfig:
     tensorboard_images_every: int = config_field(
         1, "write image grids (reconstructions, samples, latent manifold) to TensorBoard every N "
         "epochs and after the last one (0: never)", check=at_least(0),
+    )
+    draw_at_end: bool = config_field(
+        True, "draw every figure into RUN_DIR/figures when training ends (off: none, e.g. in a large sweep; "
+        "`vaelab plot RUN_DIR` draws them later)",
     )
     log_scale: bool = config_field(False, "draw loss curves on a logarithmic y axis")
     manifold_range: list[float] | None = config_field(

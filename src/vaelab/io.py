@@ -12,11 +12,9 @@ path and says what to do. Files get the mode the umask gives (like ``open()``), 
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import VaelabError
@@ -62,15 +60,6 @@ def write_error(path: str | os.PathLike, exc: OSError, what: str = "write") -> V
     if code == errno.EISDIR or (path.is_dir() and what == "write"):
         return VaelabError(f"cannot {what} {path}: it is a directory; remove it (or rename it) and try again")
     return VaelabError(f"cannot {what} {path}: {exc.strerror or exc}")
-
-
-@contextlib.contextmanager
-def writing(path: str | os.PathLike, what: str = "write") -> Iterator[None]:
-    """Inside the block an ``OSError`` becomes :func:`write_error`'s one-line ``VaelabError``."""
-    try:
-        yield
-    except OSError as exc:
-        raise write_error(path, exc, what) from exc
 
 
 def make_dirs(path: str | os.PathLike) -> Path:

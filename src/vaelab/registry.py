@@ -8,7 +8,9 @@ CLI's options and ``--help`` read the names from it. Adding a likelihood is one 
 entry in ``LIKELIHOODS``: nothing else lists the names.
 
 A registry imports its module (and so torch) on first use only: ``vaelab --help`` and the
-commands that never validate a model config stay quick.
+commands that never validate a model config stay quick. Its names are read from the dict each
+time, so a network registered at run time (:func:`vaelab.register_network`, a plug-in module
+imported by ``vaelab --import``) is a choice like the built-in ones.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ class Registry(Sequence):
     """The registered names of one kind of component, in registration order (a read-only
     sequence of strings, as the config's ``choices``)."""
 
-    def __init__(self, kind: str, module: str, attribute: str, check: str | None = None):
+    def __init__(self, kind: str, module: str, attribute: str, check: str | None = None, hint: str = ""):
         self.kind, self.module, self.attribute, self.check = kind, module, attribute, check
-        self._names: tuple[str, ...] | None = None
+        self.hint = hint
+        """Appended to the message for a name that is not registered (what to do about it)."""
 
     def problems(self, config) -> list[str]:
         """The component's own checks of a whole config (its module's ``config_problems``):
@@ -39,9 +42,7 @@ class Registry(Sequence):
 
     @property
     def names(self) -> tuple[str, ...]:
-        if self._names is None:
-            self._names = tuple(self.entries)
-        return self._names
+        return tuple(self.entries)
 
     def __getitem__(self, index):
         return self.names[index]
@@ -61,7 +62,9 @@ class Registry(Sequence):
 
 LIKELIHOODS = Registry("likelihood", "vaelab.models.likelihoods", "LIKELIHOODS", "config_problems")
 PRIORS = Registry("prior", "vaelab.models.priors", "PRIORS", "config_problems")
-NETWORKS = Registry("network", "vaelab.models.networks", "NETWORKS", "config_problems")
+NETWORKS = Registry("network", "vaelab.models.networks", "NETWORKS", "config_problems",
+                    hint="; a plug-in network is registered when its module is imported: `vaelab --import MODULE "
+                         "COMMAND ...` (from Python: import it, or call vaelab.register_network)")
 ACTIVATIONS = Registry("activation", "vaelab.models.networks", "ACTIVATIONS")
 INITIALISERS = Registry("initialisation", "vaelab.models.networks", "INITIALISERS")
 OPTIMIZERS = Registry("optimizer", "vaelab.training.optim", "OPTIMIZERS", "config_problems")
@@ -77,6 +80,3 @@ REGISTRIES: dict[str, Registry] = {
 CHECKED = (PRIORS, LIKELIHOODS, BOUNDS, NETWORKS, OPTIMIZERS)
 """The registries whose components check the config, in the order their problems are listed."""
 
-
-def is_registry(choices: Sequence | None) -> bool:
-    return isinstance(choices, Registry)

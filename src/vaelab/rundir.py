@@ -6,7 +6,8 @@ run::
     config.yaml            the fully resolved config (loadable with ``vaelab train --config``)
     environment.json       seed, versions of Python/torch/numpy/vaelab, device, threads, command, git commit
     data.json              your own data only: its path, sha256, shapes (``--resume`` refuses changed data)
-    data.npz               data given to ``vaelab.train(config, data=...)`` from Python
+    data.npz               data given to ``vaelab.train(config, data=...)`` from Python (a streamed torch
+                           Dataset: its test and validation splits only)
     metrics.csv            one row per epoch: train and evaluation recon/KL/negative ELBO, seconds
     summary.json           best epoch, final metrics, seconds per epoch (written at the end)
     checkpoints/last.safetensors, checkpoints/best.safetensors
@@ -32,8 +33,14 @@ from typing import Any
 from .errors import CheckpointError
 from .io import atomic_write_text
 
-CHECKPOINTS = ("last", "best")
-"""The checkpoints a run keeps: the last epoch's (or step's) and the best evaluation epoch's."""
+def unknown_network(values: Any) -> bool:
+    """True when the config ``values`` (plain, as read from YAML) name a ``model.network``
+    that nobody registered (a plug-in whose module was not imported)."""
+    from . import registry
+
+    model = values.get("model") if isinstance(values, dict) else None
+    network = model.get("network") if isinstance(model, dict) else None
+    return isinstance(network, str) and network not in registry.NETWORKS
 
 
 @dataclass(frozen=True)
@@ -142,11 +149,46 @@ class RunDir:
         """``config.yaml`` as a :class:`~vaelab.config.Config`.
 
         Raises:
-            ConfigError: it is missing, empty, not valid YAML or an invalid config.
+            ConfigError: it is missing, empty, not valid YAML or an invalid config (a network
+                nobody registered: with what the run imported, :meth:`plugin_hint`).
         """
         from .config import load_config
+        from .errors import ConfigError
 
-        return load_config(self.config_yaml)
+        try:
+            return load_config(self.config_yaml)
+        except ConfigError as exc:
+            from .schema import yaml_load
+
+            try:
+                unknown = unknown_network(yaml_load(self.config_yaml.read_text()))
+            except Exception:  # the file's own problem is what the error already says
+                unknown = False
+            hint = self.plugin_hint() if unknown else ""
+            if hint:
+                raise ConfigError(f"{exc}{hint}") from None
+            raise
+
+    def plugin_hint(self) -> str:
+        """What to import so that this run's plug-in network is known again, from
+        ``environment.json`` (``imports``, ``networks``): ``"; ..."`` to append to a message, or
+        ``""`` when the run recorded none."""
+        from .plugins import import_hint
+
+        try:
+            env = json.loads(self.environment_json.read_text())
+        except (OSError, ValueError, UnicodeDecodeError):
+            return ""
+        if not isinstance(env, dict):
+            return ""
+        imports = [m for m in env.get("imports") or [] if isinstance(m, str)]
+        if imports:
+            return f"; this run imported {', '.join(imports)}: {import_hint(imports)}"
+        builder = (env.get("networks") or {}).get("builder") if isinstance(env.get("networks"), dict) else None
+        if isinstance(builder, str) and builder.startswith("__main__."):
+            return (f"; this run's network builder {builder} was defined in a script: move it into a module and "
+                    "import that with `vaelab --import MODULE`")
+        return ""
 
     def write_config(self, config) -> Path:
         return atomic_write_text(self.config_yaml, config.to_yaml())

@@ -264,7 +264,7 @@ def build_section(cls, values: Any, prefix: str, problems: list[str]):
         choices = f.metadata.get("choices")
         if choices and value is not None and value not in choices:
             close = difflib.get_close_matches(str(value), choices, n=1)
-            hint = f" (did you mean {close[0]}?)" if close else ""
+            hint = (f" (did you mean {close[0]}?)" if close else "") + getattr(choices, "hint", "")
             problems.append(f"{prefix}{name} must be one of {', '.join(choices)}; got {value!r}{hint}")
             continue
         check = f.metadata.get("check")

@@ -67,6 +67,7 @@ def cli_epoch(tmp_path, *options):
     return {k: float(v) for k, v in rows[0].items()}
 
 
+@pytest.mark.figures
 def test_cli_epoch_on_toy2d(tmp_path):
     row = cli_epoch(tmp_path, "--dataset", "toy2d", "--latent-dim", "2", "--hidden", "32",
                     "--toy2d-train-size", "512", "--toy2d-test-size", "256")

@@ -27,8 +27,8 @@ def write_plan(tmp_path: Path, root: Path, epochs: int = 4) -> Path:
     studies = tmp_path / "configs"
     studies.mkdir(exist_ok=True)
     base = {"data": {"dataset": "tiny-mnist", "data_dir": str(root)}, "model": {"hidden": [16], "latent_dim": 2},
-            "training": {"batch_size": 16, "epochs": 2, "progress": False, "checkpoint_every_steps": 2},
-            "figures": {"tensorboard_images_every": 0}}
+            "training": {"batch_size": 16, "epochs": 2, "progress": False, "checkpoint_every_steps": 2, "logger": "csv"},
+            "figures": {"draw_at_end": False}}
     first = {"name": "first", "base": base, "grid": {"objective.beta": [0.5, 1.0]}, "seeds": {"quick": [1], "full": [1, 2]},
              "budgets": {"quick": {}, "full": {"training.epochs": epochs}}, "figures": [{"kind": "samples"}]}
     second = {"name": "second", "base": base, "variants": [{"name": "plain"}], "seeds": [1, 2],

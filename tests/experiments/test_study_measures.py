@@ -132,8 +132,8 @@ def test_kept_runs_lacking_what_the_sweep_now_asks_are_not_kept(tmp_path):
     spec = {"name": "04-demo", "description": "tiny", "seeds": [1, 2], "seed_keys": ["data.toy2d_seed"],
             "base": {"data": {"dataset": "toy2d", "toy2d_train_size": 200, "toy2d_test_size": 100},
                      "model": {"latent_dim": 2, "hidden": [8], "likelihood": "gaussian"},
-                     "training": {"epochs": 1, "batch_size": 50, "progress": False},
-                     "figures": {"tensorboard_images_every": 0}},
+                     "training": {"epochs": 1, "batch_size": 50, "progress": False, "logger": "csv"},
+                     "figures": {"draw_at_end": False}},
             "grid": {"objective.beta": [0.01, 0.1]}, "budgets": {"quick": {}, "full": {}}}
     path = study / "demo.yaml"
     path.write_text(yaml.safe_dump(spec))

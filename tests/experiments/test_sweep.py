@@ -28,7 +28,8 @@ def spec(root, **extra):
     return {
         "name": "grid",
         "base": {"data": {"dataset": "tiny-mnist", "data_dir": str(root)},
-                 "model": {"hidden": [16]}, "training": {"batch_size": 16, "epochs": 2, "progress": False}},
+                 "model": {"hidden": [16]}, "training": {"batch_size": 16, "epochs": 2, "progress": False,
+                                                         "logger": "csv"}, "figures": {"draw_at_end": False}},
         "grid": {"model.latent_dim": [1, 2], "objective.beta": [0.5, 1.0]},
         "seeds": [1, 2],
         "budgets": {"quick": {"training.epochs": 3}, "full": {"training.epochs": 4}},
@@ -80,7 +81,9 @@ def test_sigterm_halfway_then_relaunch_completes_without_repeating_runs(tmp_path
     root = tmp_path / "data"
     make_tiny_dataset(root)
     sweep_file = tmp_path / "grid.yaml"
-    sweep_file.write_text(json.dumps(spec(root)))
+    # runs long enough (without figures a tiny run takes a fraction of a second) that the
+    # signal lands while some are still to train
+    sweep_file.write_text(json.dumps(spec(root, budgets={"quick": {"training.epochs": 30}})))
     out = tmp_path / "out"
     code = ("import sys, functools; from pathlib import Path; from tests.conftest import make_tiny_dataset; "
             "from vaelab.experiments import run_sweep, load_sweep; root = Path(sys.argv[1]); "

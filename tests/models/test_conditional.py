@@ -65,6 +65,7 @@ def test_importance_sampled_nll_is_log_p_x_given_y():
     assert terms.recon.shape == (3,) and torch.isfinite(terms.neg_elbo).all()
 
 
+@pytest.mark.figures
 def test_cli_trains_evaluates_and_draws_per_class_samples(tiny_data, tmp_path, capsys):
     root, _ = tiny_data
     runs = tmp_path / "runs"

@@ -2,7 +2,6 @@
 the ELBO in expectation, the importance-sampled NLL lies below the negative ELBO and falls with
 K, and the ladder's merge is the product of two Gaussians."""
 
-import math
 
 import pytest
 import torch
@@ -109,3 +108,31 @@ def test_a_path_is_differentiable_and_every_layer_is_used(x, inference):
     assert [tuple(t.shape) for t in means] == [(6, 6), (6, 5), (6, 4)]
     torch.testing.assert_close(means[-1], m.posterior(x).mean)
     assert m.sample(3).shape == (3, *SHAPE) and 0 <= m.sample(3).min() and m.sample(3).max() <= 1
+
+
+def test_the_config_builds_burdas_two_layer_model():
+    # 784-200-200 -> z_1 = 100 -> 100-100 -> z_2 = 50 (Burda et al. 2016, Appendix C)
+    config = Config.from_dict({"model": {"latent_dim": 50, "lower_latents": [100], "hidden": [200, 200],
+                                         "activation": "tanh", "init": "xavier_uniform"}}).model
+    m = build_model(config, (1, 28, 28))
+    assert isinstance(m, HierarchicalVAE) and m.latent_dims == [100, 50] and m.inference == "bottom_up"
+    linear = [(layer.in_features, layer.out_features) for layer in m.modules() if isinstance(layer, torch.nn.Linear)]
+    assert (784, 200) in linear and (200, 200) in linear and (100, 100) in linear and (100, 50) in linear
+    assert (50, 100) in linear and (200, 784) in linear  # p(z_1 | z_2) from z_2 = 50, p(x | z_1) back to 784
+    ladder = build_model(Config.from_dict({"model": {**config.__dict__, "inference": "ladder",
+                                                      "upper_hidden": [64]}}).model, (1, 28, 28))
+    assert ladder.inference == "ladder" and hasattr(ladder, "heads")
+
+
+@pytest.mark.parametrize("model, message", [
+    ({"lower_latents": [8], "network": "conv"}, "network conv is not supported"),
+    ({"lower_latents": [8], "conditional": True}, "model.conditional is not supported"),
+    ({"lower_latents": [8], "dropout": 0.1}, "model.dropout is not supported"),
+    ({"upper_hidden": [8]}, "model.upper_hidden applies to hierarchical VAEs only"),
+    ({"inference": "ladder"}, "model.inference applies to hierarchical VAEs only"),
+])
+def test_what_a_hierarchical_model_cannot_take_is_one_line(model, message):
+    from vaelab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        Config.from_dict({"model": {"latent_dim": 4, **model}})

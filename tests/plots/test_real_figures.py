@@ -10,6 +10,7 @@ from .conftest import png_size
 
 
 @pytest.mark.slow
+@pytest.mark.figures
 def test_figures_of_a_20d_mnist_run(real_data_dir, tmp_path):
     assert main(["train", "--data-dir", str(real_data_dir), "--train-examples", "3000", "--eval-examples", "1000",
                  "--epochs", "1", "--no-progress", "--quiet", "--output-dir", str(tmp_path), "--name", "z20"]) == 0

@@ -80,7 +80,8 @@ def main(out: str, name: str, epochs: int, *options: str) -> None:
               "data": {"dataset": "toy2d", "toy2d_train_size": 400, "toy2d_test_size": test_size},
               "model": {"hidden": [16], "latent_dim": 2},
               "training": {"epochs": epochs, "batch_size": 40, "device": "cpu", "progress": False, "logger": "csv",
-                           "sync_every_steps": 4, "checkpoint_every_steps": every}}
+                           "sync_every_steps": 4, "checkpoint_every_steps": every},
+              "figures": {"draw_at_end": False}}
     vaelab.train(config, verbose=False, callbacks=[SaveParameters(f"{out}/{name}")])
 
 

@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.distributed,
                                  reason="torch.distributed with gloo is needed to start ranks")]
 TOY = ["--device", "cpu", "--dataset", "toy2d", "--toy2d-train-size", "400", "--toy2d-test-size", "100",
        "--hidden", "16", "--latent-dim", "2", "--batch-size", "40", "--no-progress", "--logger", "csv",
-       "--sync-every-steps", "4"]
+       "--no-draw-at-end", "--sync-every-steps", "4"]
 
 
 def env():
@@ -44,11 +44,12 @@ def rows(run_dir):
 
 MNIST_SLICE = ["--device", "cpu", "--dataset", "mnist", "--train-examples", "2000", "--eval-examples", "500",
                "--binarize", "dynamic", "--hidden", "32", "--latent-dim", "4", "--batch-size", "100", "--no-progress",
-               "--logger", "csv", "--data-dir", str(REAL_DATA_DIR)]
+               "--logger", "csv", "--no-draw-at-end", "--data-dir", str(REAL_DATA_DIR)]
 MNIST_PRESENT = bool(REAL_DATA_DIR) and (Path(str(REAL_DATA_DIR)) / "mnist").is_dir()
 
 
 @pytest.mark.parametrize("data", [pytest.param(TOY, id="toy2d"), pytest.param(
+    [*TOY, "--lower-latents", "3", "--upper-hidden", "8", "--inference", "ladder"], id="toy2d-two-layers"), pytest.param(
     MNIST_SLICE, id="mnist-2000", marks=pytest.mark.skipif(not MNIST_PRESENT, reason="needs MNIST in $VAELAB_DATA_DIR"))])
 def test_torchrun_trains_one_run_written_by_rank_0(tmp_path, data):
     done = torchrun("-m", "vaelab", "train", *data, "--epochs", "2", "--output-dir", str(tmp_path), "--name", "toy")
@@ -56,6 +57,9 @@ def test_torchrun_trains_one_run_written_by_rank_0(tmp_path, data):
     assert [p.name for p in tmp_path.iterdir()] == ["toy"]
     assert done.stdout.count("epoch   2/2") == 1  # one console: rank 0's
     assert len(rows(tmp_path / "toy")) == 2
+    if "--lower-latents" in data:  # a hierarchical VAE's KL per layer, summed over both ranks' examples
+        row = rows(tmp_path / "toy")[-1]
+        assert row["test_kl_1"] + row["test_kl_2"] == pytest.approx(row["test_kl"], rel=1e-6, abs=1e-6)
     environment = json.loads((tmp_path / "toy" / "environment.json").read_text())
     assert (environment["world_size"], environment["distributed_backend"]) == (2, "gloo")
     checkpoint = read_checkpoint(tmp_path / "toy" / "checkpoints" / "last.safetensors")

@@ -27,7 +27,7 @@ from vaelab.training import make_optimizer, read_checkpoint, train_epoch
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["--dataset", "tiny-mnist", "--hidden", "16", "--batch-size", "8", "--no-progress",
-        "--binarize", "dynamic", "--latent-dim", "2"]
+        "--binarize", "dynamic", "--latent-dim", "2", "--logger", "csv", "--no-draw-at-end"]
 
 
 def metrics(run_dir: Path) -> list[dict[str, str]]:
@@ -55,10 +55,12 @@ def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 60) -> None:
 
 
 @pytest.mark.slow
-def test_sigkill_at_a_random_point_then_resume_gives_identical_metrics(tmp_path):
+@pytest.mark.parametrize("model", [pytest.param([], id="one-layer"), pytest.param(
+    ["--lower-latents", "4", "--upper-hidden", "8"], id="two-layers")])
+def test_sigkill_at_a_random_point_then_resume_gives_identical_metrics(tmp_path, model):
     root = tmp_path / "data"
     make_tiny_dataset(root)
-    common = [*TINY, "--data-dir", str(root), "--output-dir", str(tmp_path), "--epochs", "6",
+    common = [*TINY, *model, "--data-dir", str(root), "--output-dir", str(tmp_path), "--epochs", "6",
               "--checkpoint-every-steps", "2"]
     assert main(["train", *common, "--name", "straight"]) == 0
     proc = child(root, ["train", *common, "--name", "killed"])
@@ -168,7 +170,7 @@ def test_nonfinite_loss_in_a_run_keeps_the_last_good_checkpoint(tiny_data, tmp_p
     assert main(["train", "--resume", str(tmp_path / "nan"), "--epochs", "2"]) == 2
     err = capsys.readouterr().err
     last = tmp_path / "nan" / "checkpoints" / "last.safetensors"
-    assert f"epoch 2, step 1: the reconstruction NLL (nan) is not finite" in err
+    assert "epoch 2, step 1: the reconstruction NLL (nan) is not finite" in err
     assert f"The last good checkpoint is kept: {last}" in err
     assert read_checkpoint(last).training_state.epoch == 1
 

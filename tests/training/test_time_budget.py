@@ -92,3 +92,28 @@ def test_the_cli_exits_0_and_says_it_stopped_on_the_budget(tiny_data, tmp_path, 
     assert code == 0
     assert "training ended early: time budget: training.max_minutes=5" in capsys.readouterr().out
     assert json.loads((tmp_path / "cli" / "summary.json").read_text())["stopped"]["mid_epoch_step"] == 1
+
+
+def test_the_epoch_durations_survive_a_resume(tiny_data, tmp_path, clock):
+    root, _ = tiny_data
+    # slow epochs before the resume (12 steps of 2.5 s: 30 s), fast ones after (12 s)
+    run = vaelab.train(config(root, tmp_path, "kept", epochs=2), verbose=False, callbacks=[Ticker(clock, 2.5)])
+    last = RunDir(run.run_dir).checkpoint("last")
+    assert read_checkpoint(last).callback_states["TimeBudget"] == {"durations": [30.0, 30.0], "epoch_seconds": None}
+    resumed = vaelab.resume(run.run_dir, {"training.epochs": 10, "training.max_minutes": 0.5}, verbose=False,
+                            callbacks=[Ticker(clock, 1.0)])
+    # after epoch 3 (12 s): 12 + max(30, 30, 12) > 30 ends it there; a budget that had forgotten the
+    # slow epochs would judge 12 + 12 <= 30 and train epoch 4 too
+    assert resumed.summary["epochs"] == 3 and "after epoch 3" in resumed.summary["stopped"]["reason"]
+
+
+def test_an_epoch_split_by_a_mid_epoch_resume_is_counted_whole(tiny_data, tmp_path, clock):
+    root, _ = tiny_data
+    # steps of 20 s on a 1-minute budget: training ends after step 5, 100 s into epoch 1
+    run = vaelab.train(config(root, tmp_path, "split", max_minutes=1), verbose=False, callbacks=[Ticker(clock, 20.0)])
+    last = RunDir(run.run_dir).checkpoint("last")
+    assert read_checkpoint(last).callback_states["TimeBudget"] == {"durations": [], "epoch_seconds": 100.0}
+    vaelab.resume(run.run_dir, {"training.max_minutes": None, "training.epochs": 1}, verbose=False,
+                  callbacks=[Ticker(clock, 1.0)])
+    # the 7 steps left took 7 s: epoch 1 took 107 s in all, not the 7 s this command saw
+    assert read_checkpoint(last).callback_states["TimeBudget"] == {"durations": [107.0], "epoch_seconds": None}

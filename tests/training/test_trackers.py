@@ -24,6 +24,7 @@ def tiny_config(root, tmp_path, name, **training):
             "training": {"epochs": 1, "batch_size": 32, "progress": False, **training}}
 
 
+@pytest.mark.figures
 def test_mlflow_logs_params_metrics_and_artifacts_to_a_local_sqlite_store(tiny_data, tmp_path):
     pytest.importorskip("mlflow", reason="mlflow is not installed (pip install 'vaelab[mlflow]')")
     from mlflow.tracking import MlflowClient

@@ -2,7 +2,9 @@
 
 Each split is one float32 tensor ``(N, C, H, W)`` in ``[0, 1]`` (point data: in the range it
 was generated in) with labels ``(N,)`` int64, whatever the dataset's file format; batches are
-drawn by indexing (see :mod:`vaelab.data.batching`), never by a per-sample DataLoader.
+drawn by indexing (see :mod:`vaelab.data.batching`), never by a per-sample DataLoader. The one
+exception is a training split streamed from your own torch Dataset
+(:class:`~vaelab.data.streaming.StreamedSplit`), read by index a batch at a time.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from ..errors import ConfigError, DataError, option
 from .arrays import Splits
 from .files import is_user_dataset, user_spec
 from .registry import DatasetSpec, fetch_files, get_spec
+from .streaming import STREAMED_KEY, StreamedSplit, split_indices
 
 
 @dataclass
@@ -45,14 +48,14 @@ class Dataset:
     """
 
     spec: DatasetSpec
-    train: Split
+    train: Split | StreamedSplit
     test: Split
     validation: Split | None = None
     binarize: str = "none"
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        return tuple(self.train.images.shape[1:])
+        return tuple(self.test.images.shape[1:])  # the test split is always in memory
 
     @property
     def eval_name(self) -> str:
@@ -157,7 +160,7 @@ def dataset_spec(config: DataConfig) -> DatasetSpec:
     return _USER_SPECS[key]
 
 
-def load_dataset(config: DataConfig, data_dir=None) -> Dataset:
+def load_dataset(config: DataConfig, data_dir=None, stream=None) -> Dataset:
     """Load the dataset named by ``config`` with its splits and static binarisation applied.
 
     ``binarize='static'`` binarises every split once with ``config.binarize_seed``;
@@ -168,16 +171,25 @@ def load_dataset(config: DataConfig, data_dir=None) -> Dataset:
     ``config.dataset`` may be your own ``.npz``/``.pt``/``.safetensors`` file or image folder
     (:mod:`vaelab.data.files`). With ``test_split_seed`` the training and test examples are
     pooled and a test split of the original size drawn at random (both keep the file order);
-    the validation split is then carved from the new training split.
+    the validation split is then carved from the new training split (:func:`split_indices`).
+
+    A streamed run's kept file (:mod:`vaelab.data.streaming`) gives its kept test and validation
+    splits and a :class:`StreamedSplit` of ``stream``, the training dataset (without it, one
+    that says how to give it when read).
 
     Raises:
         DataError: the dataset is unknown, missing or corrupt (your own data: one line naming
-            the problem).
+            the problem), or ``stream`` does not fit the run's kept data.
         ConfigError: ``validation_size`` leaves no training examples, or the binarisation
             conflicts with the dataset.
     """
     spec = dataset_spec(config)
     mode = resolve_binarize(spec, config)
+    if spec.streamed_train is not None:
+        return _load_streamed(spec, config, mode, stream)
+    if stream is not None:
+        raise DataError(f"data= gives the training dataset of a run that streamed it; {spec.name} holds the run's "
+                        "whole data: resume it without data=")
     data_dir = data_dir if data_dir is not None else config.data_dir
     train, test = (_to_split(*split) for split in read_splits(spec, config, data_dir))
     if config.test_split_seed is not None:  # a random test split of the pooled examples, same size
@@ -185,29 +197,51 @@ def load_dataset(config: DataConfig, data_dir=None) -> Dataset:
         order = torch.randperm(len(images), generator=torch.Generator().manual_seed(config.test_split_seed))
         test_idx, train_idx = order[: len(test)].sort().values, order[len(test):].sort().values
         train, test = Split(images[train_idx], labels[train_idx]), Split(images[test_idx], labels[test_idx])
-    validation = None
-    if config.validation_size:
-        if config.validation_size >= len(train):
-            raise ConfigError(
-                f"data.validation_size={config.validation_size} leaves no training examples "
-                f"({spec.name} has {len(train)}); use a smaller value"
-            )
-        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(config.split_seed))
-        val_idx, train_idx = order[: config.validation_size], order[config.validation_size:]
-        validation = Split(train.images[val_idx], train.labels[val_idx])
+    train_idx, val_idx = split_indices(len(train), config)
+    validation = None if val_idx is None else Split(train.images[val_idx], train.labels[val_idx])
+    if len(train_idx) < len(train):
         train = Split(train.images[train_idx], train.labels[train_idx])
-    if config.subset_seed is not None and config.train_examples is not None and config.train_examples < len(train):
-        pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(config.subset_seed))
-        pick = pick[: config.train_examples].sort().values
-        train = Split(train.images[pick], train.labels[pick])
-    train = train.head(config.train_examples)
+    if mode == "static":
+        train = binarize_split(train, config.binarize_seed)
+    return _with_eval_splits(spec, config, mode, train, test, validation)
+
+
+def _with_eval_splits(spec: DatasetSpec, config: DataConfig, mode: str, train, test: Split,
+                      validation: Split | None) -> Dataset:
+    """The dataset with its evaluation splits cut to ``eval_examples`` and binarised once."""
     test = test.head(config.eval_examples)
     if validation is not None:
         validation = validation.head(config.eval_examples)
-    if mode == "static":
-        train = binarize_split(train, config.binarize_seed)
     if mode in ("static", "dynamic"):
         test = binarize_split(test, config.binarize_seed + 1)
         if validation is not None:
             validation = binarize_split(validation, config.binarize_seed + 2)
     return Dataset(spec=spec, train=train, test=test, validation=validation, binarize=mode)
+
+
+def _load_streamed(spec: DatasetSpec, config: DataConfig, mode: str, stream) -> Dataset:
+    """A streamed run's data: the kept test (and validation) split of ``spec.source`` and the
+    training split of ``stream`` (the rows :func:`split_indices` gives, as in memory).
+
+    Raises:
+        DataError: ``stream`` has another size or image shape than the run's training dataset.
+    """
+    with np.load(spec.source, allow_pickle=False) as kept:
+        arrays = {k: kept[k] for k in kept.files}
+    n, *shape = (int(v) for v in arrays[STREAMED_KEY])
+    test = _to_split(arrays["x_test"], arrays.get("y_test", np.zeros(len(arrays["x_test"]), np.int64)))
+    validation = None
+    if "x_val" in arrays:
+        validation = _to_split(arrays["x_val"], arrays.get("y_val", np.zeros(len(arrays["x_val"]), np.int64)))
+    train_idx, _ = split_indices(n, config)
+    dataset = None
+    if stream is not None:
+        from .streaming import item_shape, map_dataset
+
+        dataset = map_dataset(stream, "training")
+        if len(dataset) != n or item_shape(dataset) != tuple(shape):
+            raise DataError(f"data: the training dataset has {len(dataset)} items of shape {item_shape(dataset)}, but "
+                            f"the run trained on {n} of shape {tuple(shape)}; give the dataset it started with")
+    train = StreamedSplit(dataset, train_idx, tuple(shape), str(Path(spec.source).parent),
+                          static_seed=config.binarize_seed if mode == "static" else None)
+    return _with_eval_splits(spec, config, mode, train, test, validation)

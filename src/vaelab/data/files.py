@@ -41,6 +41,7 @@ import numpy as np
 from ..errors import DataError, option
 from .arrays import RawSplit, Splits
 from .registry import DatasetSpec, dataset_names
+from .streaming import STREAMED_KEY
 
 ARRAY_SUFFIXES = (".npz", ".pt", ".safetensors")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -89,11 +90,30 @@ def user_spec(path: str | os.PathLike, image_size: list[int] | None = None, max_
             raise DataError(f"data.image_size resizes the images of an image folder, not of {path.name}; "
                             f"resize the arrays before saving them, or drop {option('data.image_size')}")
         arrays, digest = read_array_file(path, max_gigabytes)
+        if STREAMED_KEY in arrays:  # the kept test split of a run whose training dataset streamed
+            return _streamed_spec(path, arrays, digest)
         splits, classes = arrays_to_splits(arrays, path.name, max_classes)
     return DatasetSpec(name=path.name, files={}, image_shape=tuple(splits.train.images.shape[1:]),
                        classes=classes, citation=f"your data: {path.resolve()}",
                        reader=lambda spec, fetch, config: splits,
                        source=str(path.resolve()), sha256=digest)
+
+
+def _streamed_spec(path: Path, arrays: dict[str, np.ndarray], digest: str) -> DatasetSpec:
+    """The spec of a streamed run's kept file (:mod:`vaelab.data.streaming`): the test split's
+    shape and classes, the training examples it lacks."""
+    labels = [arrays[k] for k in ("y_test", "y_val") if k in arrays]
+    n_classes = int(max(y.max() for y in labels)) + 1 if labels else 1
+    classes = tuple(str(i) for i in range(n_classes)) if labels else ("none",)
+
+    def reader(spec, fetch, config):
+        raise DataError(f"{path} keeps the evaluation splits of a run whose training dataset streamed; load it with "
+                        "vaelab.data.load_dataset")
+
+    return DatasetSpec(name=path.name, files={}, image_shape=tuple(arrays["x_test"].shape[1:]), classes=classes,
+                       citation=f"your torch Dataset (training split streamed; test split kept in {path.resolve()})",
+                       reader=reader, source=str(path.resolve()), sha256=digest,
+                       streamed_train=int(arrays[STREAMED_KEY][0]))
 
 
 def _too_large(path: Path, nbytes: float, max_gigabytes: float) -> DataError:

@@ -101,6 +101,8 @@ class DatasetSpec:
     the dataset's name implies (``binarized-mnist``: ``"dynamic"``; see
     :func:`vaelab.data.datasets.resolve_binarize`). ``source`` and ``sha256`` are set for your
     own data (:mod:`vaelab.data.files`): its absolute path and the digest of its content.
+    ``streamed_train`` is set for the kept file of a run whose training dataset streamed
+    (:mod:`vaelab.data.streaming`): the number of training examples, which the file lacks.
     """
 
     name: str
@@ -116,6 +118,7 @@ class DatasetSpec:
     binarize: str | None = None
     source: str | None = None
     sha256: str | None = None
+    streamed_train: int | None = None
 
     def __post_init__(self):
         if self.kind not in ("image", "points"):

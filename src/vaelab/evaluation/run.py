@@ -117,7 +117,7 @@ WEAK_CLASSIFIER = 0.8
 
 
 def evaluate(run_dir: str | Path, config: EvaluationConfig | dict[str, Any] | None = None, *,
-             verbose: bool = True, **overrides: Any) -> Evaluation:
+             verbose: bool = True, encoder=None, decoder=None, **overrides: Any) -> Evaluation:
     """Evaluate the run in ``run_dir`` and write ``evaluation.json``.
 
     Args:
@@ -126,6 +126,8 @@ def evaluate(run_dir: str | Path, config: EvaluationConfig | dict[str, Any] | No
         config: an :class:`~vaelab.config.EvaluationConfig` or a dict of its fields;
             ``overrides`` (e.g. ``k=5000, split="test"``) are applied on top.
         verbose: print progress and the table.
+        encoder, decoder: a run of your own modules (``model.network: custom``) is loaded into
+            modules of the same architecture (:func:`~vaelab.training.load_model`).
 
     Raises:
         CheckpointError: ``run_dir`` is not a run directory, lacks the checkpoint, or (with
@@ -140,10 +142,10 @@ def evaluate(run_dir: str | Path, config: EvaluationConfig | dict[str, Any] | No
         return evaluate_weights(run_dir, config, verbose=verbose, **overrides)
     if not run_dir.is_dir():
         raise CheckpointError(f"run directory {run_dir} does not exist; check the path")
-    from ..training.lock import run_lock
+    from ..runlock import run_lock
 
     with run_lock(run_dir, doing="evaluating"):
-        return _evaluate(run_dir, config, verbose=verbose, **overrides)
+        return _evaluate(run_dir, config, verbose=verbose, networks=(encoder, decoder), **overrides)
 
 
 def evaluate_weights(weights: str | Path, config: EvaluationConfig | dict[str, Any] | None = None, *,
@@ -273,6 +275,18 @@ class LogLikelihoodMetric(Metric):
                                 bits_per_dim(nll, pixels), bits_per_dim(neg_elbo, pixels))
 
 
+@torch.inference_mode()
+def _layer_means(model, images: torch.Tensor, device, batch_size: int = 1000) -> list[torch.Tensor]:
+    """A hierarchical VAE's posterior means of every layer over ``images``: ``[(N, D_l)]``."""
+    was_training = model.training
+    model.eval()
+    try:
+        batches = [model.layer_means(x.to(device)) for x in images.split(batch_size)]
+    finally:
+        model.train(was_training)
+    return [torch.cat([b[i] for b in batches]).double().cpu() for i in range(len(batches[0]))]
+
+
 class LatentMetric(Metric):
     """Active units, KL per latent dimension, and logistic / 5-NN probes on the posterior means
     (labelled data, not on the training split)."""
@@ -288,6 +302,9 @@ class LatentMetric(Metric):
             "posterior_mean_variance": variances.tolist(),
             "kl_per_dim": summary.kl_per_dim.tolist() if summary.kl_per_dim is not None else None,
         }
+        if hasattr(model, "layer_means") and len(model.latent_dims) > 1:  # a hierarchical VAE: every layer's
+            latent["layers"] = [{"dim": means.shape[1], "active_units": active_units(means)[0]}
+                                for means in _layer_means(model, ctx.images, ctx.device)]
         probe = None
         if config.probe and config.split != "train" and len(ctx.dataset.spec.classes) > 1:
             train = _evaluation_view(ctx.dataset.train, ctx.run_config).head(config.probe_train_examples)
@@ -362,10 +379,10 @@ def _evaluation_config(config, overrides: dict[str, Any]) -> EvaluationConfig:
     return EvaluationConfig.from_dict({**(config or {}), **overrides})
 
 
-def _evaluate(run_dir: Path, config, *, verbose: bool, **overrides: Any) -> Evaluation:
+def _evaluate(run_dir: Path, config, *, verbose: bool, networks=(None, None), **overrides: Any) -> Evaluation:
     config = _evaluation_config(config, overrides)
     say = print if verbose else (lambda *a, **k: None)
-    ctx = _context(Path(run_dir), config, say)
+    ctx = _context(Path(run_dir), config, say, networks)
     source = {"run_dir": str(run_dir), "checkpoint": config.checkpoint}
     results = _measure(ctx, source, f"{run_dir} ({config.checkpoint} checkpoint)", verbose, say)
     path = RunDir(run_dir).write_evaluation(results, config.split)
@@ -406,7 +423,7 @@ def _measure(ctx: EvaluationContext, source: dict[str, Any], what: str, verbose:
     return results
 
 
-def _context(run_dir: Path, config: EvaluationConfig, say) -> EvaluationContext:
+def _context(run_dir: Path, config: EvaluationConfig, say, networks=(None, None)) -> EvaluationContext:
     """Check the run directory, then load what the metrics read: everything that can fail
     cheaply (a missing checkpoint or classifier) fails before the expensive work.
 
@@ -430,7 +447,9 @@ def _context(run_dir: Path, config: EvaluationConfig, say) -> EvaluationContext:
 
     # the model and the data come from the checkpoint's config (the run's truth)
     run_config = read_checkpoint_config(checkpoint)
-    return _data_context(run_dir, config, run_config, load_model(run_dir, config.checkpoint), say)
+    encoder, decoder = networks
+    return _data_context(run_dir, config, run_config,
+                         load_model(run_dir, config.checkpoint, encoder=encoder, decoder=decoder), say)
 
 
 def _data_context(source: Path, config: EvaluationConfig, run_config, model, say) -> EvaluationContext:
@@ -557,6 +576,8 @@ def print_table(results: dict[str, Any]) -> None:
     ]
     latent = results["latent"]
     rows.append(("active units", f"{latent['active_units']} / {latent['dim']}", f"Cov_x E_q[z] > {latent['active_threshold']}"))
+    for i, layer in enumerate(latent.get("layers") or []):
+        rows.append((f"  layer z_{i + 1}", f"{layer['active_units']} / {layer['dim']}", "active units"))
     if latent["kl_per_dim"] is not None:
         kl_dims = sorted(latent["kl_per_dim"], reverse=True)
         shown = " ".join(f"{v:.2f}" for v in kl_dims[:8]) + (" ..." if len(kl_dims) > 8 else "")

@@ -270,12 +270,6 @@ def effect_floor(claim: dict[str, Any], stats: list[SettingStats]) -> float:
                      "units) or min_effect_rel (a share of the means)")
 
 
-def separated(a: SettingStats, b: SettingStats, floor: float = 0.0) -> bool:
-    """Both have >= 2 seeds, Welch's test rejects equal means at :data:`ALPHA`, and the means
-    differ by at least ``floor``."""
-    return Difference(a, b, floor).decided
-
-
 # --- claims -----------------------------------------------------------------------------------
 
 

@@ -283,3 +283,33 @@ class HierarchicalVAE(nn.Module):
             mean, std = self._p(i, z)
             z = mean + std * torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
         return self.likelihood.mean(self.decoder(z).float())
+
+
+def hierarchical_upper_hidden(config) -> list[int]:
+    """``config.upper_hidden`` (a :class:`~vaelab.config.ModelConfig`), else its default: two
+    hidden layers as wide as z_1 (Burda et al. 2016's 100-100 between z_1 = 100 and z_2 = 50)."""
+    if config.upper_hidden is not None:
+        return list(config.upper_hidden)
+    return [config.lower_latents[0]] * 2
+
+
+def config_problems(config) -> list[str]:
+    """The checks of a hierarchical model (``model.lower_latents``) against the rest of a
+    :class:`~vaelab.config.Config`: its networks are MLPs without batch norm or dropout, and it
+    takes no labels. Fields that only a hierarchical model reads, set without one, are named."""
+    m, problems = config.model, []
+    if not m.lower_latents:
+        for key in ("upper_hidden",):
+            if getattr(m, key) is not None:
+                problems.append(f"model.{key} applies to hierarchical VAEs only: set model.lower_latents too")
+        if m.inference != "bottom_up":
+            problems.append("model.inference applies to hierarchical VAEs only: set model.lower_latents too")
+        return problems
+    if m.network != "mlp":
+        problems.append(f"model.lower_latents (a hierarchical VAE) builds MLPs; network {m.network} is not supported: "
+                        "use network mlp")
+    for key, off in (("conditional", False), ("batch_norm", False), ("dropout", 0.0), ("decoder_hidden", None),
+                     ("decoder_network", None)):
+        if getattr(m, key) != off:
+            problems.append(f"model.{key} is not supported in a hierarchical VAE (model.lower_latents): leave it unset")
+    return problems

@@ -1,15 +1,37 @@
-"""Encoder and decoder networks, MLP and convolutional, sized from the data's shape.
+"""Encoder and decoder networks, MLP and convolutional, sized from the data's shape, and your own.
 
 The encoder maps an image batch ``x: (B, C, H, W)`` to the parameters of the diagonal Gaussian
 posterior q(z|x): ``mean`` and ``log_var``, each ``(B, D)``. The decoder maps latents
-``z: (..., D)`` to the likelihood's parameters ``(..., K*C, H, W)`` (K parameters per pixel;
-K=1 for every likelihood so far). Convolutional decoders mirror their encoder, restoring each
+``z: (..., D)`` to the likelihood's parameters ``(..., K*C, H, W)`` (K parameters per pixel:
+1 for Bernoulli or a fixed-scale Gaussian, 2 with a scale learned per pixel from z,
+``learn_scale: decoder``). Convolutional decoders mirror their encoder, restoring each
 intermediate resolution exactly, so any input size works (28x28x1, 28x20x1, 32x32x3, 8x8x3).
+
+**Your own encoder and decoder** (the contract of pythae's ``BaseEncoder``/``BaseDecoder``, in
+vaelab's shapes; D = ``model.latent_dim``, ``(C, H, W)`` the data's image shape):
+
+* ``encoder(x)``, ``x: (B, C, H, W)`` float32 in [0, 1] (0 or 1 under binarisation), returns
+  the posterior's ``(mean, log_var)``, each ``(B, D)``: an :class:`EncoderOutput` or a plain
+  tuple;
+* ``decoder(z)``, ``z: (N, D)``, returns the likelihood's parameters ``(N, K*C, H, W)``, with no
+  output non-linearity (the likelihood reads them: logits for Bernoulli, a mean through a
+  sigmoid for Gaussian and Laplace). vaelab calls it with 2-D ``z`` only (the samples of
+  ``(S, B, D)`` are flattened to ``(S*B, D)`` and the output reshaped back), so a decoder for
+  ``(N, D)`` is enough. :func:`decoder_channels` gives K*C.
+
+Give them as modules, ``vaelab.train(config, encoder=..., decoder=...)`` (``model.network``
+becomes :data:`CUSTOM`), or register a builder under a name, :func:`register_network`, which
+``model.network: NAME`` then builds (YAML, ``--network``, sweeps; ``vaelab --import MODULE``
+imports the module that registers it). vaelab wraps them with the config's prior (any: the
+VampPrior encodes its pseudo-inputs with your encoder) and likelihood; :func:`check_networks`
+runs each once on two examples when the model is built and names a broken contract in one line.
 """
 
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -17,7 +39,7 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, option
 
 ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -130,12 +152,159 @@ CONV_PRESETS = {
                       fc_hidden=False),
 }
 
+CUSTOM = "custom"
+"""``model.network`` of a run trained with encoder and decoder modules given from Python
+(``vaelab.train(config, encoder=..., decoder=...)``); its run directory keeps their weights."""
+
 NETWORKS = {
     # model.network -> what it builds (vae.build_model): MLPs, or convolutions by ConvSpec
     "mlp": "MLPEncoder / MLPDecoder",
     "conv": "ConvEncoder / ConvDecoder of model.conv_channels, conv_kernels, conv_downsample",
     **{name: f"ConvEncoder / ConvDecoder of CONV_PRESETS[{name!r}]" for name in CONV_PRESETS},
+    CUSTOM: "your encoder and decoder modules, given to vaelab.train(encoder=..., decoder=...)",
+    # register_network adds "NAME": "plug-in: module.builder"
 }
+
+NetworkBuilder = Callable[[ModelConfig, tuple[int, int, int], int], tuple[nn.Module, nn.Module]]
+"""``builder(model_config, image_shape, params_per_pixel) -> (encoder, decoder)``."""
+
+BUILDERS: dict[str, NetworkBuilder] = {}
+"""The plug-in networks of :func:`register_network`: name -> builder."""
+
+
+def register_network(name: str, builder: NetworkBuilder) -> None:
+    """Make ``model.network: name`` build your encoder and decoder with ``builder`` (in YAML, as
+    ``--network name`` and in sweeps); registering a name again replaces its builder.
+
+    ``builder(model_config, image_shape, params_per_pixel) -> (encoder, decoder)`` gets the
+    run's :class:`~vaelab.config.ModelConfig` (``latent_dim`` D, ``hidden``, ...), the data's
+    ``(C, H, W)`` and the likelihood's parameters per pixel K, and returns two ``nn.Module`` s
+    that follow the contract of this module's docstring. The command line sees the name once
+    the module calling this is imported: ``vaelab --import mypackage.networks train --network
+    name``; each run records that module in ``environment.json``.
+
+    Raises:
+        ConfigError: ``name`` is not a word (letters, digits, ``_ - .``), names a built-in
+            network, or ``builder`` is not callable.
+    """
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]*", name):
+        raise ConfigError(f"register_network: the name must start with a letter and hold letters, digits, _ - . only, "
+                          f"got {name!r}")
+    if name in NETWORKS and name not in BUILDERS:
+        raise ConfigError(f"register_network: {name} is a built-in network; register yours under another name")
+    if not callable(builder):
+        raise ConfigError(f"register_network: the builder of {name} must be callable "
+                          "(model_config, image_shape, params_per_pixel) -> (encoder, decoder), "
+                          f"got {type(builder).__name__}")
+    BUILDERS[name] = builder
+    NETWORKS[name] = f"plug-in: {builder.__module__}.{getattr(builder, '__qualname__', type(builder).__name__)}"
+
+
+def is_plug_in(network: str) -> bool:
+    """True for your own networks: :data:`CUSTOM` or a name of :func:`register_network`."""
+    return network == CUSTOM or network in BUILDERS
+
+
+def plug_in_networks(config: ModelConfig, image_shape: tuple[int, int, int], params_per_pixel: int,
+                     networks: tuple[nn.Module, nn.Module] | None = None) -> tuple[nn.Module, nn.Module]:
+    """Your encoder and decoder for ``config``: ``networks`` (the modules given from Python),
+    else those of the builder registered as ``config.network``; checked by :func:`check_networks`.
+
+    Raises:
+        ConfigError: a :data:`CUSTOM` run without its modules (it says how to give them), a
+            builder that fails or returns something else than two modules, or modules that
+            break the contract.
+    """
+    if networks is None and config.network == CUSTOM:
+        raise ConfigError(
+            "this run's model.network is custom: it was trained with encoder and decoder modules given from Python, "
+            "and its run directory keeps only their weights; give them again from Python (vaelab.load_model, "
+            "resume, evaluate and plot_run take encoder= and decoder=), or register a builder with "
+            "vaelab.register_network and train with model.network NAME and `vaelab --import MODULE`")
+    if networks is None:
+        builder = BUILDERS[config.network]
+        try:
+            networks = builder(config, tuple(image_shape), params_per_pixel)
+        except ConfigError:
+            raise
+        except Exception as exc:  # the plug-in's code: one line naming it
+            raise ConfigError(f"network {config.network}: its builder failed ({type(exc).__name__}: {exc})") from None
+    if not (isinstance(networks, (tuple, list)) and len(networks) == 2
+            and all(isinstance(m, nn.Module) for m in networks)):
+        raise ConfigError(f"network {config.network}: the builder must return (encoder, decoder), two nn.Module, "
+                          f"got {type(networks).__name__}")
+    encoder, decoder = networks
+    check_networks(encoder, decoder, image_shape, config.latent_dim, params_per_pixel)
+    return encoder, decoder
+
+
+@torch.no_grad()
+def check_networks(encoder: nn.Module, decoder: nn.Module, image_shape: tuple[int, int, int], latent_dim: int,
+                   params_per_pixel: int) -> None:
+    """Run ``encoder`` and ``decoder`` once on two examples (gray images of 0.5, latents of 0)
+    in eval mode, without gradients or random draws, and check what they return against the
+    contract (module docstring); their train/eval mode is left as it was.
+
+    Raises:
+        ConfigError: a module fails on its input, or returns another type or shape (one line:
+            what it got, what the contract asks, e.g. the ``model.latent_dim`` to set).
+    """
+    c, h, w = image_shape
+    expected = (2, params_per_pixel * c, h, w)
+    modes = encoder.training, decoder.training
+    device = next(encoder.parameters(), torch.empty(0)).device
+    encoder.eval()
+    decoder.eval()
+    try:
+        x = torch.full((2, c, h, w), 0.5, device=device)
+        try:
+            out = encoder(x)
+        except Exception as exc:
+            raise ConfigError(f"your encoder failed on x of shape {tuple(x.shape)} ({type(exc).__name__}: {exc}); it "
+                              "takes x: (B, C, H, W) float in [0, 1]") from None
+        if not (isinstance(out, (tuple, list)) and len(out) == 2 and all(torch.is_tensor(t) for t in out)):
+            raise ConfigError(f"your encoder returned {type(out).__name__}; it must return (mean, log_var), two "
+                              "tensors (an EncoderOutput or a tuple)")
+        shapes = [tuple(t.shape) for t in out]
+        if any(s[:1] != (2,) or len(s) != 2 for s in shapes) or shapes[0] != shapes[1]:
+            raise ConfigError(f"your encoder returned mean and log_var of shapes {shapes[0]} and {shapes[1]} for 2 "
+                              "examples; each must be (B, D)")
+        if shapes[0][1] != latent_dim:
+            raise ConfigError(f"your encoder returns {shapes[0][1]} latent dimensions but model.latent_dim is "
+                              f"{latent_dim}; set {option('model.latent_dim', shapes[0][1])}")
+        z = torch.zeros(2, latent_dim, device=next(decoder.parameters(), torch.empty(0)).device)
+        try:
+            y = decoder(z)
+        except Exception as exc:
+            raise ConfigError(f"your decoder failed on z of shape {tuple(z.shape)} ({type(exc).__name__}: {exc}); it "
+                              "takes z: (N, D) with D = model.latent_dim") from None
+        if not torch.is_tensor(y) or tuple(y.shape) != expected:
+            got = tuple(y.shape) if torch.is_tensor(y) else type(y).__name__
+            raise ConfigError(f"your decoder returned {got} for z of shape (2, {latent_dim}); it must return "
+                              f"(N, K*C, H, W) = {expected}: K = {params_per_pixel} parameter(s) per pixel of the "
+                              "likelihood, (C, H, W) the data's shape (vaelab.decoder_channels gives K*C)")
+    finally:
+        encoder.train(modes[0])
+        decoder.train(modes[1])
+
+
+def decoder_channels(config, image_shape: tuple[int, int, int]) -> int:
+    """K*C: the channels your decoder returns for data of shape ``(C, H, W)`` under ``config``
+    (a :class:`~vaelab.config.Config`, its ``model`` section or a dict of the config), K the
+    likelihood's parameters per pixel (1 for Bernoulli or a fixed scale, 2 when
+    ``learn_scale: decoder`` makes the decoder give a scale per pixel).
+
+    Raises:
+        ConfigError: an invalid config.
+    """
+    from ..config import Config
+    from .likelihoods import LIKELIHOODS
+
+    if isinstance(config, dict):
+        config = Config.from_dict(config)
+    model = config.model if isinstance(config, Config) else config
+    likelihood = LIKELIHOODS[model.likelihood](model, tuple(image_shape))
+    return likelihood.params_per_pixel * image_shape[0]
 
 
 def conv_spec(config: ModelConfig, image_shape: tuple[int, int, int]) -> ConvSpec:
@@ -283,8 +452,13 @@ def initialise(module: nn.Module, scheme: str, activation: str) -> None:
 def config_problems(config) -> list[str]:
     """The network's checks of a whole :class:`~vaelab.config.Config` (see :mod:`vaelab.registry`)."""
     m, problems = config.model, []
+    if is_plug_in(m.network) and m.conditional:
+        problems.append(f"model.conditional appends the label to the built-in networks' inputs; network {m.network} "
+                        "(your own modules) cannot take it: drop model.conditional")
     if m.network == "mlp" and (m.conv_channels or m.conv_kernels):
         problems.append("model.conv_channels/conv_kernels need network: conv")
     if m.conv_kernels and m.conv_channels and len(m.conv_kernels) not in (1, len(m.conv_channels)):
         problems.append("model.conv_kernels needs one value or one per entry of model.conv_channels")
-    return problems
+    from .hierarchical import config_problems as hierarchical_problems  # it builds on this module's MLPs
+
+    return problems + hierarchical_problems(config)

@@ -8,8 +8,10 @@ from torch.distributions import Distribution, Independent, Normal
 
 from ..config import ModelConfig
 from ..errors import ConfigError, option
+from .hierarchical import HierarchicalVAE, hierarchical_upper_hidden
 from .likelihoods import LIKELIHOODS
-from .networks import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, conv_spec, initialise
+from .networks import (ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, conv_spec, initialise, is_plug_in,
+                       plug_in_networks)
 from .priors import PRIORS, sample_prior
 
 
@@ -22,6 +24,9 @@ class VAE(nn.Module):
     decoder's outputs, hence the noise, the likelihood, the KL and the importance weights
     (autocast on CUDA would keep ``sigmoid`` and the noise in bf16).
     """
+
+    flat_decoder = False
+    """True for your own decoder (:mod:`vaelab.models.networks`): :meth:`decode` calls it on ``(N, D)``."""
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module, prior: nn.Module,
                  likelihood: nn.Module, image_shape: tuple[int, int, int], latent_dim: int,
@@ -72,6 +77,9 @@ class VAE(nn.Module):
         if self.conditional:
             one_hot = self._one_hot(y, z.dtype).expand(*z.shape[:-1], self.num_classes)
             z = torch.cat([z, one_hot], -1)
+        if self.flat_decoder:  # your own decoder takes (N, D): the sample dimensions flattened, then restored
+            out = self.decoder(z.reshape(-1, z.shape[-1]))
+            return out.reshape(*z.shape[:-1], *out.shape[1:]).float()
         return self.decoder(z).float()
 
     def decode_mean(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
@@ -119,15 +127,21 @@ def posterior_means(model: nn.Module, images: torch.Tensor, batch_size: int = 10
              for x, y in zip(images.split(batch_size), label_batches)]
     return torch.cat(means)
 
-def build_model(config: ModelConfig, image_shape: tuple[int, int, int], num_classes: int | None = None) -> VAE:
+def build_model(config: ModelConfig, image_shape: tuple[int, int, int], num_classes: int | None = None,
+                networks: tuple[nn.Module, nn.Module] | None = None) -> nn.Module:
     """The VAE described by ``config`` for data of shape ``(C, H, W)``; a conditional one
     (``config.conditional``) for labels in ``0..num_classes-1``: its encoder takes
     ``C*H*W + num_classes`` inputs (MLP) or ``C + num_classes`` channels (convolutions, the label
-    as constant planes), its decoder ``D + num_classes``.
+    as constant planes), its decoder ``D + num_classes``. ``networks``: your own ``(encoder,
+    decoder)`` modules (``config.network`` custom), used as they are (not copied); a registered
+    plug-in network is built by its builder (:mod:`vaelab.models.networks`). With
+    ``config.lower_latents`` a :class:`~vaelab.models.hierarchical.HierarchicalVAE` of layers
+    ``[*lower_latents, latent_dim]`` (z_1 first).
 
     Raises:
         ConfigError: the network does not fit the data's shape (e.g. too many downsamplings),
-            or a conditional VAE without at least two classes.
+            a conditional VAE without at least two classes, or your own modules missing or
+            breaking their contract.
     """
     image_shape = tuple(image_shape)
     likelihood = LIKELIHOODS[config.likelihood](config, image_shape)
@@ -140,7 +154,18 @@ def build_model(config: ModelConfig, image_shape: tuple[int, int, int], num_clas
                               f"use a labelled dataset or drop {option('model.conditional')}")
         n = num_classes
     c, h, w = image_shape
-    if config.network == "mlp":
+    if config.lower_latents:  # hierarchical (networks.config_problems keeps it to an unconditional MLP)
+        model = HierarchicalVAE(image_shape, [*config.lower_latents, config.latent_dim], config.hidden,
+                                hierarchical_upper_hidden(config), config.activation, likelihood,
+                                PRIORS[config.prior].from_config(config, image_shape), config.inference)
+        for name, module in model.named_children():
+            if name not in ("prior", "likelihood"):
+                initialise(module, config.init, config.activation)
+        return model
+    plug_in = networks is not None or is_plug_in(config.network)
+    if plug_in:  # your own modules (config_problems refuses them in a conditional VAE)
+        encoder, decoder = plug_in_networks(config, image_shape, k, networks)
+    elif config.network == "mlp":
         encoder_shape = (1, 1, c * h * w + n) if n else image_shape  # the one-hot appended to the pixels
         encoder = MLPEncoder(encoder_shape, config.hidden, config.latent_dim, config.activation,
                              config.batch_norm, config.dropout)
@@ -158,5 +183,7 @@ def build_model(config: ModelConfig, image_shape: tuple[int, int, int], num_clas
     initialise(encoder, config.init, config.activation)
     initialise(decoder, config.init, config.activation)
     prior = PRIORS[config.prior].from_config(config, image_shape)
-    return VAE(encoder, decoder, prior, likelihood, image_shape, config.latent_dim,
-               num_classes=n or None, label_planes=bool(n) and config.network != "mlp")
+    model = VAE(encoder, decoder, prior, likelihood, image_shape, config.latent_dim,
+                num_classes=n or None, label_planes=bool(n) and config.network != "mlp")
+    model.flat_decoder = plug_in
+    return model

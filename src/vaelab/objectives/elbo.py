@@ -59,15 +59,6 @@ class ELBOTerms(NamedTuple):
         return self.recon.mean() + beta * kl_term
 
 
-def kl_term(q: Distribution, p: Distribution) -> torch.Tensor:
-    """KL(q || p) in closed form via ``torch.distributions.kl_divergence``: ``(B,)`` nats.
-
-    For q = N(μ, σ²) and p = N(0, 1) per dimension this is
-    ``-½ Σ_j (1 + log σ_j² - μ_j² - σ_j²)`` (Kingma & Welling 2014, Appendix B).
-    """
-    return kl_divergence(q, p)
-
-
 def kl_estimate(q: Independent, p: Distribution, z: torch.Tensor | None = None, *,
                 log_qz: torch.Tensor | None = None,
                 log_pz: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:

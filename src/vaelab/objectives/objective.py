@@ -89,6 +89,12 @@ class Objective:
         return LossTerms(loss, recon, kl, {"perceptual": perceptual})
 
 
+def layer_keys(metrics) -> list[str]:
+    """The per-layer KL names in ``metrics`` (``kl_1``, ``kl_2``, ...), in layer order."""
+    keys = [k for k in metrics if k.startswith("kl_") and k[3:].isdigit()]
+    return sorted(keys, key=lambda k: int(k[3:]))
+
+
 def layer_terms(kl_layers: torch.Tensor | None) -> dict[str, torch.Tensor]:
     """A hierarchical VAE's KL per layer as extra terms ``kl_1`` ... ``kl_L`` (``(B,)`` nats
     each; none for a one-layer VAE), logged beside the total KL."""

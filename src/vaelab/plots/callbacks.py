@@ -52,9 +52,11 @@ class Figures(Callback):
     moving average with ``training.ema_decay``), into ``RUN_DIR/figures`` (the same figures as
     ``vaelab plot RUN_DIR``). Put it after the
     summary's writer (the loss curves mark its best epoch) and before the trackers (which keep
-    the figures as artifacts)."""
+    the figures as artifacts). ``figures.draw_at_end: false`` turns it off."""
 
     def on_fit_end(self, trainer, summary: dict) -> None:
+        if not trainer.config.figures.draw_at_end:
+            return
         redo = f"`vaelab plot {trainer.run_dir.path}`"
         with _signals_stop(f"training finished and is saved, but the figures were not all drawn; draw them with {redo}"):
             plot_run(trainer.run_dir.path, model=trainer.eval_model, dataset=trainer.dataset)

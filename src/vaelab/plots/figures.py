@@ -226,7 +226,8 @@ def plot_loss_curves(history: list[dict[str, float]], eval_name: str = "test", l
                      title: str | None = None) -> Figure:
     """Negative ELBO, reconstruction NLL and KL per epoch, train and ``eval_name`` split, each
     term on its own axes (nats per example), the best epoch (lowest evaluation negative ELBO)
-    marked. ``history`` holds the rows of ``metrics.csv`` (``epoch``, ``train_recon``, ...).
+    marked. ``history`` holds the rows of ``metrics.csv`` (``epoch``, ``train_recon``, ...); a
+    hierarchical VAE's KL per layer (``test_kl_1``, ...) is drawn dotted on the KL axes.
 
     Train values are running averages over each epoch's batches (the model changes during the
     epoch); evaluation values are computed after the epoch.
@@ -243,6 +244,12 @@ def plot_loss_curves(history: list[dict[str, float]], eval_name: str = "test", l
                 key = f"{split}_{term}"
                 if history and key in history[0]:
                     ax.plot(epochs, [row[key] for row in history], markersize=4, label=split, **style)
+            layers = sorted((k for k in (history[0] if history and term == "kl" else ())
+                             if k.startswith(f"{eval_name}_kl_") and k.rsplit("_", 1)[1].isdigit()),
+                            key=lambda k: int(k.rsplit("_", 1)[1]))
+            for k in layers:  # a hierarchical VAE: each layer's KL, z_1 next to x
+                ax.plot(epochs, [row[k] for row in history], linewidth=1, linestyle=":",
+                        label=f"{eval_name}, layer z_{k.rsplit('_', 1)[1]}")
             if best is not None:
                 ax.axvline(best, color="0.5", linestyle=":", linewidth=1.2, label=f"best epoch ({best})")
             ax.set_title(TERM_TITLES[term])

@@ -37,8 +37,8 @@ N_INTERPOLATIONS = 8
 class _Context:
     """Lazily loaded model, data and latent means of one run, shared by the figure kinds."""
 
-    def __init__(self, record: RunRecord, which: str, model=None, dataset=None, data_dir=None):
-        self.record, self.which, self.data_dir = record, which, data_dir
+    def __init__(self, record: RunRecord, which: str, model=None, dataset=None, data_dir=None, networks=(None, None)):
+        self.record, self.which, self.data_dir, self.networks = record, which, data_dir, networks
         self._model, self._dataset, self._means = model, dataset, None
         self.figures = record.config.figures
 
@@ -56,7 +56,8 @@ class _Context:
                 )
             from ..training import load_model
 
-            self._model = load_model(self.record.run_dir, self.which)
+            encoder, decoder = self.networks
+            self._model = load_model(self.record.run_dir, self.which, encoder=encoder, decoder=decoder)
         return self._model
 
     @property
@@ -269,7 +270,8 @@ def normalise_kinds(kinds) -> list[str] | None:
 
 def plot_run(run_dir: str | Path, kinds=None, *, which: str = "last", output_dir: str | Path | None = None,
              overrides: dict[str, Any] | None = None, data_dir: str | None = None,
-             model=None, dataset=None, only_missing: bool = False, verbose: bool = False) -> list[Path]:
+             model=None, dataset=None, only_missing: bool = False, verbose: bool = False, encoder=None,
+             decoder=None) -> list[Path]:
     """Draw the figures of the run in ``run_dir`` and return the files written.
 
     Args:
@@ -288,6 +290,8 @@ def plot_run(run_dir: str | Path, kinds=None, *, which: str = "last", output_dir
             the run config.
         only_missing: draw only kinds whose PNG is not in the output directory yet (nothing
             is loaded when none is missing).
+        encoder, decoder: a run of your own modules (``model.network: custom``) is loaded into
+            modules of the same architecture (:func:`~vaelab.training.load_model`).
         verbose: print each file written.
 
     Raises:
@@ -310,7 +314,7 @@ def plot_run(run_dir: str | Path, kinds=None, *, which: str = "last", output_dir
 
         trained = read_checkpoint_config(record.checkpoint(which))
         record.config = dataclasses.replace(trained, figures=record.config.figures)
-    ctx = _Context(record, which, model=model, dataset=dataset, data_dir=data_dir)
+    ctx = _Context(record, which, model=model, dataset=dataset, data_dir=data_dir, networks=(encoder, decoder))
     out = Path(output_dir) if output_dir is not None else record.files.figures
     chosen = requested or list(KINDS)
     if only_missing:

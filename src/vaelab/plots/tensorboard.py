@@ -17,9 +17,6 @@ import torch
 from ..config import Config
 from ..schema import flatten
 
-IMAGE_TAGS = ("images/reconstructions", "images/samples", "images/latent_manifold")
-
-
 def hparam_values(config: Config) -> dict[str, Any]:
     """The config flattened to ``{"model.latent_dim": 20, ...}`` with values TensorBoard accepts
     (numbers and strings; lists and None become strings, booleans 'true'/'false')."""

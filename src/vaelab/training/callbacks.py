@@ -17,6 +17,13 @@ that order, ``callback.on_<hook>(trainer, ...)`` at these points::
     on_fit_end(trainer, summary)            the run completed; ``summary`` is summary.json's
                                             content (a callback before the writer may add to it)
 
+A callback that must continue where it was after a resume (a time budget's epoch durations)
+returns its state from ``state_dict()`` (a JSON-serialisable dict) and takes it back in
+``load_state_dict(state)``: every checkpoint holds the states (metadata ``callbacks``, keyed by
+the callback's class name, ``#2``.. for a second of the same class), and a resume gives each
+callback its own before ``on_train_start`` (a checkpoint written before callbacks had state
+gives none).
+
 A callback may ask the trainer to stop with ``trainer.request_stop(reason)``: the trainer
 finishes the step's (or epoch's) hooks, calls ``on_stop`` after a step (the epoch's checkpoint
 is already written after an epoch) and raises :class:`~vaelab.errors.TrainingInterrupted`.
@@ -90,6 +97,19 @@ class Callback:
     and are written by rank 0 alone)."""
 
     all_ranks = False
+
+    def state_dict(self) -> dict[str, Any]:
+        """What this callback needs to continue after a resume, saved in every checkpoint: a
+        JSON-serialisable dict (default: nothing, ``{}``)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Take back :meth:`state_dict`'s dict from the checkpoint a run resumes (before
+        ``on_train_start``).
+
+        Raises:
+            ValueError: a state this callback cannot use (the checkpoint is then reported damaged).
+        """
 
     def on_train_start(self, trainer: Trainer) -> None:
         pass
@@ -168,6 +188,11 @@ class TimeBudget(Callback):
     slower than the last) ends training there with a mid-epoch checkpoint. Either way the run
     ends as a finished one (``summary.json`` with ``stopped``, exit status 0); ``--resume`` with
     a larger ``--max-minutes`` or none continues it exactly.
+
+    Its state survives a resume (:meth:`state_dict`, in the checkpoint): the durations of the
+    last three epochs, so the first check after a resume judges the next epoch by the epochs
+    before it, and the seconds already spent in an epoch a mid-epoch checkpoint stopped, so that
+    epoch's duration is counted whole.
     """
 
     def __init__(self, clock: Callable[[], float] | None = None):
@@ -175,6 +200,22 @@ class TimeBudget(Callback):
         self.start: float | None = None
         self.epoch_started: float | None = None
         self.durations: list[float] = []
+        self._carried = 0.0  # seconds of the current epoch spent before a resume
+
+    def state_dict(self) -> dict[str, Any]:
+        """``durations``: the last three epochs' seconds (training and evaluation);
+        ``epoch_seconds``: seconds into the current epoch (None between epochs)."""
+        inside = None if self.epoch_started is None else max(0.0, self.now() - self.epoch_started)
+        return {"durations": list(self.durations), "epoch_seconds": inside}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        durations, inside = state.get("durations", []), state.get("epoch_seconds")
+        if not isinstance(durations, list) or not all(_seconds(d) for d in durations):
+            raise ValueError(f"durations must be a list of seconds >= 0, got {durations!r}"[:120])
+        if inside is not None and not _seconds(inside):
+            raise ValueError(f"epoch_seconds must be seconds >= 0 or null, got {inside!r}"[:120])
+        self.durations = [float(d) for d in durations[-3:]]
+        self._carried = float(inside or 0.0)
 
     def now(self) -> float:
         return self._clock() if self._clock is not None else monotonic()
@@ -192,7 +233,7 @@ class TimeBudget(Callback):
         self.start = self.now()
 
     def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
-        self.epoch_started = self.now()
+        self.epoch_started, self._carried = self.now() - self._carried, 0.0
 
     def on_batch_end(self, trainer: Trainer, step: StepEnd) -> None:
         budget = self._budget(trainer)
@@ -200,13 +241,18 @@ class TimeBudget(Callback):
             self._end(trainer, f"during epoch {step.epoch}, after step {step.position.step}")
 
     def on_epoch_end(self, trainer: Trainer, row: dict[str, float], improved: bool) -> None:
+        now = self.now()
+        self.durations = [*self.durations[-2:], now - self.epoch_started]
+        self.epoch_started = None
         budget = self._budget(trainer)
         if budget is None or row["epoch"] >= trainer.config.training.epochs:
             return
-        now = self.now()
-        self.durations = [*self.durations[-2:], now - self.epoch_started]
         if now - self.start + max(self.durations) > budget:
             self._end(trainer, f"after epoch {row['epoch']} (another epoch would end past it)")
+
+
+def _seconds(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < float("inf")
 
 
 class Checkpointing(Callback):
@@ -304,7 +350,7 @@ class RunFiles(Callback):
         run_dir = trainer.run_dir
         run_dir.write_config(trainer.config)
         run_dir.write_environment(environment_json(run_dir, trainer.config, trainer.device, trainer.argv,
-                                                   trainer.resuming, trainer.state, trainer.changes))
+                                                   trainer.resuming, trainer.state, trainer.changes, trainer.model))
         write_data_source(run_dir, trainer.dataset)
         run_dir.write_metrics(trainer.state.history)
 
@@ -380,7 +426,7 @@ class Console(Callback):
                 self.warned_slow = True
 
     def on_fit_end(self, trainer: Trainer, summary: dict[str, Any]) -> None:
-        print_summary(summary)
+        print_summary(summary, trainer.config.figures.draw_at_end)
 
 
 SLOW_SHARE = 0.35  # below this share of its threads' CPU time an epoch is reported as slowed down
@@ -413,8 +459,9 @@ def slow_epoch_hint(wall_seconds: float, cpu_seconds: float, threads: int) -> st
             f"slower than on an idle machine: other processes share the cores; {advice}")
 
 
-def print_summary(summary: dict[str, Any]) -> None:
-    """The end-of-run lines: best and final epoch's negative ELBO, seconds per epoch."""
+def print_summary(summary: dict[str, Any], figures: bool = True) -> None:
+    """The end-of-run lines: best and final epoch's negative ELBO, seconds per epoch, the run
+    directory (and where its figures go, ``figures``: drawn at the end of training)."""
     stopped = summary.get("stopped")
     if stopped:
         print(f"training ended early: {stopped['reason']} ({stopped['epochs_done']} of "
@@ -429,7 +476,9 @@ def print_summary(summary: dict[str, Any]) -> None:
         f"final epoch {summary['epochs']}: {split} -ELBO {final['neg_elbo']:.3f} nats "
         f"(recon {final['recon']:.3f}, KL {final['kl']:.3f})\n"
         f"{summary['seconds_per_epoch']:.2f} s per epoch (training)\n"
-        f"run directory: {summary['run_dir']}  (figures in {summary['run_dir']}/figures)"
+        f"run directory: {summary['run_dir']}"
+        + (f"  (figures in {summary['run_dir']}/figures)" if figures else
+           f"  (no figures: `vaelab plot {summary['run_dir']}` draws them)")
     )
 
 

@@ -3,7 +3,7 @@
 Tensors (model weights, the weights' moving average when ``training.ema_decay`` is on,
 optimizer moments, RNG states) are stored as safetensors; everything
 else (epoch, best metric, metric history, optimizer hyper-parameters, numpy/python RNG states,
-the resolved config) as JSON in the file's metadata. Loading never executes code, and every
+the callbacks' states, the resolved config) as JSON in the file's metadata. Loading never executes code, and every
 file is written atomically (:mod:`vaelab.io`).
 """
 
@@ -25,8 +25,9 @@ from ..config import Config
 from ..errors import CheckpointError, ConfigError, option
 from ..io import atomic_write_bytes
 from ..models import VAE, build_model
+from ..models.networks import CUSTOM
 from ..models.likelihoods import declare_binary_data
-from ..rundir import RunDir
+from ..rundir import RunDir, unknown_network
 from .checkpoint_schema import check_metadata
 
 FORMAT = "vaelab-checkpoint-1"
@@ -153,12 +154,18 @@ def encode_checkpoint(model: torch.nn.Module, optimizer: torch.optim.Optimizer, 
                       config: dict[str, Any], data_generator: torch.Generator, scheduler=None,
                       order: torch.Tensor | None = None, ema: torch.nn.Module | None = None,
                       device_generator: torch.Generator | None = None, grad_scaler=None,
-                      rank_rng: list[dict[str, torch.Tensor]] | None = None) -> bytes:
+                      rank_rng: list[dict[str, torch.Tensor]] | None = None,
+                      callbacks: dict[str, dict[str, Any]] | None = None) -> bytes:
     """Serialise a whole training state into safetensors bytes (``order``: the batch order of an
     unfinished epoch; ``ema``: the ``AveragedModel`` of the weights, stored as ``ema.*``:
     ``ema.module.<weight>`` and ``ema.n_averaged``; ``device_generator``: the CUDA data generator
     of a CUDA run; ``grad_scaler``: an fp16 run's scaler; ``rank_rng``: every rank's RNG states
-    of a run on several processes)."""
+    of a run on several processes; ``callbacks``: the callbacks' states by key,
+    :meth:`~vaelab.training.callbacks.Callback.state_dict`, JSON-serialisable).
+
+    Raises:
+        ValueError: a callback's state that JSON cannot hold (naming the callback).
+    """
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if ema is not None:
         tensors.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.state_dict().items()})
@@ -182,6 +189,14 @@ def encode_checkpoint(model: torch.nn.Module, optimizer: torch.optim.Optimizer, 
         meta["world_size"] = str(len(rank_rng))
     if grad_scaler is not None:  # fp16: the loss scale and its growth tracker
         meta["grad_scaler"] = json.dumps(grad_scaler.state_dict())
+    if callbacks:
+        for key, value in callbacks.items():
+            try:
+                json.dumps(value, allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"callback {key}: its state_dict() must be JSON (numbers, strings, lists, dicts), "
+                                 f"{exc}") from None
+        meta["callbacks"] = json.dumps(callbacks, allow_nan=False)
     return save_safetensors(tensors, metadata=meta)
 
 
@@ -208,6 +223,8 @@ class Checkpoint:
     """The ``AveragedModel``'s state (``module.<weight>``, ``n_averaged``) when the run keeps an EMA."""
     grad_scaler_state: dict[str, Any] | None = None
     """fp16 runs: ``torch.amp.GradScaler.state_dict()`` (scale, growth factors, tracker)."""
+    callback_states: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """The callbacks' states by key (empty in a checkpoint written before callbacks had any)."""
 
     def eval_state(self) -> dict[str, torch.Tensor]:
         """The weights evaluation uses: the moving average when the run kept one, else the
@@ -246,7 +263,7 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"{path} is not a vaelab checkpoint (format {meta.get('format')!r}, expected {FORMAT})")
     try:
         fields = {name: json.loads(meta[name]) for name in ("training_state", "optimizer", "rng", "config")}
-        fields.update({name: json.loads(meta.get(name, "null")) for name in ("scheduler", "grad_scaler")})
+        fields.update({name: json.loads(meta.get(name, "null")) for name in ("scheduler", "grad_scaler", "callbacks")})
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: checkpoint metadata is damaged ({exc}); {_other_advice(path)}") from None
     try:
@@ -267,7 +284,7 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"{path}: a mid-epoch checkpoint without its batch order; it is damaged")
     _validate_tensors(path, training, optimizer, rng, tensors.get("data.order"), config)
     return Checkpoint(path, model_state, optimizer, training, config, rng, rng_meta, scheduler,
-                      tensors.get("data.order"), ema_state, grad_scaler)
+                      tensors.get("data.order"), ema_state, grad_scaler, fields["callbacks"] or {})
 
 
 def _other_advice(path: Path) -> str:
@@ -325,20 +342,30 @@ def _validate_tensors(path: Path, training: TrainingState, optimizer: dict, rng:
 # --- a checkpoint's model and config ----------------------------------------------------------
 
 
-def load_model(run_dir: str | Path, which: str = "best") -> VAE:
+def load_model(run_dir: str | Path, which: str = "best", *, encoder: torch.nn.Module | None = None,
+               decoder: torch.nn.Module | None = None) -> VAE:
     """Rebuild a run's model from ``run_dir/checkpoints/<which>.safetensors`` (with the
     checkpoint's own config, whatever ``config.yaml`` says): with the moving average of the
-    weights when the run kept one (``training.ema_decay``), else the trained weights.
+    weights when the run kept one (``training.ema_decay``), else the trained weights. A run of
+    your own modules (``model.network: custom``) needs ``encoder`` and ``decoder`` of the same
+    architecture: the weights are loaded into them.
 
     Raises:
-        CheckpointError: missing or corrupt checkpoint, weights that do not fit the config, or
-            weights that are not finite (NaN or infinite).
+        CheckpointError: missing or corrupt checkpoint, weights that do not fit the config (or
+            your modules), or weights that are not finite (NaN or infinite).
+        ConfigError: a run of your own modules without them, or modules given for another run.
     """
     checkpoint = read_checkpoint(RunDir(run_dir).checkpoint(which))
     image_shape = tuple(checkpoint.config.get("_image_shape", ()))
     num_classes = checkpoint.config.get("_num_classes")
     config = checkpoint_config(checkpoint)
-    model = build_model(config.model, image_shape, num_classes)
+    networks = None
+    if encoder is not None or decoder is not None:
+        if encoder is None or decoder is None or config.model.network != CUSTOM:
+            raise ConfigError(f"encoder= and decoder= (both) load a run trained with your own modules; {run_dir} "
+                              f"trained model.network {config.model.network}")
+        networks = (encoder, decoder)
+    model = build_model(config.model, image_shape, num_classes, networks)
     declare_binary_data(model.likelihood, config.data.binarize != "none")  # the run's data are 0/1
     weights = checkpoint.eval_state()
     try:
@@ -377,12 +404,16 @@ def checkpoint_config(checkpoint, path: Path | None = None) -> Config:
 
     Raises:
         CheckpointError: the stored config is not a valid config.
+        ConfigError: it names a plug-in network nobody registered (the checkpoint is fine; the
+            message says which module the run imported, :meth:`~vaelab.rundir.RunDir.plugin_hint`).
     """
     stored, path = (checkpoint, path) if isinstance(checkpoint, dict) else (checkpoint.config, checkpoint.path)
     values = {k: v for k, v in stored.items() if not k.startswith("_")}  # _image_shape, _num_classes
     try:
         return Config.from_dict(values)
     except ConfigError as exc:
+        if unknown_network(values):  # not damaged: a plug-in network whose module was not imported
+            raise ConfigError(f"{path}: {exc}{RunDir(Path(path).parent.parent).plugin_hint()}") from None
         raise CheckpointError(f"{path}: its config is invalid ({exc}); use the other checkpoint "
                               "of the run, or start a new run") from None
 

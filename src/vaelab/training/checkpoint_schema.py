@@ -1,6 +1,6 @@
 """The schema of a checkpoint's metadata: every JSON field a checkpoint holds (training state,
 optimizer hyper-parameters and scalars, scheduler, gradient scaler, the numpy and Python RNG
-states), declared once with its type and range and checked by pydantic before anything is used.
+states, the callbacks' states), declared once with its type and range and checked by pydantic before anything is used.
 The same rules apply to every field, so a damaged or hand-edited value is named in one line
 instead of failing deep inside torch or silently changing training (a ``best_value`` of NaN that
 stopped the best checkpoint from ever updating, an ``eps`` of -1 that changed Adam).
@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import (BaseModel, ConfigDict, Field, NonNegativeInt, StrictBool, StrictInt, ValidationError,
+from pydantic import (BaseModel, ConfigDict, Field, NonNegativeInt, RootModel, StrictBool, StrictInt, ValidationError,
                       model_validator)
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
@@ -145,11 +145,17 @@ class RngSchema(_Open):
     model_config = ConfigDict(strict=False, extra="allow")  # lax for the tuples JSON writes as lists; the ints stay strict
 
 
+class CallbacksSchema(RootModel[dict[Annotated[str, Field(min_length=1)], dict[str, Any]]]):
+    """The callbacks' states: callback key -> its ``state_dict()`` (a mapping; each callback's
+    ``load_state_dict`` checks its own fields)."""
+
+
 SCHEMAS: dict[str, type[BaseModel]] = {
     "training_state": TrainingStateSchema, "optimizer": OptimizerSchema, "scheduler": SchedulerSchema,
-    "grad_scaler": GradScalerSchema, "rng": RngSchema,
+    "grad_scaler": GradScalerSchema, "rng": RngSchema, "callbacks": CallbacksSchema,
 }
-"""Checkpoint metadata field -> its schema (``scheduler`` and ``grad_scaler`` may be null)."""
+"""Checkpoint metadata field -> its schema (``scheduler``, ``grad_scaler`` and ``callbacks`` may
+be null: ``callbacks`` is absent from checkpoints written before callbacks kept state)."""
 
 
 def check_metadata(fields: dict[str, Any]) -> None:
@@ -161,7 +167,7 @@ def check_metadata(fields: dict[str, Any]) -> None:
     """
     for name, schema in SCHEMAS.items():
         value = fields.get(name)
-        if value is None and name in ("scheduler", "grad_scaler"):
+        if value is None and name in ("scheduler", "grad_scaler", "callbacks"):
             continue
         if not isinstance(value, dict):
             raise ValueError(f"{name} must be a mapping, got {type(value).__name__}")

@@ -1,6 +1,6 @@
 """What a run records about where it ran and on what: ``environment.json`` (seed, versions,
-device, threads, command line, git commit) and, for your own data, ``data.json`` (its sha256,
-which a resume checks)."""
+device, threads, command line, git commit, the plug-in modules it imported and its own
+networks' classes) and, for your own data, ``data.json`` (its sha256, which a resume checks)."""
 
 from __future__ import annotations
 
@@ -21,9 +21,11 @@ from ..errors import ConfigError, option
 from ..rundir import RunDir
 
 
-def environment(config: Config, device: torch.device, argv: list[str] | None) -> dict[str, Any]:
-    """What a run needs to be reproduced: seed, versions, device, threads, command line, and the
-    git commit of the working tree it ran in (:func:`git_state`)."""
+def environment(config: Config, device: torch.device, argv: list[str] | None, model=None) -> dict[str, Any]:
+    """What a run needs to be reproduced: seed, versions, device, threads, command line, the
+    git commit of the working tree it ran in (:func:`git_state`), ``imports`` (the modules a
+    later command must import: :func:`plugin_modules`) and, for your own networks, ``networks``
+    (their classes and builder, from ``model``)."""
     return {
         "seed": config.seed,
         "vaelab": __version__,
@@ -39,7 +41,39 @@ def environment(config: Config, device: torch.device, argv: list[str] | None) ->
         "command": argv,
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "git": git_state(),
+        "imports": plugin_modules(config),
+        "networks": _plug_in_networks(config, model),
     }
+
+
+def plugin_modules(config: Config) -> list[str]:
+    """The modules ``vaelab --import`` imported in this process, and the module of the builder
+    of ``config``'s network when it is a registered plug-in (unless a script's ``__main__``,
+    which no later command can import)."""
+    from ..models.networks import BUILDERS
+    from ..plugins import imported
+
+    modules = imported()
+    builder = BUILDERS.get(config.model.network)
+    if builder is not None and builder.__module__ not in (*modules, "__main__"):
+        modules.append(builder.__module__)
+    return modules
+
+
+def _qualified(obj) -> str:
+    return f"{obj.__module__}.{getattr(obj, '__qualname__', type(obj).__name__)}"
+
+
+def _plug_in_networks(config: Config, model) -> dict[str, Any] | None:
+    """``{"name", "encoder", "decoder", "builder"}`` (classes and builder by qualified name) of
+    your own networks, or None for the built-in ones."""
+    from ..models.networks import BUILDERS, is_plug_in
+
+    if model is None or not is_plug_in(config.model.network):
+        return None
+    builder = BUILDERS.get(config.model.network)
+    return {"name": config.model.network, "encoder": _qualified(type(model.encoder)),
+            "decoder": _qualified(type(model.decoder)), "builder": _qualified(builder) if builder else None}
 
 
 def _world():
@@ -68,10 +102,11 @@ def git_state(directory: str | Path | None = None) -> dict[str, Any] | None:
     return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip()), "root": root.stdout.strip()}
 
 
-def environment_json(run_dir: RunDir, config: Config, device, argv, resuming: bool, state, changes) -> dict[str, Any]:
+def environment_json(run_dir: RunDir, config: Config, device, argv, resuming: bool, state, changes,
+                     model=None) -> dict[str, Any]:
     """environment.json: a new run's, or (resuming) the original one with this resume appended
     to ``resumes``."""
-    current = environment(config, device, argv)
+    current = environment(config, device, argv, model)
     previous = None
     if resuming and run_dir.environment_json.is_file():
         try:
@@ -135,6 +170,8 @@ def busy_machine_hint(device: torch.device) -> str | None:
     cores, load = os.cpu_count() or 1, os.getloadavg()[0]
     if load <= cores:
         return None
+    threads = torch.get_num_threads()
+    advice = (f"{option('threads', 1)} (or OMP_NUM_THREADS=1) often helps" if threads > 1
+              else "stop the other processes for full speed")
     return (f"note: the machine is busy (load average {load:.1f} on {cores} cores) and torch uses "
-            f"{torch.get_num_threads()} threads: epochs will be slower than usual; {option('threads', 1)} (or "
-            "OMP_NUM_THREADS=1) often helps")
+            f"{threads} thread{'s' if threads > 1 else ''}: epochs will be slower than usual; {advice}")

@@ -195,8 +195,10 @@ def clip_gradients(parameters: list[torch.nn.Parameter], config: TrainingConfig)
 
 
 def check_model_fits_memory(model_config, training_config, image_shape, device: torch.device,
-                            num_classes: int | None = None, data_bytes: int = 0) -> int:
-    """Count the model's parameters without allocating them (on the meta device) and refuse a
+                            num_classes: int | None = None, data_bytes: int = 0, model: torch.nn.Module | None = None
+                            ) -> int:
+    """Count the model's parameters without allocating them (on the meta device; ``model``: a
+    model built already, e.g. of your own modules, whose parameters are counted) and refuse a
     model whose float32 weights, gradients, optimizer state (and moving average, with
     ``ema_decay``), activations and ``data_bytes`` (the dataset's tensors copied to a GPU; on
     the CPU they are loaded already and counted in the free memory) cannot fit in ``device``'s
@@ -209,8 +211,10 @@ def check_model_fits_memory(model_config, training_config, image_shape, device: 
     Raises:
         ConfigError: the estimate exceeds the memory available (both are named, in GB).
     """
-    with torch.device("meta"):
-        count = sum(p.numel() for p in build_model(model_config, image_shape, num_classes).parameters())
+    if model is None:
+        with torch.device("meta"):
+            model = build_model(model_config, image_shape, num_classes)
+    count = sum(p.numel() for p in model.parameters())
     entry = OPTIMIZERS.get(training_config.optimizer)
     copies = (entry.state_copies if entry else 4) + (1 if training_config.momentum else 0)
     copies += 1 if training_config.ema_decay else 0  # the moving average of the weights

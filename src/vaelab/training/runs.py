@@ -22,12 +22,14 @@ import numpy as np
 import torch
 
 from ..config import Config, load_config
-from ..data import Dataset, is_user_dataset, load_dataset, save_arrays
-from ..errors import CheckpointError, ConfigError, VaelabError, option
+from ..data import Dataset, StreamedSplit, is_torch_data, is_user_dataset, load_dataset, prepare_datasets, save_arrays
+from ..errors import CheckpointError, ConfigError, DataError, VaelabError, option
 from ..models import LIKELIHOODS, VAE, build_model
+from ..models.networks import CUSTOM, is_plug_in
 from ..models.likelihoods import binarised_data_problem, declare_binary_data
 from ..objectives import build_objective
 from ..rundir import RunDir
+from ..runlock import run_lock
 from ..schema import flatten
 from ..runtime import configure_backends, match_optimizer_state_layout, place_model, resolve_device
 from . import distributed
@@ -35,7 +37,6 @@ from .callbacks import Callback, training_callbacks
 from .checkpoint import (TrainingState, check_checkpoint_fits, checkpoint_config, load_model, read_checkpoint,
                          restore_rng)
 from .environment import check_data_source
-from .lock import run_lock
 from .optim import check_model_fits_memory, make_ema, make_optimizer, make_scheduler
 from .trainer import Trainer
 
@@ -50,16 +51,25 @@ def seed_everything(seed: int) -> torch.Generator:
 
 @dataclass
 class Run:
-    """A finished (or stopped) run: its directory, config, per-epoch history and summary."""
+    """A finished (or stopped) run: its directory, config, per-epoch history and summary
+    (``networks``: the encoder and decoder modules it was trained with, when they were yours)."""
 
     run_dir: Path
     config: Config
     history: list[dict[str, float]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
+    networks: tuple[torch.nn.Module, torch.nn.Module] | None = field(default=None, repr=False)
 
-    def load_model(self, which: str = "best") -> VAE:
-        """The model of checkpoint ``which`` ('best' or 'last'), on the CPU, in eval mode."""
-        return load_model(self.run_dir, which)
+    def load_model(self, which: str = "best", encoder: torch.nn.Module | None = None,
+                   decoder: torch.nn.Module | None = None) -> VAE:
+        """The model of checkpoint ``which`` ('best' or 'last'), on the CPU, in eval mode. A run
+        of your own modules loads into ``encoder`` and ``decoder`` (default: copies of the
+        modules it was trained with, which keep their trained weights)."""
+        if encoder is None and decoder is None and self.networks is not None:
+            import copy
+
+            encoder, decoder = (copy.deepcopy(m) for m in self.networks)
+        return load_model(self.run_dir, which, encoder=encoder, decoder=decoder)
 
     @property
     def figures(self) -> list[Path]:
@@ -67,7 +77,8 @@ class Run:
 
 
 def train(config: Config | dict | str | Path, verbose: bool = True, argv: list[str] | None = None,
-          data=None, callbacks: Sequence[Callback] | None = None) -> Run:
+          data=None, callbacks: Sequence[Callback] | None = None, *, encoder: torch.nn.Module | None = None,
+          decoder: torch.nn.Module | None = None) -> Run:
     """Train a VAE as described by ``config`` and return the finished :class:`Run`.
 
     Args:
@@ -78,13 +89,24 @@ def train(config: Config | dict | str | Path, verbose: bool = True, argv: list[s
             ``(x_train, x_test, y_train, y_test)``, numpy arrays or tensors, images ``(N, H, W)``,
             ``(N, H, W, C)`` or ``(N, C, H, W)``, uint8 0..255 or float in [0, 1], labels ``(N,)``
             integers. They are checked and kept in the run directory as ``data.npz``, which
-            ``data.dataset`` then names (so evaluation, figures and resume read them back).
+            ``data.dataset`` then names (so evaluation, figures and resume read them back). Or
+            ``(train, test)``, two map-style ``torch.utils.data.Dataset`` s or ``DataLoader`` s
+            (items: an image, or ``(image, label)``): read into memory the same way when they fit
+            within ``data.max_gigabytes``, else the training dataset streams, read by index
+            batch by batch (:mod:`vaelab.data.streaming`; resume such a run with
+            :func:`resume`'s ``data``).
         callbacks: the run's callbacks, in order (default:
             :func:`~vaelab.training.callbacks.training_callbacks`; ``vaelab.train`` adds
             TensorBoard, the collapse check and figures).
+        encoder, decoder: your own modules instead of ``model.network`` (give both; the contract
+            in shapes is :mod:`vaelab.models.networks`'): ``model.network`` becomes ``custom``,
+            the config's prior and likelihood are built around them, and they train in place
+            (they end with the last epoch's weights). Resume, evaluate and plot such a run from
+            Python with the same kind of modules (``encoder=``, ``decoder=``).
 
     Raises:
-        ConfigError: invalid config, or the run directory already holds a run.
+        ConfigError: invalid config, the run directory already holds a run, or your encoder
+            and decoder break their contract (one line).
         DataError: the dataset cannot be found or is corrupt, or ``data`` is invalid (one line
             saying what is wrong).
         TrainingError: the loss became non-finite.
@@ -93,6 +115,12 @@ def train(config: Config | dict | str | Path, verbose: bool = True, argv: list[s
         config = load_config(config)
     elif isinstance(config, dict):
         config = Config.from_dict(config)
+    networks = _user_networks(encoder, decoder)
+    if networks is not None:
+        if config.model.network not in ("mlp", CUSTOM):  # mlp: the default, left as it is
+            raise ConfigError(f"encoder= and decoder= replace model.network, which is {config.model.network} here; "
+                              f"leave it unset (or set it to {CUSTOM})")
+        config = config.replace({"model.network": CUSTOM})
     if data is not None and config.name is None:
         config = config.replace({"name": _default_name(config, "data")})
     elif is_user_dataset(config.data.dataset):  # an absolute path, so the run works from any directory
@@ -109,9 +137,31 @@ def train(config: Config | dict | str | Path, verbose: bool = True, argv: list[s
             if world.distributed:
                 raise ConfigError("data= is not supported in a run on several processes; save the arrays "
                                   "with numpy.savez and name the file as data.dataset")
-            path = save_arrays(RunDir(run_dir).data_npz, data)
+            stream = None
+            if isinstance(data, (tuple, list)) and any(is_torch_data(d) for d in data):
+                path, stream = prepare_datasets(data, RunDir(run_dir).data_npz, config.data)
+            else:
+                path = save_arrays(RunDir(run_dir).data_npz, data)
             config = config.replace({"data.dataset": str(path.resolve())})
-        return _fit(config, run_dir, None, _callbacks(callbacks, verbose), argv=argv)
+            return _fit(config, run_dir, None, _callbacks(callbacks, verbose), argv=argv, networks=networks,
+                        stream=stream)
+        return _fit(config, run_dir, None, _callbacks(callbacks, verbose), argv=argv, networks=networks)
+
+
+def _user_networks(encoder, decoder) -> tuple[torch.nn.Module, torch.nn.Module] | None:
+    """``(encoder, decoder)`` when both are given, None when neither.
+
+    Raises:
+        ConfigError: only one of them, or one that is not an ``nn.Module``.
+    """
+    if encoder is None and decoder is None:
+        return None
+    if encoder is None or decoder is None:
+        raise ConfigError(f"give both encoder= and decoder= (got only {'encoder' if decoder is None else 'decoder'})")
+    for name, module in (("encoder", encoder), ("decoder", decoder)):
+        if not isinstance(module, torch.nn.Module):
+            raise ConfigError(f"{name}= must be a torch.nn.Module, got {type(module).__name__}")
+    return encoder, decoder
 
 
 RESUME_OVERRIDABLE = {
@@ -149,7 +199,7 @@ def _read_run_config(run_dir: Path) -> Config | None:
     if not text.strip():
         raise ConfigError(f"{path} is empty; restore it, or delete it to resume with the config stored in "
                           "the checkpoint")
-    return load_config(path)
+    return RunDir(run_dir).read_config()
 
 
 def resume_config(run_dir: str | Path, overrides: dict[str, Any] | None = None):
@@ -200,7 +250,8 @@ def resume_config(run_dir: str | Path, overrides: dict[str, Any] | None = None):
 
 
 def resume(run_dir: str | Path, overrides: dict[str, Any] | None = None, verbose: bool = True,
-           argv: list[str] | None = None, callbacks: Sequence[Callback] | None = None) -> Run:
+           argv: list[str] | None = None, callbacks: Sequence[Callback] | None = None, *, data=None,
+           encoder: torch.nn.Module | None = None, decoder: torch.nn.Module | None = None) -> Run:
     """Continue the run in ``run_dir`` from its last checkpoint.
 
     ``overrides`` (and edits of ``config.yaml``) may change only :data:`RESUME_OVERRIDABLE`
@@ -208,17 +259,29 @@ def resume(run_dir: str | Path, overrides: dict[str, Any] | None = None, verbose
     steps). A resume with nothing to train (the run has finished ``training.epochs``) changes
     nothing. Each resume is appended to ``environment.json``'s ``resumes``.
 
+    ``data``: a run whose training dataset streamed (:func:`train`'s ``data``) needs it again:
+    ``(train, test)`` as given then, or the training Dataset (or DataLoader) alone (its size and
+    image shape are checked; the test split is the one kept in the run directory). ``encoder``
+    and ``decoder``: a run of your own modules (``model.network: custom``) needs modules of
+    the same architecture; the checkpoint's weights are loaded into them.
+
     Raises:
         CheckpointError: ``run_dir`` holds no run, or its checkpoint is unreadable or invalid.
-        ConfigError: a change of another key (see :func:`resume_config`).
+        ConfigError: a change of another key (see :func:`resume_config`), or ``data``,
+            ``encoder`` or ``decoder`` for a run that was not trained with them.
+        DataError: a streamed run without its training dataset, or another one.
         RunDirectoryBusy: another process is working in ``run_dir``.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(f"{run_dir} is not a run directory (it does not exist); check the path")
+    networks = _user_networks(encoder, decoder)
     world = _join(lambda: resume_config(run_dir, overrides)[0])
     with _main_rank_lock(run_dir, world):
         config, checkpoint, changes = resume_config(run_dir, overrides)
+        if networks is not None and config.model.network != CUSTOM:
+            raise ConfigError(f"encoder= and decoder= resume a run trained with your own modules; {run_dir} trained "
+                              f"model.network {config.model.network}: resume it without them")
         state = checkpoint.training_state if checkpoint is not None else None
         try:
             summary = RunDir(run_dir).read_summary()
@@ -230,8 +293,20 @@ def resume(run_dir: str | Path, overrides: dict[str, Any] | None = None, verbose
                 print(f"run {run_dir} already finished {state.epoch} epochs: nothing to do, nothing changed; "
                       f"pass {option('training.epochs', 'N')} (N > {state.epoch}) to train longer")
             return Run(run_dir=run_dir, config=checkpoint_config(checkpoint), history=state.history,
-                       summary=summary)
-        return _fit(config, run_dir, checkpoint, _callbacks(callbacks, verbose), argv=argv, changes=changes)
+                       summary=summary, networks=networks)
+        return _fit(config, run_dir, checkpoint, _callbacks(callbacks, verbose), argv=argv, changes=changes,
+                    networks=networks, stream=_streamed_train(data))
+
+
+def _streamed_train(data):
+    """The training dataset in a resume's ``data``: ``(train, test)`` or ``train`` alone."""
+    if data is None:
+        return None
+    train = data[0] if isinstance(data, (tuple, list)) and len(data) == 2 else data
+    if not is_torch_data(train):
+        raise DataError("data= of a resume is the streamed run's training Dataset (or DataLoader), or (train, test); "
+                        "a run of arrays keeps them in its directory: resume it without data=")
+    return train
 
 
 def _refuse_to_start_over(run_dir: Path, checkpoint_path: Path) -> None:
@@ -290,10 +365,12 @@ def check_model_fits_data(config: Config, dataset: Dataset) -> None:
                                      f"{dataset.binarize}", "use bernoulli")
     if problem:
         raise ConfigError(problem)
-    if LIKELIHOODS[likelihood].unit_interval and dataset.train.images.min() < 0:
+    # a streamed split is checked item by item as it is read: your images are in [0, 1]
+    lowest = dataset.test if isinstance(dataset.train, StreamedSplit) else dataset.train
+    if LIKELIHOODS[likelihood].unit_interval and lowest.images.min() < 0:
         raise ConfigError(
             f"model.likelihood {likelihood} models values in [0, 1], but {dataset.spec.name} has values "
-            f"down to {dataset.train.images.min().item():.2f}; use {option('model.likelihood', 'gaussian')} or laplace"
+            f"down to {lowest.images.min().item():.2f}; use {option('model.likelihood', 'gaussian')} or laplace"
         )
 
 
@@ -314,24 +391,34 @@ def check_labels_for_conditional(config: Config, dataset: Dataset) -> None:
         raise ConfigError(f"{option('model.conditional')}: label {top} is outside the {len(classes)} classes of {dataset.spec.name}")
 
 
-def _fit(config: Config, run_dir: Path, checkpoint, callbacks: list[Callback], argv, changes=None) -> Run:
+def _fit(config: Config, run_dir: Path, checkpoint, callbacks: list[Callback], argv, changes=None,
+         networks=None, stream=None) -> Run:
     """Train in ``run_dir``, whose lock the caller holds (from ``checkpoint`` when resuming;
-    ``changes``: the keys the resume changes, ``{key: (old, new)}``)."""
-    trainer = build_trainer(config, RunDir(run_dir), checkpoint, callbacks, argv=argv, changes=changes)
+    ``changes``: the keys the resume changes, ``{key: (old, new)}``; ``networks``: your own
+    encoder and decoder; ``stream``: the training dataset of a streamed run)."""
+    trainer = build_trainer(config, RunDir(run_dir), checkpoint, callbacks, argv=argv, changes=changes,
+                            networks=networks, stream=stream)
     summary = trainer.fit()
     distributed.barrier(trainer.world)  # torchrun: the ranks leave together, once rank 0 has written everything
-    return Run(run_dir=run_dir, config=trainer.config, history=trainer.state.history, summary=summary)
+    return Run(run_dir=run_dir, config=trainer.config, history=trainer.state.history, summary=summary,
+               networks=networks)
 
 
 def build_trainer(config: Config, run_dir: RunDir, checkpoint=None, callbacks: Sequence[Callback] = (), *,
-                  argv: list[str] | None = None, changes: dict[str, tuple[Any, Any]] | None = None) -> Trainer:
+                  argv: list[str] | None = None, changes: dict[str, tuple[Any, Any]] | None = None,
+                  networks: tuple[torch.nn.Module, torch.nn.Module] | None = None, stream=None) -> Trainer:
     """The :class:`Trainer` of ``config`` in ``run_dir``: data loaded and checked against the
     model, model, objective, optimizer and scheduler built, and (``checkpoint``) their states,
-    the RNGs and the position restored.
+    the RNGs, the position and the callbacks' states restored. ``networks``: your own
+    ``(encoder, decoder)`` (``model.network: custom``); ``stream``: the training dataset of a
+    streamed run (:mod:`vaelab.data.streaming`).
 
     Raises:
-        ConfigError: the data does not fit the config (batch size, likelihood, labels).
+        ConfigError: the data does not fit the config (batch size, likelihood, labels), or a
+            streamed training split with what needs it whole (a conditional VAE, training-split
+            figures).
         CheckpointError: ``checkpoint`` does not fit the model or the data.
+        DataError: a streamed run without its training dataset (one line saying how to give it).
     """
     from ..io import remove_stale_temporaries
 
@@ -346,7 +433,8 @@ def build_trainer(config: Config, run_dir: RunDir, checkpoint=None, callbacks: S
         torch.manual_seed(config.seed + world.rank)
     # on CUDA the batch order and binarisation are drawn on the GPU (no host round trip per step)
     device_generator = torch.Generator(device).manual_seed(config.seed) if device.type == "cuda" else None
-    dataset = load_dataset(config.data)
+    dataset = load_dataset(config.data, stream=stream)
+    _check_streamed(config, dataset, run_dir)
     if world.main:
         check_data_source(run_dir, dataset, resuming=run_dir.is_run())  # train() refuses a used one
     if config.training.batch_size > len(dataset.train):
@@ -366,9 +454,12 @@ def build_trainer(config: Config, run_dir: RunDir, checkpoint=None, callbacks: S
         config = config.replace({"data.binarize": dataset.binarize})
     check_labels_for_conditional(config, dataset)
     num_classes = len(dataset.spec.classes) if config.model.conditional else None
-    check_model_fits_memory(config.model, config.training, dataset.image_shape, device, num_classes,  # first
+    # your own modules exist already (they are counted); a built-in model is counted before it is allocated
+    model = build_model(config.model, dataset.image_shape, num_classes, networks) if is_plug_in(config.model.network) \
+        else None
+    check_model_fits_memory(config.model, config.training, dataset.image_shape, device, num_classes, model=model,
                             data_bytes=_device_data_bytes(dataset, device, conditional=num_classes is not None))
-    model = place_model(build_model(config.model, dataset.image_shape, num_classes), device)
+    model = place_model(model or build_model(config.model, dataset.image_shape, num_classes), device)
     declare_binary_data(model.likelihood, config.data.binarize != "none")  # every batch and split is 0/1
     objective = build_objective(config.objective, config.data.dataset, device)
     if config.training.compile:
@@ -388,17 +479,44 @@ def build_trainer(config: Config, run_dir: RunDir, checkpoint=None, callbacks: S
         if scaler is not None and checkpoint.grad_scaler_state:
             scaler.load_state_dict(checkpoint.grad_scaler_state)
         state, order = checkpoint.training_state, checkpoint.order
-    return Trainer(config, run_dir, dataset, model, optimizer, scheduler, objective, device, data_generator,
-                   stored_config, state=state, order=order, callbacks=callbacks, resuming=checkpoint is not None,
-                   changes=changes, argv=argv, ema=ema, device_generator=device_generator, grad_scaler=scaler,
-                   world=world)
+    trainer = Trainer(config, run_dir, dataset, model, optimizer, scheduler, objective, device, data_generator,
+                      stored_config, state=state, order=order, callbacks=callbacks, resuming=checkpoint is not None,
+                      changes=changes, argv=argv, ema=ema, device_generator=device_generator, grad_scaler=scaler,
+                      world=world)
+    if checkpoint is not None:
+        trainer.load_callback_states(checkpoint.callback_states, checkpoint.path)
+    return trainer
+
+
+def _check_streamed(config: Config, dataset: Dataset, run_dir: RunDir) -> None:
+    """A streamed training split: given (the CLI cannot give it), and not read whole.
+
+    Raises:
+        DataError: a streamed run resumed without its training dataset.
+        ConfigError: a conditional VAE or ``figures.split: train`` on a streamed split.
+    """
+    if not isinstance(dataset.train, StreamedSplit):
+        return
+    if dataset.train.dataset is None:
+        raise DataError(f"{run_dir} streamed its training split from a torch Dataset given from Python, which the run "
+                        "directory does not keep; resume it from Python: vaelab.resume(run_dir, data=(train, test))")
+    if config.model.conditional:
+        raise ConfigError(f"{option('model.conditional')} needs every training label in memory, but the training "
+                          f"dataset streams (larger than data.max_gigabytes); drop it, or raise "
+                          f"{option('data.max_gigabytes')} to read the data into memory")
+    if config.figures.split == "train":
+        raise ConfigError(f"{option('figures.split', 'train')} draws the training split whole, but it streams (larger "
+                          f"than data.max_gigabytes); use {option('figures.split', 'test')}")
 
 
 def _device_data_bytes(dataset: Dataset, device: torch.device, conditional: bool) -> int:
     """Bytes of the dataset's tensors the trainer copies to a GPU (training and evaluation
-    images, and labels for a conditional VAE); 0 on the CPU, where they are in memory already."""
+    images, and labels for a conditional VAE; a streamed training split is copied a batch at a
+    time); 0 on the CPU, where they are in memory already."""
     if device.type == "cpu":
         return 0
+    if isinstance(dataset.train, StreamedSplit):
+        return sum(t.numel() * t.element_size() for t in [dataset.eval.images])
     tensors = [dataset.train.images, dataset.eval.images]
     if conditional:
         tensors += [dataset.train.labels, dataset.eval.labels]

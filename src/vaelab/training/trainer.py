@@ -18,15 +18,15 @@ from typing import Any
 import torch
 
 from ..config import Config, ObjectiveConfig, TrainingConfig
-from ..data import Dataset, InMemoryBatches
+from ..data import Dataset, InMemoryBatches, StreamedBatches, StreamedSplit
 from ..errors import TrainingError, TrainingInterrupted, option
 from ..models import VAE
-from ..objectives import EXTRA_TERMS, Objective, evaluate_elbo, kl_weight
+from ..objectives import EXTRA_TERMS, Objective, evaluate_elbo, kl_weight, layer_keys
 from ..rundir import RunDir
 from ..runtime import autocast, flush_denormals
 from . import distributed
 from .callbacks import Callback, StepEnd
-from .checkpoint import EpochPosition, TrainingState, encode_checkpoint, write_checkpoint
+from .checkpoint import EpochPosition, TrainingState, encode_checkpoint, invalid_field, write_checkpoint
 from .optim import clip_gradients, step_scheduler
 from .stepsync import DeviceSums
 
@@ -88,10 +88,15 @@ class Trainer:
         conditional = config.model.conditional
         self.eval_images = dataset.eval.images.to(device)
         self.eval_labels = dataset.eval.labels.to(device) if conditional else None
-        self.batches = InMemoryBatches(dataset.train.images.to(device), config.training.batch_size, shuffle=True,
-                                       dynamic_binarize=dataset.binarize == "dynamic",
-                                       generator=device_generator or data_generator,
-                                       labels=dataset.train.labels.to(device) if conditional else None)
+        if isinstance(dataset.train, StreamedSplit):  # your own Dataset, read by index a batch at a time
+            self.batches = StreamedBatches(dataset.train, config.training.batch_size, shuffle=True,
+                                           dynamic_binarize=dataset.binarize == "dynamic",
+                                           generator=device_generator or data_generator, device=device)
+        else:
+            self.batches = InMemoryBatches(dataset.train.images.to(device), config.training.batch_size, shuffle=True,
+                                           dynamic_binarize=dataset.binarize == "dynamic",
+                                           generator=device_generator or data_generator,
+                                           labels=dataset.train.labels.to(device) if conditional else None)
 
     def _call(self, hook: str, *args) -> None:
         with self.uncompiled():
@@ -119,17 +124,19 @@ class Trainer:
         if self.world.distributed:
             part = distributed.shard(0, images.shape[0], self.world)
             images, labels, seed = images[part], labels[part] if labels is not None else None, seed + self.world.rank
-        sums = torch.zeros(2, dtype=torch.float64, device=self.device)
+        layers = len(getattr(self.eval_model, "latent_dims", ()))  # a hierarchical VAE's KL per layer too
+        names = ["recon", "kl", *(f"kl_{i + 1}" for i in range(layers if layers > 1 else 0))]
+        sums = torch.zeros(len(names), dtype=torch.float64, device=self.device)
         if images.shape[0]:
             with self.uncompiled():
                 means = evaluate_elbo(self.eval_model, images, self.config.training.eval_batch_size,
                                       self.config.objective.n_samples, seed=seed, device=self.device, labels=labels)
             if not self.world.distributed:
                 return means
-            sums += torch.tensor([means["recon"], means["kl"]], dtype=torch.float64,
+            sums += torch.tensor([means[name] for name in names], dtype=torch.float64,
                                  device=self.device) * images.shape[0]
-        recon, kl = (distributed.all_sum(sums, self.world) / self.eval_images.shape[0]).tolist()
-        return {"recon": recon, "kl": kl, "neg_elbo": recon + kl}
+        means = dict(zip(names, (distributed.all_sum(sums, self.world) / self.eval_images.shape[0]).tolist()))
+        return {**means, "neg_elbo": means["recon"] + means["kl"]}
 
     @property
     def eval_model(self) -> torch.nn.Module:
@@ -160,7 +167,37 @@ class Trainer:
                 return
         write_checkpoint(paths, encode_checkpoint(self.model, self.optimizer, self.state, self.stored_config,
                                                   self.data_generator, self.scheduler, order, self.ema,
-                                                  self.device_generator, self.grad_scaler, ranks))
+                                                  self.device_generator, self.grad_scaler, ranks,
+                                                  callbacks=self.callback_states()))
+
+    def _keyed_callbacks(self) -> list[tuple[str, Callback]]:
+        """Each callback with its key in a checkpoint: its class name, ``#2``.. for repeats."""
+        seen: dict[str, int] = {}
+        keyed = []
+        for callback in self.callbacks:
+            name = type(callback).__qualname__
+            seen[name] = seen.get(name, 0) + 1
+            keyed.append((name if seen[name] == 1 else f"{name}#{seen[name]}", callback))
+        return keyed
+
+    def callback_states(self) -> dict[str, dict[str, Any]]:
+        """Every callback's non-empty :meth:`~vaelab.training.callbacks.Callback.state_dict`, by key."""
+        states = {key: callback.state_dict() for key, callback in self._keyed_callbacks()}
+        return {key: state for key, state in states.items() if state}
+
+    def load_callback_states(self, states: dict[str, dict[str, Any]], source) -> None:
+        """Give each callback its state from a checkpoint (``source``, for messages); callbacks
+        it has no state for keep theirs.
+
+        Raises:
+            CheckpointError: a callback refuses its state (the checkpoint is damaged).
+        """
+        for key, callback in self._keyed_callbacks():
+            if key in states:
+                try:
+                    callback.load_state_dict(states[key])
+                except (ValueError, TypeError, KeyError) as exc:
+                    raise invalid_field(source, f"callbacks.{key}", str(exc)) from None
 
     def fit(self) -> dict[str, Any]:
         """Train the remaining epochs and return the summary (``summary.json``'s content).
@@ -274,11 +311,14 @@ def rank_rng_state(device: torch.device) -> dict[str, torch.Tensor]:
 def epoch_row(epoch: int, train_metrics: dict[str, float], eval_metrics: dict[str, float],
               eval_name: str) -> dict[str, float]:
     """The epoch's row of ``metrics.csv``: train and evaluation terms (nats per example), the
-    objective's extra terms, KL weight, learning rate and seconds of training."""
+    objective's extra terms, a hierarchical VAE's KL per layer (``train_kl_1``, ...,
+    ``test_kl_1``, ...), KL weight, learning rate and seconds of training."""
     row: dict[str, float] = {"epoch": epoch}
     row.update({f"train_{k}": train_metrics[k] for k in TERMS})
     row.update({f"train_{k}": train_metrics[k] for k in EXTRA_TERMS if k in train_metrics})
+    row.update({f"train_{k}": train_metrics[k] for k in layer_keys(train_metrics)})  # a hierarchical VAE's
     row.update({f"{eval_name}_{k}": eval_metrics[k] for k in TERMS})
+    row.update({f"{eval_name}_{k}": eval_metrics[k] for k in layer_keys(eval_metrics)})
     row["kl_weight"] = train_metrics["kl_weight"]
     row["learning_rate"] = train_metrics["learning_rate"]
     row["train_seconds"] = train_metrics["seconds"]
@@ -304,7 +344,7 @@ def make_summary(state: TrainingState, eval_name: str, run_dir) -> dict[str, Any
     }
 
 
-def train_epoch(model: VAE, optimizer: torch.optim.Optimizer, batches: InMemoryBatches,
+def train_epoch(model: VAE, optimizer: torch.optim.Optimizer, batches: InMemoryBatches | StreamedBatches,
                 objective: ObjectiveConfig | Objective, training: TrainingConfig, device: torch.device,
                 epoch: int, *, order: torch.Tensor | None = None, position: EpochPosition | None = None,
                 state: TrainingState | None = None, on_step: Callable[[StepEnd], None] | None = None,
