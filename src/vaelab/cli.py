@@ -20,7 +20,7 @@ import yaml
 
 from . import __version__
 from .config import Config, load_config, sections, yaml_load
-from .errors import TrainingInterrupted, VaelabError, cli_spelling
+from .errors import TrainingInterrupted, VaelabError, cli_spelling, option
 
 
 def _flag(name: str) -> str:
@@ -425,42 +425,17 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return values
 
 
-_APPLIES = {
-    # option key: (does it apply to this config?, when it does)
-    "data.toy2d_range": (lambda c: c.data.dataset == "toy2d", "--dataset toy2d"),
-    "data.toy2d_train_size": (lambda c: c.data.dataset == "toy2d", "--dataset toy2d"),
-    "data.toy2d_test_size": (lambda c: c.data.dataset == "toy2d", "--dataset toy2d"),
-    "data.toy2d_seed": (lambda c: c.data.dataset == "toy2d", "--dataset toy2d"),
-    "data.binarize_seed": (lambda c: c.data.binarize != "none", "--binarize static or dynamic"),
-    "data.split_seed": (lambda c: c.data.validation_size > 0, "--validation-size N"),
-    "model.conv_downsample": (lambda c: c.model.network == "conv", "--network conv"),
-    "model.conv_upsample": (lambda c: c.model.network != "mlp", "a convolutional --network"),
-    "model.likelihood_scale": (lambda c: c.model.likelihood in ("gaussian", "laplace", "logit_normal"),
-                               "--likelihood gaussian, laplace or logit_normal"),
-    "model.logit_eps": (lambda c: c.model.likelihood == "logit_normal", "--likelihood logit_normal"),
-    "objective.kl_warmup_epochs": (lambda c: c.objective.kl_schedule == "linear", "--kl-schedule linear"),
-    "objective.kl_cycles": (lambda c: c.objective.kl_schedule == "cyclical", "--kl-schedule cyclical"),
-    "objective.kl_cycle_ramp": (lambda c: c.objective.kl_schedule == "cyclical", "--kl-schedule cyclical"),
-    "objective.iwae_k": (lambda c: c.objective.bound == "iwae", "--bound iwae"),
-    "objective.perceptual_weight": (lambda c: c.objective.reconstruction != "likelihood", "a perceptual --reconstruction"),
-    "objective.perceptual_layers": (lambda c: c.objective.reconstruction != "likelihood", "a perceptual --reconstruction"),
-    "training.lr_schedule_span": (lambda c: c.training.lr_schedule == "cosine", "--lr-schedule cosine"),
-    "training.lr_step_epochs": (lambda c: c.training.lr_schedule == "step", "--lr-schedule step"),
-    "training.lr_gamma": (lambda c: c.training.lr_schedule in ("step", "plateau"), "--lr-schedule step or plateau"),
-    "training.lr_patience": (lambda c: c.training.lr_schedule == "plateau", "--lr-schedule plateau"),
-    "training.max_skipped_steps": (lambda c: c.training.nonfinite == "skip", "--nonfinite skip"),
-}
-"""Options that have no effect unless another one is set: giving them otherwise is a warning."""
-
-
 def warn_inapplicable(config: Config, given: list[str]) -> list[str]:
     """A warning (printed to stderr, and returned) for each option in ``given`` (dotted keys
-    the user set) that does nothing with this ``config``."""
+    the user set) that does nothing with this ``config``: its field's ``applies``
+    (:class:`~vaelab.schema.Applies`, declared beside the field) does not hold."""
+    rules = {key: f.metadata.get("applies") for key, f, _ in _config_fields()}
     out = []
     for key in given:
-        rule = _APPLIES.get(key)
-        if rule is not None and not rule[0](config):
-            out.append(f"warning: {_flag(key.split('.')[-1])} applies only with {rule[1]}; it is ignored here")
+        rule = rules.get(key)
+        if rule is not None and not rule.holds(config):
+            out.append(f"warning: {_flag(key.split('.')[-1])} applies only with {option(rule.key, rule.text())}; "
+                       "it is ignored here")
     for line in out:
         print(line, file=sys.stderr)
     return out

@@ -31,8 +31,21 @@ import yaml
 
 from . import registry
 from .errors import ConfigError
-from .schema import (at_least, between, build_section, config_field, format_problems, positive, positive_floats,
-                     positive_list, probability, set_dotted, type_hints, yaml_dump, yaml_load)
+from .schema import (Applies, at_least, between, build_section, config_field, format_problems, positive,
+                     positive_floats, positive_list, probability, set_dotted, type_hints, when, yaml_dump, yaml_load)
+
+
+def _convolutional_networks() -> tuple[str, ...]:
+    """The networks whose encoder is convolutional (the registry's, read when asked)."""
+    return tuple(name for name, network in registry.NETWORKS.entries.items() if network.convolutional)
+
+
+def _scaled_likelihoods() -> tuple[str, ...]:
+    """The likelihoods with a scale parameter (``has_scale``)."""
+    return tuple(name for name, likelihood in registry.LIKELIHOODS.entries.items() if likelihood.has_scale)
+
+
+_PERCEPTUAL = ("perceptual", "perceptual+likelihood")
 
 
 @dataclass
@@ -52,12 +65,18 @@ class DataConfig:
         "seed) or dynamic (a fresh draw per batch, Burda et al. 2016)",
         choices=("none", "static", "dynamic"),
     )
-    binarize_seed: int = config_field(0, "seed of the static draw (and of the evaluation draw under dynamic)")
+    binarize_seed: int = config_field(
+        0, "seed of the static draw (and of the evaluation draw under dynamic)",
+        applies=when("data.binarize", ("static", "dynamic")),
+    )
     validation_size: int = config_field(
         0, "examples carved from the training set as a validation split (0: evaluate on test)",
         check=at_least(0),
     )
-    split_seed: int = config_field(0, "seed of the train/validation split", check=at_least(0))
+    split_seed: int = config_field(
+        0, "seed of the train/validation split", check=at_least(0),
+        applies=Applies("data.validation_size", test=lambda n: n > 0, needs="N"),
+    )
     test_split_seed: int | None = config_field(
         None, "pool the dataset's training and test examples and draw a test split of the same size at random "
         "with this seed (default: the dataset's own test split; e.g. Frey Faces' last 200 frames)",
@@ -88,11 +107,20 @@ class DataConfig:
     )
     toy2d_range: str = config_field(
         "unit", "toy2d only: the square the points are uniform in, unit = [0, 1]^2 or "
-        "symmetric = [-1, 1]^2", choices=("unit", "symmetric"),
+        "symmetric = [-1, 1]^2", choices=("unit", "symmetric"), applies=when("data.dataset", ("toy2d",)),
     )
-    toy2d_train_size: int = config_field(10000, "toy2d only: number of training points", check=at_least(1))
-    toy2d_test_size: int = config_field(2000, "toy2d only: number of test points", check=at_least(1))
-    toy2d_seed: int = config_field(0, "toy2d only: seed of the generated points", check=at_least(0))
+    toy2d_train_size: int = config_field(
+        10000, "toy2d only: number of training points", check=at_least(1),
+        applies=when("data.dataset", ("toy2d",)),
+    )
+    toy2d_test_size: int = config_field(
+        2000, "toy2d only: number of test points", check=at_least(1),
+        applies=when("data.dataset", ("toy2d",)),
+    )
+    toy2d_seed: int = config_field(
+        0, "toy2d only: seed of the generated points", check=at_least(0),
+        applies=when("data.dataset", ("toy2d",)),
+    )
 
 
 LOSS_SHORTCUTS = {
@@ -135,11 +163,12 @@ class ModelConfig:
     )
     conv_downsample: str = config_field(
         "pool", "network=conv: halve the resolution after each convolution by 2x2 max-pooling "
-        "(pool) or by stride 2 (stride)", choices=("pool", "stride"),
+        "(pool) or by stride 2 (stride)", choices=("pool", "stride"), applies=when("model.network", ("conv",)),
     )
     conv_upsample: str = config_field(
         "transpose", "conv decoders: double the resolution by transposed convolutions (transpose) "
         "or nearest-neighbour upsampling then convolution (upsample)", choices=("transpose", "upsample"),
+        applies=when("model.network", _convolutional_networks),
     )
     activation: str = config_field(
         "relu", "hidden-layer activation",
@@ -163,7 +192,7 @@ class ModelConfig:
     )
     likelihood_scale: float = config_field(
         1.0, "gaussian/logit_normal sigma or laplace scale b (fixed value, or initial value when learned)",
-        check=positive,
+        check=positive, applies=when("model.likelihood", _scaled_likelihoods),
     )
     learn_scale: str = config_field(
         "none", "learn the likelihood scale: none (fixed), scalar (one value), pixel (one per pixel) or "
@@ -175,6 +204,7 @@ class ModelConfig:
     )
     logit_eps: float = config_field(
         1e-3, "logit_normal: pixels are clamped to [eps, 1-eps] before the logit", check=positive,
+        applies=when("model.likelihood", ("logit_normal",)),
     )
     prior: str = config_field(
         "normal", "prior p(z): normal, a diagonal Gaussian N(prior_loc, prior_std^2) "
@@ -241,10 +271,17 @@ class ObjectiveConfig:
         "kl_warmup_epochs, Bowman et al. 2016) or cyclical (kl_cycles linear ramps, Fu et al. 2019)",
         choices=("constant", "linear", "cyclical"),
     )
-    kl_warmup_epochs: float = config_field(5.0, "kl_schedule=linear: epochs to reach beta", check=positive)
-    kl_cycles: int = config_field(4, "kl_schedule=cyclical: number of cycles over the whole run", check=at_least(1))
+    kl_warmup_epochs: float = config_field(
+        5.0, "kl_schedule=linear: epochs to reach beta", check=positive,
+        applies=when("objective.kl_schedule", ("linear",)),
+    )
+    kl_cycles: int = config_field(
+        4, "kl_schedule=cyclical: number of cycles over the whole run", check=at_least(1),
+        applies=when("objective.kl_schedule", ("cyclical",)),
+    )
     kl_cycle_ramp: float = config_field(
         0.5, "kl_schedule=cyclical: fraction of each cycle spent increasing the weight", check=positive,
+        applies=when("objective.kl_schedule", ("cyclical",)),
     )
     free_bits: float = config_field(
         0.0, "free bits (Kingma et al. 2016): nats per latent dimension below which the batch-mean "
@@ -255,7 +292,10 @@ class ObjectiveConfig:
         "log (1/K) sum_k p(x,z_k)/q(z_k|x) with K = iwae_k samples (Burda et al. 2016, eq. 8)",
         choices=registry.BOUNDS,
     )
-    iwae_k: int = config_field(5, "bound=iwae: importance samples K per example", check=at_least(1))
+    iwae_k: int = config_field(
+        5, "bound=iwae: importance samples K per example", check=at_least(1),
+        applies=when("objective.bound", ("iwae",)),
+    )
     reconstruction: str = config_field(
         "likelihood", "reconstruction term of the loss: likelihood (-log p(x|z), nats), perceptual "
         "(distance between the dataset classifier's feature maps of x and of the decoder mean; NOT a "
@@ -265,10 +305,11 @@ class ObjectiveConfig:
     )
     perceptual_weight: float = config_field(
         1.0, "weight lambda of the perceptual term", check=at_least(0),
+        applies=when("objective.reconstruction", _PERCEPTUAL),
     )
     perceptual_layers: list[str] = config_field(
         None, "classifier layers compared by the perceptual term (relu1 .. relu4, features)",
-        factory=lambda: ["relu2", "relu4"],
+        factory=lambda: ["relu2", "relu4"], applies=when("objective.reconstruction", _PERCEPTUAL),
     )
 
 
@@ -307,11 +348,20 @@ class TrainingConfig:
         "epochs", "lr_schedule=cosine: what the decay spans: epochs (0 at the last epoch) or time (0 "
         "when the epochs or training.max_minutes run out, whichever is first: after each epoch the "
         "cosine's progress is the larger of epochs done / epochs and minutes used / max_minutes)",
-        choices=("epochs", "time"),
+        choices=("epochs", "time"), applies=when("training.lr_schedule", ("cosine",)),
     )
-    lr_step_epochs: int = config_field(10, "lr_schedule=step: epochs between decays", check=at_least(1))
-    lr_gamma: float = config_field(0.1, "lr_schedule=step/plateau: decay factor", check=positive)
-    lr_patience: int = config_field(2, "lr_schedule=plateau: epochs without improvement", check=at_least(0))
+    lr_step_epochs: int = config_field(
+        10, "lr_schedule=step: epochs between decays", check=at_least(1),
+        applies=when("training.lr_schedule", ("step",)),
+    )
+    lr_gamma: float = config_field(
+        0.1, "lr_schedule=step/plateau: decay factor", check=positive,
+        applies=when("training.lr_schedule", ("step", "plateau")),
+    )
+    lr_patience: int = config_field(
+        2, "lr_schedule=plateau: epochs without improvement", check=at_least(0),
+        applies=when("training.lr_schedule", ("plateau",)),
+    )
     clip_value: float | None = config_field(None, "clip each gradient element to [-v, v]", check=positive)
     clip_norm: float | None = config_field(None, "clip the global gradient norm to this value", check=positive)
     eval_batch_size: int = config_field(1000, "examples per evaluation batch", check=at_least(1))
@@ -344,7 +394,7 @@ class TrainingConfig:
         "the step (at most max_skipped_steps per run)", choices=("stop", "skip"),
     )
     max_skipped_steps: int = config_field(10, "nonfinite=skip: steps that may be skipped before stopping",
-                                    check=at_least(0))
+                                    check=at_least(0), applies=when("training.nonfinite", ("skip",)))
     sync_every_steps: int = config_field(
         50, "read the step metrics and check losses and gradients for NaN/inf on the host every N "
         "steps (one CPU-GPU sync each; a non-finite step is still reported as the first one); "

@@ -16,7 +16,8 @@ import re
 import types
 import typing
 from dataclasses import field
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -143,12 +144,48 @@ INT64 = (-(2 ** 63), 2 ** 63 - 1)
 """The range of every integer option (seeds, sizes): what torch and numpy can hold."""
 
 
-def config_field(default, help: str, *, choices: tuple | None = None, check=None, factory=None):
-    """A dataclass field carrying ``help``, optional ``choices`` and a ``check`` predicate.
+class Applies(NamedTuple):
+    """When a config field has an effect (``config_field(..., applies=...)``): the field at
+    dotted ``key`` takes one of ``values`` (a tuple, or a callable giving them when asked: the
+    names of a registry's components with some property), or passes ``test``. Setting the field
+    otherwise does nothing, which the command line warns about."""
+
+    key: str
+    values: tuple | Callable[[], tuple] = ()
+    test: Callable[[Any], bool] | None = None
+    needs: str | None = None
+    """What makes it apply, for the warning (default: ``values``, "a, b or c")."""
+
+    def holds(self, config) -> bool:
+        """Whether the field has an effect in ``config`` (a :class:`~vaelab.config.Config`)."""
+        value = config
+        for part in self.key.split("."):
+            value = getattr(value, part)
+        return self.test(value) if self.test is not None else value in self.allowed()
+
+    def allowed(self) -> tuple:
+        return tuple(self.values() if callable(self.values) else self.values)
+
+    def text(self) -> str:
+        if self.needs is not None:
+            return self.needs
+        values = [str(v) for v in self.allowed()]
+        return values[0] if len(values) == 1 else ", ".join(values[:-1]) + " or " + values[-1]
+
+
+def when(key: str, values: tuple | Callable[[], tuple]) -> Applies:
+    """The field applies when the field at dotted ``key`` is one of ``values``."""
+    return Applies(key, values)
+
+
+def config_field(default, help: str, *, choices: tuple | None = None, check=None, factory=None,
+                 applies: Applies | None = None):
+    """A dataclass field carrying ``help``, optional ``choices``, a ``check`` predicate and when
+    it ``applies`` (:class:`Applies`; default: always).
 
     ``check(value) -> str | None`` returns a problem description, or None when valid.
     """
-    meta = {"help": help, "choices": choices, "check": check}
+    meta = {"help": help, "choices": choices, "check": check, "applies": applies}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)

@@ -47,14 +47,13 @@ import numpy as np
 import torch
 from torch.distributions import Independent, Normal
 from ..errors import ConfigError
-from ..models.priors import factorises
+from ..models.priors import LOG_2PI, factorises
 from ..models.vae import VAE
 from ..objectives.elbo import kl_estimate
 from ..objectives.hierarchical import path_log_weights
 from ..runtime import available_memory, flush_denormals
 
 LN2 = math.log(2.0)
-LOG_2PI = math.log(2.0 * math.pi)
 
 
 def batch_noise_generator(seed: int, first: int, device: torch.device) -> torch.Generator:

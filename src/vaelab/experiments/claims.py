@@ -433,10 +433,13 @@ def _similar(claim, first: SettingStats, second: SettingStats, result: ClaimResu
         result.reason = "needs at least two seeds per setting"
         return result
     a, b = first.values, second.values
-    # H0: diff <= -margin (reject: diff > -margin) and H0: diff >= margin (reject: diff < margin)
-    p_low = welch_p(b, [v - margin for v in a], "greater")
-    p_high = welch_p(b, [v + margin for v in a], "less")
-    p_tost = max(p_low, p_high)
+    # H0: diff <= -margin or diff >= margin, both one-sided Welch tests (statsmodels' TOST)
+    from statsmodels.stats.weightstats import ttost_ind
+
+    if statistics.pvariance(a) == 0 and statistics.pvariance(b) == 0:  # degenerate: no spread to test
+        p_tost = 0.0 if -margin < diff < margin else 1.0
+    else:
+        p_tost = float(ttost_ind(b, a, -margin, margin, usevar="unequal")[0])
     # outside: diff > margin or diff < -margin, one-sided
     p_out = min(welch_p(b, [v + margin for v in a], "greater"), welch_p(b, [v - margin for v in a], "less"))
     test = f"margin ± {format_number(margin)} ({format_number(100 * tolerance, 2)}%)"

@@ -39,9 +39,7 @@ from torch import nn
 from torch.distributions import Distribution, Independent, Normal
 
 from .networks import EncoderOutput, MLPDecoder, MLPEncoder, _Heads, mlp
-from .priors import sample_prior
-
-LOG_2PI = math.log(2.0 * math.pi)
+from .priors import LOG_2PI, sample_prior
 
 
 class Layer(NamedTuple):

@@ -156,14 +156,22 @@ CUSTOM = "custom"
 """``model.network`` of a run trained with encoder and decoder modules given from Python
 (``vaelab.train(config, encoder=..., decoder=...)``); its run directory keeps their weights."""
 
-NETWORKS = {
-    # model.network -> what it builds (vae.build_model): MLPs, or convolutions by ConvSpec
-    "mlp": "MLPEncoder / MLPDecoder",
-    "conv": "ConvEncoder / ConvDecoder of model.conv_channels, conv_kernels, conv_downsample",
-    **{name: f"ConvEncoder / ConvDecoder of CONV_PRESETS[{name!r}]" for name in CONV_PRESETS},
-    CUSTOM: "your encoder and decoder modules, given to vaelab.train(encoder=..., decoder=...)",
-    # register_network adds "NAME": "plug-in: module.builder"
-}
+class Network(NamedTuple):
+    """A registered encoder/decoder family (an entry of :data:`NETWORKS`)."""
+
+    build: Callable[[ModelConfig, tuple[int, int, int], int, int], tuple[nn.Module, nn.Module]]
+    """``build(model_config, image_shape, params_per_pixel, num_classes) -> (encoder, decoder)``
+    (``num_classes`` 0 unless the VAE is conditional: the encoder then takes the one-hot label
+    too, the decoder D + num_classes inputs)."""
+    convolutional: bool
+    """Its encoder is convolutional: the model.conv_* options apply, and a conditional VAE's
+    label enters the encoder as constant planes (an MLP's: appended to the pixels)."""
+    description: str
+
+
+NETWORKS: dict[str, Network] = {}
+"""``model.network`` -> :class:`Network`: the built-in families (filled below, once their
+modules are defined), :data:`CUSTOM`, and the plug-ins of :func:`register_network`."""
 
 NetworkBuilder = Callable[[ModelConfig, tuple[int, int, int], int], tuple[nn.Module, nn.Module]]
 """``builder(model_config, image_shape, params_per_pixel) -> (encoder, decoder)``."""
@@ -197,12 +205,13 @@ def register_network(name: str, builder: NetworkBuilder) -> None:
                           "(model_config, image_shape, params_per_pixel) -> (encoder, decoder), "
                           f"got {type(builder).__name__}")
     BUILDERS[name] = builder
-    NETWORKS[name] = f"plug-in: {builder.__module__}.{getattr(builder, '__qualname__', type(builder).__name__)}"
+    NETWORKS[name] = Network(_plug_in, False,
+                             f"plug-in: {builder.__module__}.{getattr(builder, '__qualname__', type(builder).__name__)}")
 
 
 def is_plug_in(network: str) -> bool:
     """True for your own networks: :data:`CUSTOM` or a name of :func:`register_network`."""
-    return network == CUSTOM or network in BUILDERS
+    return network in (CUSTOM, *BUILDERS)
 
 
 def plug_in_networks(config: ModelConfig, image_shape: tuple[int, int, int], params_per_pixel: int,
@@ -215,7 +224,7 @@ def plug_in_networks(config: ModelConfig, image_shape: tuple[int, int, int], par
             builder that fails or returns something else than two modules, or modules that
             break the contract.
     """
-    if networks is None and config.network == CUSTOM:
+    if networks is None and config.network not in BUILDERS:  # custom: the modules were given from Python
         raise ConfigError(
             "this run's model.network is custom: it was trained with encoder and decoder modules given from Python, "
             "and its run directory keeps only their weights; give them again from Python (vaelab.load_model, "
@@ -449,13 +458,57 @@ def initialise(module: nn.Module, scheme: str, activation: str) -> None:
                 nn.init.zeros_(layer.bias)
 
 
+def _decoder_hidden(config: ModelConfig) -> list[int]:
+    return config.decoder_hidden if config.decoder_hidden is not None else config.hidden[::-1]
+
+
+def _mlp(config: ModelConfig, image_shape: tuple[int, int, int], k: int, n: int) -> tuple[nn.Module, nn.Module]:
+    """MLPs; a conditional VAE's one-hot label (``n`` classes) appended to the pixels and to z."""
+    c, h, w = image_shape
+    encoder = MLPEncoder((1, 1, c * h * w + n) if n else image_shape, config.hidden, config.latent_dim,
+                         config.activation, config.batch_norm, config.dropout)
+    decoder = MLPDecoder(image_shape, _decoder_hidden(config), config.latent_dim + n, config.activation, k,
+                         config.batch_norm, config.dropout)
+    return encoder, decoder
+
+
+def _conv(config: ModelConfig, image_shape: tuple[int, int, int], k: int, n: int) -> tuple[nn.Module, nn.Module]:
+    """Convolutions of :func:`conv_spec` (a preset, or model.conv_*); the decoder mirrors them,
+    or is an MLP with ``model.decoder_network``; a conditional VAE's label as ``n`` planes."""
+    c, h, w = image_shape
+    spec = conv_spec(config, image_shape)
+    encoder = ConvEncoder((c + n, h, w), spec, config.hidden, config.latent_dim, config.activation, config.dropout)
+    if config.decoder_network is not None:  # its one choice, mlp: a convolutional encoder with an MLP decoder
+        decoder = MLPDecoder(image_shape, _decoder_hidden(config), config.latent_dim + n, config.activation, k,
+                             config.batch_norm, config.dropout)
+    else:
+        decoder = ConvDecoder(image_shape, spec, _decoder_hidden(config), config.latent_dim + n, config.activation,
+                              k, config.dropout)
+    return encoder, decoder
+
+
+def _plug_in(config: ModelConfig, image_shape: tuple[int, int, int], k: int, n: int) -> tuple[nn.Module, nn.Module]:
+    """Your own modules: a registered builder's (config_problems refuses a conditional VAE)."""
+    return plug_in_networks(config, image_shape, k)
+
+
+NETWORKS.update({
+    "mlp": Network(_mlp, False, "MLPEncoder / MLPDecoder"),
+    "conv": Network(_conv, True, "ConvEncoder / ConvDecoder of model.conv_channels, conv_kernels, conv_downsample"),
+    **{name: Network(_conv, True, f"ConvEncoder / ConvDecoder of CONV_PRESETS[{name!r}]") for name in CONV_PRESETS},
+    CUSTOM: Network(_plug_in, False, "your encoder and decoder modules, given to vaelab.train(encoder=..., "
+                                     "decoder=...)"),
+})
+
+
 def config_problems(config) -> list[str]:
     """The network's checks of a whole :class:`~vaelab.config.Config` (see :mod:`vaelab.registry`)."""
     m, problems = config.model, []
     if is_plug_in(m.network) and m.conditional:
         problems.append(f"model.conditional appends the label to the built-in networks' inputs; network {m.network} "
                         "(your own modules) cannot take it: drop model.conditional")
-    if m.network == "mlp" and (m.conv_channels or m.conv_kernels):
+    network = NETWORKS.get(m.network)  # None: an unknown name, which the choices already report
+    if network is not None and not network.convolutional and (m.conv_channels or m.conv_kernels):
         problems.append("model.conv_channels/conv_kernels need network: conv")
     if m.conv_kernels and m.conv_channels and len(m.conv_kernels) not in (1, len(m.conv_channels)):
         problems.append("model.conv_kernels needs one value or one per entry of model.conv_channels")

@@ -10,8 +10,7 @@ from ..config import ModelConfig
 from ..errors import ConfigError, option
 from .hierarchical import HierarchicalVAE, hierarchical_upper_hidden
 from .likelihoods import LIKELIHOODS
-from .networks import (ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, conv_spec, initialise, is_plug_in,
-                       plug_in_networks)
+from .networks import NETWORKS, initialise, is_plug_in, plug_in_networks
 from .priors import PRIORS, sample_prior
 
 
@@ -146,14 +145,12 @@ def build_model(config: ModelConfig, image_shape: tuple[int, int, int], num_clas
     image_shape = tuple(image_shape)
     likelihood = LIKELIHOODS[config.likelihood](config, image_shape)
     k = likelihood.params_per_pixel
-    decoder_hidden = config.decoder_hidden if config.decoder_hidden is not None else config.hidden[::-1]
     n = 0
     if config.conditional:
         if num_classes is None or num_classes < 2:
             raise ConfigError(f"model.conditional needs labelled data with at least 2 classes, got {num_classes}; "
                               f"use a labelled dataset or drop {option('model.conditional')}")
         n = num_classes
-    c, h, w = image_shape
     if config.lower_latents:  # hierarchical (networks.config_problems keeps it to an unconditional MLP)
         model = HierarchicalVAE(image_shape, [*config.lower_latents, config.latent_dim], config.hidden,
                                 hierarchical_upper_hidden(config), config.activation, likelihood,
@@ -162,28 +159,14 @@ def build_model(config: ModelConfig, image_shape: tuple[int, int, int], num_clas
             if name not in ("prior", "likelihood"):
                 initialise(module, config.init, config.activation)
         return model
-    plug_in = networks is not None or is_plug_in(config.network)
-    if plug_in:  # your own modules (config_problems refuses them in a conditional VAE)
+    if networks is not None:  # your own modules, given from Python
         encoder, decoder = plug_in_networks(config, image_shape, k, networks)
-    elif config.network == "mlp":
-        encoder_shape = (1, 1, c * h * w + n) if n else image_shape  # the one-hot appended to the pixels
-        encoder = MLPEncoder(encoder_shape, config.hidden, config.latent_dim, config.activation,
-                             config.batch_norm, config.dropout)
-        decoder = MLPDecoder(image_shape, decoder_hidden, config.latent_dim + n, config.activation, k,
-                             config.batch_norm, config.dropout)
     else:
-        spec = conv_spec(config, image_shape)
-        encoder = ConvEncoder((c + n, h, w), spec, config.hidden, config.latent_dim, config.activation, config.dropout)
-        if config.decoder_network == "mlp":  # a convolutional encoder with an MLP decoder
-            decoder = MLPDecoder(image_shape, decoder_hidden, config.latent_dim + n, config.activation, k,
-                                 config.batch_norm, config.dropout)
-        else:
-            decoder = ConvDecoder(image_shape, spec, decoder_hidden, config.latent_dim + n, config.activation, k,
-                                  config.dropout)
+        encoder, decoder = NETWORKS[config.network].build(config, image_shape, k, n)
     initialise(encoder, config.init, config.activation)
     initialise(decoder, config.init, config.activation)
     prior = PRIORS[config.prior].from_config(config, image_shape)
     model = VAE(encoder, decoder, prior, likelihood, image_shape, config.latent_dim,
-                num_classes=n or None, label_planes=bool(n) and config.network != "mlp")
-    model.flat_decoder = plug_in
+                num_classes=n or None, label_planes=bool(n) and NETWORKS[config.network].convolutional)
+    model.flat_decoder = networks is not None or is_plug_in(config.network)
     return model

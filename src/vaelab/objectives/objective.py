@@ -18,6 +18,7 @@ negative ELBOs; the perceptual term and the IWAE bound are reported beside them 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -30,14 +31,6 @@ from .perceptual import PerceptualDistance
 EXTRA_TERMS = ("neg_iwae", "perceptual")
 """Names of the per-example terms an :class:`Objective` may report beside recon and kl (and a
 hierarchical VAE's ``kl_1`` ... ``kl_L``, :func:`layer_terms`)."""
-
-BOUNDS = {
-    # objective.bound -> the bound the loss maximises (Objective.__call__)
-    "elbo": "the (beta-weighted) ELBO, Kingma & Welling 2014 (objectives.elbo)",
-    "iwae": "the K-sample importance-weighted bound, Burda et al. 2016 (objectives.iwae)",
-}
-"""The bounds a loss maximises, by ``objective.bound``."""
-
 
 class LossTerms(NamedTuple):
     """What one training step needs and logs."""
@@ -72,21 +65,60 @@ class Objective:
     def __call__(self, model: VAE, x: torch.Tensor, beta: float = 1.0,
                  generator: torch.Generator | None = None, y: torch.Tensor | None = None) -> LossTerms:
         """The loss of batch ``x: (B, C, H, W)``; ``y: (B,)`` the labels of a conditional VAE."""
-        c = self.config
-        if c.bound == "iwae":
-            terms = iwae_terms(model, x, c.iwae_k, beta, generator, y)
-            return LossTerms(terms.loss(), terms.recon, terms.kl, {"neg_iwae": terms.neg_bound,
-                                                                   **layer_terms(terms.kl_layers)})
-        terms, params = elbo_pass(model, x, c.n_samples, generator, y)
-        recon, kl, kl_per_dim = terms.recon, terms.kl, terms.kl_per_dim
-        if c.reconstruction == "likelihood":
-            return LossTerms(terms.loss(beta, c.free_bits), recon, kl, layer_terms(terms.kl_layers))
-        perceptual = self.perceptual(x, model.likelihood.mean(params)).mean(0)  # (B,)
-        surrogate = c.perceptual_weight * perceptual
-        if c.reconstruction == "perceptual+likelihood":
-            surrogate = surrogate + recon
-        loss = ELBOTerms(surrogate, kl, kl_per_dim).loss(beta, c.free_bits)
-        return LossTerms(loss, recon, kl, {"perceptual": perceptual})
+        return BOUNDS[self.config.bound].loss(self, model, x, beta, generator, y)
+
+
+def _elbo_loss(objective: Objective, model: VAE, x: torch.Tensor, beta: float,
+               generator: torch.Generator | None, y: torch.Tensor | None) -> LossTerms:
+    """The β-weighted negative ELBO with ``objective.config``'s reconstruction term."""
+    c = objective.config
+    terms, params = elbo_pass(model, x, c.n_samples, generator, y)
+    recon, kl, kl_per_dim = terms.recon, terms.kl, terms.kl_per_dim
+    if c.reconstruction == "likelihood":
+        return LossTerms(terms.loss(beta, c.free_bits), recon, kl, layer_terms(terms.kl_layers))
+    perceptual = objective.perceptual(x, model.likelihood.mean(params)).mean(0)  # (B,)
+    surrogate = c.perceptual_weight * perceptual
+    if c.reconstruction == "perceptual+likelihood":
+        surrogate = surrogate + recon
+    loss = ELBOTerms(surrogate, kl, kl_per_dim).loss(beta, c.free_bits)
+    return LossTerms(loss, recon, kl, {"perceptual": perceptual})
+
+
+def _iwae_loss(objective: Objective, model: VAE, x: torch.Tensor, beta: float,
+               generator: torch.Generator | None, y: torch.Tensor | None) -> LossTerms:
+    """The negative K-sample IWAE bound (``objective.config.iwae_k``)."""
+    terms = iwae_terms(model, x, objective.config.iwae_k, beta, generator, y)
+    return LossTerms(terms.loss(), terms.recon, terms.kl, {"neg_iwae": terms.neg_bound,
+                                                           **layer_terms(terms.kl_layers)})
+
+
+def _iwae_problems(o: ObjectiveConfig) -> list[str]:
+    problems = []
+    if o.n_samples != 1:
+        problems.append("objective.n_samples is the ELBO's sample count; with bound iwae set objective.iwae_k")
+    if o.free_bits:
+        problems.append("objective.free_bits applies to the ELBO's KL term, not to bound iwae")
+    if o.reconstruction != "likelihood":
+        problems.append("bound iwae needs reconstruction: likelihood (a perceptual term is not a log-density)")
+    return problems
+
+
+class Bound(NamedTuple):
+    """A bound a training loss maximises (an entry of :data:`BOUNDS`)."""
+
+    loss: Callable[..., LossTerms]
+    """``loss(objective, model, x, beta, generator, y) -> LossTerms``."""
+    problems: Callable[[ObjectiveConfig], list[str]]
+    """Its checks of the objective's other fields (one line each)."""
+    description: str
+
+
+BOUNDS: dict[str, Bound] = {
+    "elbo": Bound(_elbo_loss, lambda o: [], "the (beta-weighted) ELBO, Kingma & Welling 2014 (objectives.elbo)"),
+    "iwae": Bound(_iwae_loss, _iwae_problems,
+                  "the K-sample importance-weighted bound, Burda et al. 2016 (objectives.iwae)"),
+}
+"""The bounds a loss maximises, by ``objective.bound``."""
 
 
 def layer_keys(metrics) -> list[str]:
@@ -122,12 +154,5 @@ def build_objective(config: ObjectiveConfig, dataset: str, device: torch.device 
 
 def config_problems(config) -> list[str]:
     """The bound's checks of a whole :class:`~vaelab.config.Config` (see :mod:`vaelab.registry`)."""
-    o, problems = config.objective, []
-    if o.bound == "iwae":
-        if o.n_samples != 1:
-            problems.append("objective.n_samples is the ELBO's sample count; with bound iwae set objective.iwae_k")
-        if o.free_bits:
-            problems.append("objective.free_bits applies to the ELBO's KL term, not to bound iwae")
-        if o.reconstruction != "likelihood":
-            problems.append("bound iwae needs reconstruction: likelihood (a perceptual term is not a log-density)")
-    return problems
+    bound = BOUNDS.get(config.objective.bound)  # None: an unknown name, which the choices already report
+    return bound.problems(config.objective) if bound is not None else []

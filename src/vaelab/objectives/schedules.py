@@ -15,11 +15,23 @@ def kl_weight(config: ObjectiveConfig, step: int, steps_per_epoch: int, total_ep
       from 0 to β over the first ``kl_cycle_ramp`` fraction and stays at β (Fu et al. 2019,
       eq. 6 with a linear ramp).
     """
-    epochs = step / steps_per_epoch
-    if config.kl_schedule == "linear":
-        return config.beta * min(1.0, epochs / config.kl_warmup_epochs)
-    if config.kl_schedule == "cyclical":
-        period = total_epochs / config.kl_cycles
-        tau = (epochs % period) / period
-        return config.beta * min(1.0, tau / config.kl_cycle_ramp)
-    return config.beta
+    return config.beta * KL_SCHEDULES[config.kl_schedule](config, step / steps_per_epoch, total_epochs)
+
+
+def _constant(config: ObjectiveConfig, epochs: float, total_epochs: int) -> float:
+    return 1.0
+
+
+def _linear(config: ObjectiveConfig, epochs: float, total_epochs: int) -> float:
+    return min(1.0, epochs / config.kl_warmup_epochs)
+
+
+def _cyclical(config: ObjectiveConfig, epochs: float, total_epochs: int) -> float:
+    period = total_epochs / config.kl_cycles
+    tau = (epochs % period) / period
+    return min(1.0, tau / config.kl_cycle_ramp)
+
+
+KL_SCHEDULES = {"constant": _constant, "linear": _linear, "cyclical": _cyclical}
+"""``objective.kl_schedule`` -> the share of β at a time ``(config, epochs, total_epochs) -> [0, 1]``,
+epochs counted fractionally over the whole run."""

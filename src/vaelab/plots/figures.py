@@ -242,8 +242,9 @@ def plot_loss_curves(history: list[dict[str, float]], eval_name: str = "test", l
             for split, style in (("train", dict(marker="o", linestyle="-")),
                                  (eval_name, dict(marker="s", linestyle="--"))):
                 key = f"{split}_{term}"
-                if history and key in history[0]:
-                    ax.plot(epochs, [row[key] for row in history], markersize=4, label=split, **style)
+                if history and key in history[0]:  # markers only where they can be told apart
+                    ax.plot(epochs, [row[key] for row in history], markersize=4 if len(epochs) <= 60 else 0,
+                            label=split, **style)
             layers = sorted((k for k in (history[0] if history and term == "kl" else ())
                              if k.startswith(f"{eval_name}_kl_") and k.rsplit("_", 1)[1].isdigit()),
                             key=lambda k: int(k.rsplit("_", 1)[1]))

@@ -103,18 +103,28 @@ class BudgetCosine(torch.optim.lr_scheduler.LRScheduler):
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainingConfig):
-    """The per-epoch learning-rate schedule, or None. ``plateau`` steps on the evaluation
-    negative ELBO; ``cosine`` with ``lr_schedule_span: time`` is :class:`BudgetCosine`."""
-    if config.lr_schedule == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step_epochs, gamma=config.lr_gamma)
-    if config.lr_schedule == "cosine" and config.lr_schedule_span == "time":
+    """The per-epoch learning-rate schedule of ``config.lr_schedule`` (:data:`LR_SCHEDULES`), or
+    None for ``none``. ``plateau`` steps on the evaluation negative ELBO; ``cosine`` with
+    ``lr_schedule_span: time`` is :class:`BudgetCosine`."""
+    build = LR_SCHEDULES.get(config.lr_schedule)
+    return build(optimizer, config) if build is not None else None
+
+
+def _cosine(optimizer: torch.optim.Optimizer, config: TrainingConfig):
+    if config.lr_schedule_span == "time":  # the decay spans the time budget
         return BudgetCosine(optimizer, config.epochs, 60.0 * config.max_minutes)
-    if config.lr_schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
-    if config.lr_schedule == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=config.lr_gamma,
-                                                          patience=config.lr_patience)
-    return None
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+
+
+LR_SCHEDULES = {
+    "step": lambda optimizer, c: torch.optim.lr_scheduler.StepLR(optimizer, step_size=c.lr_step_epochs,
+                                                                 gamma=c.lr_gamma),
+    "cosine": _cosine,
+    "plateau": lambda optimizer, c: torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=c.lr_gamma,
+                                                                               patience=c.lr_patience),
+}
+"""``training.lr_schedule`` -> ``build(optimizer, training_config)`` (torch's schedulers);
+``none`` has no entry."""
 
 
 class WeightAverage(AveragedModel):
