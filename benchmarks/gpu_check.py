@@ -359,6 +359,8 @@ def stage_recipe(name: str) -> Callable[[dict], dict]:
 
         config = yaml.safe_load((REPO / "configs" / "benchmarks" / f"{name}.yaml").read_text())
         config["training"].pop("max_minutes", None)
+        if config["training"].get("lr_schedule_span") == "time":  # the cosine over the hour needs one
+            config["training"]["lr_schedule_span"] = "epochs"
         _, row = _train({**ctx, "epochs": ctx["recipe_epochs"]}, f"recipe-{name}", config)
         row["objective"] = config["objective"]
         return row

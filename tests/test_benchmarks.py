@@ -130,7 +130,7 @@ def test_burda_smoke_runs_a_recipe_end_to_end_on_tiny_data(tiny_data, tmp_path):
     assert plot_curves([tmp_path / "out" / "tiny.json"], tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
 
 
-@pytest.mark.parametrize("name", ["burda-vae", "best-1h"])
+@pytest.mark.parametrize("name", ["burda-vae", "iwae-k5-1h", "burda-vae-2l", "best-1h"])
 def test_the_benchmark_recipes_train_the_papers_model_within_the_hour(name):
     from vaelab.config import load_config
 
@@ -146,5 +146,10 @@ def test_the_benchmark_recipes_train_the_papers_model_within_the_hour(name):
         assert checkpoint_to_evaluate(config) == "last"
     else:
         assert checkpoint_to_evaluate(config) == "best"
-    if name == "burda-vae":
+    if name in ("burda-vae", "burda-vae-2l"):
         assert config.objective.bound == "elbo" and config.objective.n_samples == 1
+    if name in ("burda-vae-2l", "best-1h"):  # Burda et al.'s two stochastic layers: z_1 = 100 under z_2 = 50
+        assert (model.lower_latents, model.upper_hidden, model.inference) == ([100], [100, 100], "bottom_up")
+        from benchmarks.burda import target_row
+
+        assert target_row(config, f"{name}.yaml") == ("vae_2_layer_k1" if name == "burda-vae-2l" else "iwae_1_layer_k50")

@@ -332,8 +332,8 @@ def campaign_status(plan: Plan, jobs: int | None = None) -> dict[str, Any]:
             "sweep": sweep.name, "file": _relative(step.sweep, plan.path.parent), "budget": step.budget,
             "note": step.note, "state": state, "runs": len(sweep.runs), "kept": len(kept),
             "in_progress": sorted(in_progress), "failed": sorted(failed),
-            "cpu_hours_spent": round(cpu_by_step.get(step_key, 0.0) / 3600, 3),
-            "train_hours_kept": round(sum(_train_seconds(p)[0] for p in kept.values()) / 3600, 3),
+            "cpu_hours_spent": round(cpu_by_step.get(step_key, 0.0) / 3600, 6),
+            "train_hours_kept": round(sum(_train_seconds(p)[0] for p in kept.values()) / 3600, 6),
             "hours_left": None if unknown == len(sweep.runs) - len(kept) and unknown else round(remaining / 3600, 6),
             "runs_without_estimate": unknown,
         })
@@ -345,8 +345,8 @@ def campaign_status(plan: Plan, jobs: int | None = None) -> dict[str, Any]:
         "sweeps": sum("sweep" in s for s in steps),
         "runs_kept": sum(s["kept"] for s in steps),
         "runs": sum(s["runs"] for s in steps),
-        "cpu_hours_spent": round(total_cpu / 3600, 3),
-        "wall_hours_of_runs": round(total_wall / 3600, 3),
+        "cpu_hours_spent": round(total_cpu / 3600, 6),  # tiny runs spend seconds: keep them above 0
+        "wall_hours_of_runs": round(total_wall / 3600, 6),
         "worker_hours_left": round(left, 4),
         "cpu_hours_left": round(left * cpu_per_wall, 4),
         "rates": {"wall_per_train_second": round(overhead, 3), "measured_per_scaled_quick": round(correction, 3),
