@@ -174,7 +174,7 @@ def _train(ctx: dict, name: str, config: dict | None = None, callbacks=(), **tra
     run and its row: seconds per epoch, test -ELBO, host syncs per step, peak memory."""
     import torch
 
-    from vaelab.training import train, training_callbacks
+    from vaelab import train
 
     counter = _sync_counter(ctx["device"])
     config = json.loads(json.dumps(config or {}))
@@ -182,9 +182,10 @@ def _train(ctx: dict, name: str, config: dict | None = None, callbacks=(), **tra
     config["data"] = {**config.get("data", {}), **ctx["data"]}
     config["training"] = {**config.get("training", {}), "device": ctx["device"], "epochs": ctx["epochs"],
                           "progress": False, "logger": "csv", "max_minutes": None, **training}
+    config["figures"] = {**config.get("figures", {}), "draw_at_end": False}  # timed: the loop, not the figures
     if ctx["device"].startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    run = train(config, verbose=False, callbacks=[*training_callbacks(False), counter, *callbacks])
+    run = train(config, verbose=False, callbacks=[counter, *callbacks])
     seconds = [row["train_seconds"] for row in run.history]
     row = {"epochs": len(seconds), "seconds_per_epoch": sum(seconds) / len(seconds), "epoch_seconds": seconds,
            "seconds_per_epoch_after_first": sum(seconds[1:]) / (len(seconds) - 1) if len(seconds) > 1 else None,
@@ -331,7 +332,8 @@ def stage_conv(ctx: dict) -> dict:
 
 def stage_resume(ctx: dict) -> dict:
     from vaelab.errors import TrainingInterrupted
-    from vaelab.training import Callback, resume
+    from vaelab import resume
+    from vaelab.training import Callback
 
     class StopInEpoch2(Callback):
         def on_batch_end(self, trainer, step):

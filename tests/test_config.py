@@ -114,3 +114,33 @@ def test_a_lone_dot_is_a_string_not_a_float_and_the_fast_loader_reads_as_the_str
     assert yaml.load(text, Loader=_FAST_LOADER) == yaml.load(text, Loader=_StrictLoader)
     with pytest.raises(ConfigError, match="objective.beta"):
         Config.from_dict(yaml_load("objective: {beta: .}"))
+
+
+def test_every_committed_config_and_sweep_resolves_the_same_in_the_component_form():
+    """Every config.yaml, recipe and sweep file in the repository loads, and its component-section
+    form (``model: {prior: {name: vamp, components: 500}}``) resolves to the same values."""
+    import subprocess
+
+    from vaelab.config import nest_components
+    from vaelab.experiments import load_sweep
+    from vaelab.schema import yaml_load
+
+    repo = Path(__file__).resolve().parents[1]
+    files = subprocess.run(["git", "ls-files", "*.yaml"], cwd=repo, capture_output=True, text=True).stdout.split()
+    configs = sweeps = 0
+    for name in files:
+        path = repo / name
+        values = yaml_load(path.read_text())
+        if not isinstance(values, dict) or name.endswith(("campaign.yaml", "sweep.yaml")) or ".github" in name:
+            continue
+        if "claims" in values or "grid" in values or "variants" in values:
+            for run in load_sweep(path, "full").runs:
+                flat = Config.from_dict(run.config)
+                assert Config.from_dict(nest_components(flat.to_dict())) == flat, (name, run.name)
+            sweeps += 1
+            continue
+        flat = load_config(path)
+        assert Config.from_dict(nest_components(flat.to_dict())) == flat, name
+        assert Config.from_dict(nest_components(values)) == flat, name  # the file as written, too
+        configs += 1
+    assert configs > 300 and sweeps >= 18, (configs, sweeps)

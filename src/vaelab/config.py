@@ -316,13 +316,27 @@ class ObjectiveConfig:
 LOGGER_NAMES = ("tensorboard", "csv", "mlflow", "wandb")
 
 
+def logger_names(value: str) -> list[str]:
+    """The loggers of ``training.logger`` (``"tensorboard,csv,mlflow"``), in order, each once:
+    the one parser of the option (the config's check, the trackers and TensorBoard use it).
+
+    Raises:
+        ValueError: an unknown name (with the closest valid one).
+    """
+    names = [part.strip().lower() for part in value.split(",") if part.strip()]
+    for name in names:
+        if name not in LOGGER_NAMES:
+            close = difflib.get_close_matches(name, LOGGER_NAMES, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ValueError(f"unknown logger {name!r}{hint}; use a comma-separated list of {', '.join(LOGGER_NAMES)}")
+    return list(dict.fromkeys(names))
+
+
 def _logger_list(v):
-    names = [part.strip().lower() for part in v.split(",") if part.strip()]
-    bad = [n for n in names if n not in LOGGER_NAMES]
-    if bad:
-        close = difflib.get_close_matches(bad[0], LOGGER_NAMES, n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        return f"has unknown logger {bad[0]!r}{hint}; use a comma-separated list of {', '.join(LOGGER_NAMES)}"
+    try:
+        logger_names(v)
+    except ValueError as exc:
+        return f"has {exc}"
     return None
 
 
@@ -507,7 +521,7 @@ class Config:
                 invalid choice and out-of-range value found.
         """
         problems: list[str] = []
-        values = _expand_loss_shortcut(values or {}, problems)
+        values = _expand_loss_shortcut(expand_components(values or {}, problems), problems)
         config = build_section(cls, values, "", problems)
         if not problems:
             problems.extend(_cross_checks(config))
@@ -573,6 +587,89 @@ def sections() -> dict[str, type]:
 
 
 # --- internals ---------------------------------------------------------------------------
+
+
+COMPONENT_SECTIONS: dict[tuple[str, str], dict[str, str | dict[str, str]]] = {
+    ("data", "dataset"): {"name": "dataset", "range": "toy2d_range", "train_size": "toy2d_train_size",
+                          "test_size": "toy2d_test_size", "seed": "toy2d_seed"},
+    ("model", "network"): {"name": "network", "hidden": "hidden", "channels": "conv_channels",
+                           "kernels": "conv_kernels", "downsample": "conv_downsample", "upsample": "conv_upsample",
+                           "activation": "activation", "batch_norm": "batch_norm", "dropout": "dropout",
+                           "init": "init"},
+    ("model", "likelihood"): {"name": "likelihood", "scale": "likelihood_scale", "learn_scale": "learn_scale",
+                              "scale_floor": "scale_floor", "logit_eps": "logit_eps"},
+    ("model", "prior"): {"name": "prior", "components": {"vamp": "vamp_components", "mog": "mog_components"},
+                         "loc": "prior_loc", "std": "prior_std", "variance": "prior_variance"},
+    ("objective", "bound"): {"name": "bound", "k": "iwae_k"},
+    ("objective", "kl_schedule"): {"name": "kl_schedule", "warmup_epochs": "kl_warmup_epochs",
+                                   "cycles": "kl_cycles", "cycle_ramp": "kl_cycle_ramp"},
+    ("objective", "reconstruction"): {"name": "reconstruction", "weight": "perceptual_weight",
+                                      "layers": "perceptual_layers"},
+    ("training", "optimizer"): {"name": "optimizer", "learning_rate": "learning_rate", "momentum": "momentum",
+                                "nesterov": "nesterov", "weight_decay": "weight_decay"},
+    ("training", "lr_schedule"): {"name": "lr_schedule", "span": "lr_schedule_span", "step_epochs": "lr_step_epochs",
+                                  "gamma": "lr_gamma", "patience": "lr_patience"},
+}
+"""A component's settings may be written as one mapping under its name (the component-section
+form), ``model: {prior: {name: vamp, components: 500}}``, instead of the flat fields it stands
+for, ``model: {prior: vamp, vamp_components: 500}``: (section, component) -> {key in the
+mapping: flat field} (a dict of flat fields by the component's name where the key's field
+depends on it). Both forms resolve to the same config, which is kept flat."""
+
+
+def expand_components(values: dict[str, Any], problems: list[str]) -> dict[str, Any]:
+    """``values`` (plain nested config values) with every component mapping
+    (:data:`COMPONENT_SECTIONS`) replaced by the flat fields it stands for; a key the mapping
+    does not know, or a field set both ways to different values, is added to ``problems``."""
+    if not isinstance(values, dict):
+        return values
+    out = dict(values)
+    for (section, component), keys in COMPONENT_SECTIONS.items():
+        fields = out.get(section)
+        if not isinstance(fields, dict) or not isinstance(fields.get(component), dict):
+            continue
+        given, fields = fields[component], {k: v for k, v in fields.items() if k != component}
+        where = f"{section}.{component}"
+        name = given.get("name")
+        for key, value in given.items():
+            target = keys.get(key)
+            if isinstance(target, dict):
+                target = target.get(name)
+                if target is None:
+                    problems.append(f"{where}.{key} applies to {' or '.join(keys[key])} only; {where}.name is "
+                                    f"{name!r}" if name is not None else f"{where}.{key} needs {where}.name")
+                    continue
+            if target is None:
+                close = difflib.get_close_matches(str(key), list(keys), n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                problems.append(f"unknown key {where}.{key}{hint}; {where} takes {', '.join(keys)}")
+                continue
+            if target != component and target in fields and fields[target] != value:
+                problems.append(f"{where}.{key} is {value!r} but {section}.{target} is {fields[target]!r}; give one")
+                continue
+            fields[target] = value
+        out[section] = fields
+    return out
+
+
+def nest_components(values: dict[str, Any]) -> dict[str, Any]:
+    """The component-section form of flat config values (``config.to_dict()``): each
+    component's fields gathered under its name; :func:`expand_components` reads it back to the
+    same values."""
+    out = {section: dict(fields) if isinstance(fields, dict) else fields for section, fields in values.items()}
+    for (section, component), keys in COMPONENT_SECTIONS.items():
+        fields = out.get(section)
+        if not isinstance(fields, dict) or component not in fields:
+            continue
+        name = fields[component]
+        nested = {}
+        for key, target in keys.items():
+            target = target.get(name) if isinstance(target, dict) else target
+            if target is not None and target in fields:
+                nested[key] = fields.pop(target) if target != component else fields[target]
+        fields.pop(component, None)
+        fields[component] = nested
+    return out
 
 
 def _expand_loss_shortcut(values: dict[str, Any], problems: list[str]) -> dict[str, Any]:

@@ -44,12 +44,8 @@ def unknown_network(values: Any) -> bool:
 
 
 @dataclass(frozen=True)
-class RunDir:
-    """The paths of one run directory and the readers and writers of its files.
-
-    >>> run = RunDir("runs/mnist-z2")
-    >>> run.metrics_csv, run.checkpoint("best")
-    """
+class _Folder:
+    """A directory vaelab owns the layout of: its ``path``, usable wherever a path is."""
 
     path: Path
 
@@ -62,11 +58,19 @@ class RunDir:
     def __str__(self) -> str:
         return str(self.path)
 
-    # --- paths ---------------------------------------------------------------------------------
-
     @property
     def name(self) -> str:
         return self.path.name
+
+
+class RunDir(_Folder):
+    """The paths of one run directory and the readers and writers of its files.
+
+    >>> run = RunDir("runs/mnist-z2")
+    >>> run.metrics_csv, run.checkpoint("best")
+    """
+
+    # --- paths ---------------------------------------------------------------------------------
 
     @property
     def config_yaml(self) -> Path:
@@ -234,6 +238,124 @@ class RunDir:
 
     def write_evaluation(self, results: dict[str, Any], split: str = "test") -> Path:
         return write_json(self.evaluation_json(split), results)
+
+    def completed_summary(self) -> dict[str, Any] | None:
+        """``summary.json`` of a run that finished at least one epoch; None when it is missing,
+        damaged (a relaunch of a sweep resumes such a run) or records no epoch."""
+        try:
+            summary = self.read_summary()
+        except CheckpointError:
+            return None
+        return summary if summary and summary.get("epochs") else None
+
+    def read_data_record(self) -> dict[str, Any] | None:
+        """``data.json`` (your own data: path, sha256, shapes), or None.
+
+        Raises:
+            CheckpointError: it is damaged.
+        """
+        return read_json(self.data_json)
+
+    def read_trackers(self) -> dict[str, dict[str, Any]]:
+        """``trackers.json``: tracker name -> its run's ids; ``{}`` when there is none or it is
+        damaged (the trackers then start new runs)."""
+        try:
+            value = read_json(self.trackers_json) or {}
+        except CheckpointError:
+            return {}
+        return value if all(isinstance(v, dict) for v in value.values()) else {}
+
+    def write_trackers(self, ids: dict[str, dict[str, Any]]) -> Path:
+        return write_json(self.trackers_json, ids)
+
+    def read_probes(self) -> dict[str, Any]:
+        """``probes.json`` (probe values kept with a study's results), ``{}`` when absent.
+
+        Raises:
+            CheckpointError: it is damaged.
+        """
+        return read_json(self.probes_json) or {}
+
+    def write_probes(self, values: dict[str, float | None]) -> Path:
+        """Write ``probes.json`` (keys sorted, NaN as null: the caller's), atomically."""
+        return atomic_write_text(self.probes_json, json.dumps(values, indent=2, sort_keys=True) + "\n")
+
+    def read_steps(self) -> list[dict[str, float]]:
+        """``steps.csv``'s rows (as :meth:`read_metrics`); ``[]`` when the run logs no steps."""
+        return read_metrics_csv(self.steps_csv)
+
+
+class SweepDir(_Folder):
+    """A sweep directory, the one owner of its layout::
+
+        sweep.yaml       the sweep file as run, its resolved run names, swept keys and budget
+        runs/<name>/     one run directory (:class:`RunDir`) per run
+        results.csv      the table of settings (mean and spread over seeds), and results.md
+        figures/         the sweep's comparison figures
+    """
+
+    @property
+    def sweep_yaml(self) -> Path:
+        return self.path / "sweep.yaml"
+
+    @property
+    def runs(self) -> Path:
+        return self.path / "runs"
+
+    @property
+    def results_csv(self) -> Path:
+        return self.path / "results.csv"
+
+    @property
+    def results_md(self) -> Path:
+        return self.path / "results.md"
+
+    @property
+    def figures(self) -> Path:
+        return self.path / "figures"
+
+    def run(self, name: str) -> RunDir:
+        return RunDir(self.runs / name)
+
+    def is_sweep(self) -> bool:
+        """True when the directory holds a sweep (its ``sweep.yaml``)."""
+        return self.sweep_yaml.is_file()
+
+    def read_meta(self) -> dict[str, Any]:
+        """``sweep.yaml`` as a mapping (``{}`` when it is empty).
+
+        Raises:
+            VaelabError: it is missing, not UTF-8 text or not a valid YAML mapping.
+        """
+        import yaml
+
+        from .errors import VaelabError
+        from .io import read_text
+        from .schema import yaml_load
+
+        try:
+            meta = yaml_load(read_text(self.sweep_yaml, "sweep file"))
+        except FileNotFoundError:
+            raise VaelabError(f"{self.path} is not a sweep directory (no sweep.yaml); check the path") from None
+        except yaml.YAMLError:
+            raise VaelabError(f"{self.sweep_yaml} is not valid YAML; it is damaged: launch the sweep again to "
+                              "rewrite it") from None
+        if meta is not None and not isinstance(meta, dict):
+            raise VaelabError(f"{self.sweep_yaml} should hold a mapping; it is damaged: launch the sweep again to "
+                              "rewrite it")
+        return meta or {}
+
+    def write_meta(self, text: str) -> Path:
+        """Write ``sweep.yaml`` (atomically)."""
+        return atomic_write_text(self.sweep_yaml, text)
+
+    def run_names(self) -> list[str]:
+        """The run names ``sweep.yaml`` resolved, in the sweep's order.
+
+        Raises:
+            VaelabError: as :meth:`read_meta`.
+        """
+        return list(self.read_meta().get("resolved_runs", []))
 
 
 def write_json(path: Path, value: dict[str, Any]) -> Path:

@@ -318,7 +318,7 @@ def test_unfinished_runs_are_left_out(tmp_path):
 
 def test_probes_on_tiny_toy2d_runs(tmp_path):
     from vaelab.experiments.probes import compute_probe, pca_variance_shares
-    from vaelab.training import train
+    from vaelab import train
 
     base = {"data": {"dataset": "toy2d", "toy2d_train_size": 200, "toy2d_test_size": 100},
             "model": {"hidden": [8], "likelihood": "gaussian"},

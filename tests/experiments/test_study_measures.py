@@ -4,7 +4,6 @@ merging kept runs with new ones."""
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -190,7 +189,7 @@ def test_a_random_test_split_pools_the_examples_and_keeps_the_sizes(tiny_data):
 def test_evaluation_records_which_classifier_scored_the_samples(tiny_data, tmp_path):
     from vaelab.evaluation import evaluate
     from vaelab.evaluation.classifier import train_classifier
-    from vaelab.training import train
+    from vaelab import train
 
     root, _ = tiny_data
     tiny = {"epochs": 1, "channels": [2, 2, 4, 4], "hidden": 8, "data_dir": str(root), "dataset": "tiny-mnist"}

@@ -76,6 +76,27 @@ def test_invalid_sweeps_are_rejected_before_anything_runs(tmp_path):
         load_sweep(spec(tmp_path), "huge")
 
 
+def test_claims_are_typed_when_the_sweep_file_loads(tmp_path):
+    trend = {"id": "1.1", "claim": "more latents, lower loss", "kind": "trend", "metric": "test_neg_elbo",
+             "along": "model.latent_dim", "expect": "decreasing", "min_effect": 1}
+    assert len(load_sweep(spec(tmp_path, claims=[trend])).runs) == 8
+    path = tmp_path / "study.yaml"
+    for change, message in [({"min_efect": 1}, r"claim '1.1': min_efect: Extra inputs are not permitted"),
+                            ({"expect": "down"}, r"claim '1.1': expect: Input should be 'increasing' or 'decreasing'"),
+                            ({"min_effect": None}, "claim '1.1': state its effect-size floor"),
+                            ({"kind": "trends"}, "claim '1.1': kind must be one of trend, compare"),
+                            ({"along": 3}, "claim '1.1': along: Input should be a valid string")]:
+        claim = {k: v for k, v in {**trend, **change}.items() if v is not None}
+        path.write_text(yaml.safe_dump(spec(tmp_path, claims=[claim])))
+        with pytest.raises(ConfigError, match=rf"sweep file {path}: {message}"):
+            load_sweep(path)
+    with pytest.raises(ConfigError, match="appears twice"):
+        load_sweep(spec(tmp_path, claims=[trend, trend]))
+    value = {"id": "v", "kind": "value", "metric": "test_recon", "expect": {"between": [3.0, 2.0]}}
+    with pytest.raises(ConfigError, match="low < high"):
+        load_sweep(spec(tmp_path, claims=[value]))
+
+
 @pytest.mark.slow
 def test_sigterm_halfway_then_relaunch_completes_without_repeating_runs(tmp_path):
     root = tmp_path / "data"

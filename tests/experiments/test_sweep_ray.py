@@ -15,7 +15,7 @@ import pytest
 from vaelab.cli import main
 from vaelab.errors import ConfigError, VaelabError
 from vaelab.experiments import load_sweep, run_sweep
-from vaelab.training import train
+from vaelab import train
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -7,13 +7,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from vaelab import resume as resume_run
+from vaelab import train as train_run
 from vaelab.config import Config
 from vaelab.errors import ConfigError, TrainingInterrupted
 from vaelab.objectives import evaluate_elbo
 from vaelab.training import Callback, load_model, read_checkpoint
-from vaelab.training import resume as resume_run
-from vaelab.training import train as train_run
-from vaelab.training.callbacks import training_callbacks
 from vaelab.training.optim import make_ema
 
 TINY = {"data": {"dataset": "tiny-mnist", "binarize": "dynamic"}, "model": {"latent_dim": 2, "hidden": [16]},
@@ -112,7 +111,7 @@ def test_an_interrupted_and_resumed_ema_run_equals_an_uninterrupted_one(tiny_dat
     # stopped mid-epoch 2 (a mid-epoch checkpoint holding the average so far), then resumed
     with pytest.raises(TrainingInterrupted):
         train_run(tiny_config(root, tmp_path, "resumed"), verbose=False,
-                  callbacks=[*training_callbacks(verbose=False), StopAt(2, 5)])
+                  callbacks=[StopAt(2, 5)])
     resumed = resume_run(tmp_path / "runs" / "resumed", verbose=False)
     assert without_seconds(resumed.history) == without_seconds(straight.history)
     a = read_checkpoint(straight.run_dir / "checkpoints" / "last.safetensors")

@@ -67,7 +67,7 @@ def test_torchrun_on_cuda_sets_the_rank_s_gpu_before_the_group_opens_and_the_fir
         raise Stop  # far enough: the run's name is the first object the ranks exchange
 
     monkeypatch.setattr(dist, "broadcast_object_list", broadcast_object_list)
-    from vaelab.training.runs import train
+    from vaelab import train
 
     with pytest.raises(Stop):
         train({"output_dir": str(tmp_path), "data": {"dataset": "toy2d"}, "training": {"device": "cuda"}},

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import vaelab.runtime
+from vaelab import resume, train
 from vaelab.config import Config
 from vaelab.data import InMemoryBatches
 from vaelab.models import build_model
@@ -14,7 +15,6 @@ from vaelab.models.vae import reparameterize
 from vaelab.objectives.elbo import kl_estimate
 from vaelab.runtime import configure_backends, flush_denormals
 from vaelab.training import make_optimizer, read_checkpoint, train_epoch
-from vaelab.training.runs import resume, train
 
 
 def toy(tmp_path, name, **training):

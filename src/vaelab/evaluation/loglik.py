@@ -51,6 +51,7 @@ from ..models.priors import LOG_2PI, factorises
 from ..models.vae import VAE
 from ..objectives.elbo import kl_estimate
 from ..objectives.hierarchical import path_log_weights
+from ..objectives.iwae import log_weights
 from ..runtime import available_memory, flush_denormals
 
 LN2 = math.log(2.0)
@@ -267,8 +268,8 @@ def importance_log_likelihood(model: VAE, images: torch.Tensor, k: int = 1000, *
                             model, x, model.path(x, eps[k0:k0 + per_chunk], encoded, prior))
                     else:
                         z = torch.addcmul(mean, std, eps[k0:k0 + per_chunk])  # (c, B, D)
-                        log_px_z = model.likelihood.log_prob(x, model.decode(z, y))  # (c, B)
-                        log_ratio = prior.log_prob(z) - log_qz[k0:k0 + per_chunk]  # exact log p(z) - log q(z|x)
+                        parts = log_weights(model, x, z, q, prior, y, log_qz=log_qz[k0:k0 + per_chunk])  # (c, B) each
+                        log_px_z, log_ratio = parts.log_px_z, parts.log_pz - parts.log_qz  # exact log p(z) - log q(z|x)
                     lme.update(log_px_z + log_ratio)  # log w, (c, B)
                     log_px_z_sum += log_px_z.sum(0, dtype=torch.float64)
                     log_ratio_sum -= log_ratio.sum(0, dtype=torch.float64)

@@ -47,7 +47,7 @@ import yaml
 
 from ..errors import ConfigError, TrainingInterrupted, VaelabError
 from ..io import atomic_write_text
-from ..rundir import RunDir, read_metrics_csv
+from ..rundir import RunDir, SweepDir, read_metrics_csv
 from ..schema import yaml_load
 
 STATUS_EVERY = 300.0
@@ -211,7 +211,7 @@ def _expected_seconds(run, quick_dir: Path | None) -> float | None:
     training-set size), or None without one."""
     if quick_dir is None:
         return None
-    folder = quick_dir / "runs" / run.name
+    folder = SweepDir(quick_dir).run(run.name).path
     if not RunDir(folder).config_yaml.is_file():  # a seed the quick budget does not run: another seed of the setting
         others = sorted(quick_dir.glob(f"runs/{_setting(run.name)}-seed*/config.yaml"))
         others = [p for p in others if _setting(p.parent.name) == _setting(run.name)]
@@ -273,7 +273,7 @@ def campaign_status(plan: Plan, jobs: int | None = None) -> dict[str, Any]:
         finished = _finished(sweep)
         timed = dict(kept)  # every kept run of this sweep file's config measures how long such a run takes
         kept = {n: p for n, p in kept.items() if n in complete or n in finished}
-        kept.update({n: sweep.directory / "runs" / n for n in finished - set(kept)})
+        kept.update({n: sweep.files.run(n).path for n in finished - set(kept)})
         timed.update(kept)
         loaded.append((step, sweep, kept, timed))
         quick_dir = plan.results_dir / "quick" / sweep.name
@@ -320,7 +320,7 @@ def campaign_status(plan: Plan, jobs: int | None = None) -> dict[str, Any]:
             if estimate is None:
                 unknown += 1
                 continue
-            _, epochs_done = _train_seconds(sweep.directory / "runs" / run.name)
+            _, epochs_done = _train_seconds(sweep.files.run(run.name).path)
             if epochs_done:
                 in_progress.append(run.name)
             share_left = max(0.0, 1 - epochs_done / max(1, run.config["training"]["epochs"]))
@@ -486,9 +486,7 @@ def run_campaign(plan: Plan | str | Path, jobs: int = 1, threads: int | None = N
 
 def _finished(sweep) -> set[str]:
     """The sweep's runs that finished in its runs directory (their checkpoints are there)."""
-    from .sweep_spec import read_summary
-
-    return {r.name for r in sweep.runs if read_summary(RunDir(sweep.directory / "runs" / r.name).summary_json)}
+    return {r.name for r in sweep.runs if sweep.files.run(r.name).completed_summary()}
 
 
 def _done(plan: Plan, step: Step, sweep) -> set[str]:

@@ -1,7 +1,7 @@
 """Check a study's claims against the runs of its sweeps: numbers from files, a verdict per claim.
 
-A claim is a mapping in a sweep file's ``claims:`` list (the sweep loader accepts the key and
-ignores it)::
+A claim is a mapping in a sweep file's ``claims:`` list (the sweep loader checks each against
+its kind's type in :mod:`.claim_schema`)::
 
     - id: "1.1"
       claim: "Higher latent size gives lower test loss"   # the report's words
@@ -68,7 +68,6 @@ rank correlation with the report's numbers.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import statistics
@@ -77,8 +76,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 
-from ..rundir import RunDir, RunRecord, read_run
-from ..schema import yaml_load
+from ..rundir import RunRecord, SweepDir, read_run
+from .claim_schema import KINDS
 from .sweep import setting_of
 
 HOLDS = "holds"
@@ -89,7 +88,6 @@ PENDING_FIGURE = "pending: needs a figure check"
 NOT_RUN = "not run"
 NOT_AT_BUDGET = "not tested at this budget"
 
-KINDS = ("trend", "compare", "best", "similar", "value", "curve", "figure", "rank")
 FINAL_METRICS = {f"{split}_{term}": (key, term) for split, key in (("test", "final"), ("train", "final_train"))
                  for term in ("recon", "kl", "neg_elbo")}
 
@@ -102,19 +100,17 @@ def collect_runs(sweep_dir: str | Path, prefix: str = "") -> list[RunRecord]:
     """The finished runs (those with ``summary.json`` and at least one epoch) of a sweep
     directory, in the order the sweep listed them; ``prefix`` is put before each setting name
     (to pool sweeps: ``"other-sweep/"``). Missing directory -> empty list."""
-    sweep_dir = Path(sweep_dir)
-    meta_path = sweep_dir / "sweep.yaml"
-    if not meta_path.is_file():
+    sweep = SweepDir(sweep_dir)
+    if not sweep.is_sweep():
         return []
-    meta = yaml_load(meta_path.read_text()) or {}
     records = []
-    for name in meta.get("resolved_runs", []):
-        files = RunDir(sweep_dir / "runs" / name)
+    for name in sweep.run_names():
+        files = sweep.run(name)
         summary = files.read_summary()
         if not summary or not summary.get("epochs"):
             continue
         record = read_run(files.path)
-        probes = json.loads(files.probes_json.read_text()) if files.probes_json.is_file() else {}
+        probes = files.read_probes()
         match = re.search(r"seed(\d+)$", name)
         record.setting, record.probes = prefix + setting_of(name), probes
         record.seed = int(match.group(1)) if match else int(record.config.seed)
@@ -566,12 +562,9 @@ def falls_then_rises(record: RunRecord, tolerance: float) -> bool | None:
     point, and *rises* when the evaluation KL at the end of each epoch ends more than
     ``tolerance`` above its minimum, reached inside the run. None when the run has no step log
     (its fall cannot be seen: an epoch's running average hides it)."""
-    from ..rundir import read_metrics_csv
-
-    path = record.files.steps_csv
-    if not path.is_file():
+    if not record.files.steps_csv.is_file():
         return None
-    steps = [row["train_kl"] for row in read_metrics_csv(path)]
+    steps = [row["train_kl"] for row in record.files.read_steps()]
     peak, falls = -math.inf, False
     for value in steps:
         falls = falls or value < peak - tolerance * abs(peak)

@@ -30,7 +30,6 @@ evaluate every finished run that has no ``evaluation.json`` yet.
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -39,8 +38,7 @@ from typing import Any, Callable
 import yaml
 
 from ..errors import ConfigError, VaelabError
-from ..io import atomic_write_text
-from ..rundir import RunDir
+from ..rundir import RunDir, SweepDir
 from ..schema import yaml_load
 from .claims import Pending, RunRecord, collect_runs, group_stats, matches
 from .sweep import summarize_sweep
@@ -77,7 +75,7 @@ def _lacks(folder: Path, record: RunRecord, spec: dict[str, Any], needs: tuple[d
 
     lacks = []
     files = RunDir(folder)
-    probes = json.loads(files.probes_json.read_text()) if files.probes_json.is_file() else {}
+    probes = files.read_probes()
     for probe, sides in needs[0].get(spec["name"], []):
         if probe not in probes and any(matches(record, side) for side in sides):
             lacks.append(f"probe {probe}")
@@ -144,28 +142,26 @@ def kept_runs(spec_path: str | Path, budget: str, results_root: str | Path, comp
     results hold everything the sweep file's claims and figures now ask of it (probes,
     evaluation keys, its setting's figures when it is the first seed), which only its
     checkpoint could add."""
-    from .sweep_spec import load_sweep, read_summary
-
     from ..rundir import read_run
-    from .sweep_spec import setting_of
+    from .sweep_spec import load_sweep, setting_of
 
     spec_path = Path(spec_path)
     spec = yaml_load(spec_path.read_text()) or {}
     sweep = load_sweep(spec_path, budget)
-    folder = Path(results_root) / budget / sweep.name / "runs"
+    results = SweepDir(Path(results_root) / budget / sweep.name)
     first_seed = min((r.seed for r in sweep.runs), default=None)
     needs = (study_probes(spec_path.parent), study_probes(spec_path.parent, "eval:")) if complete else ({}, {})
     kept = {}
     for run in sweep.runs:
-        files = RunDir(folder / run.name)
-        if read_summary(files.summary_json) is None or not files.config_yaml.is_file():
+        files = results.run(run.name)
+        if files.completed_summary() is None or not files.config_yaml.is_file():
             continue
         try:
             same = _identity(yaml_load(files.config_yaml.read_text()) or {}) == _identity(run.config)
             if same and complete:
                 record = read_run(files.path)
                 record.setting, record.seed = setting_of(run.name), run.seed
-                same = not _lacks(files.path, record, spec, needs, folder.parent / "figures", first_seed)
+                same = not _lacks(files.path, record, spec, needs, results.figures, first_seed)
         except (ConfigError, VaelabError, yaml.YAMLError, ValueError):
             same = False
         if same:
@@ -199,7 +195,7 @@ def keep_run(record: RunRecord, spec: dict[str, Any], probes: list[tuple[str, li
             which = (spec.get("evaluate") or {}).get("checkpoint", "last")  # the checkpoint the sweep is judged on
             values = {p: compute_probe(record, p, which) for p in needed}
             values = {p: (None if v != v else v) for p, v in values.items()}  # NaN -> null
-            atomic_write_text(RunDir(staging).probes_json, json.dumps(values, indent=2, sort_keys=True) + "\n")
+            RunDir(staging).write_probes(values)
             record.probes = {p: (float("nan") if v is None else v) for p, v in values.items()}
         if target.exists():
             shutil.rmtree(target)
@@ -227,19 +223,19 @@ def keep_collected(spec_path: str | Path, budget: str, runs_root: str | Path, re
     spec_path = Path(spec_path)
     spec = yaml_load(spec_path.read_text()) or {}
     sweep = load_sweep(spec_path, budget)
-    run_dir = Path(runs_root) / budget / sweep.name / "runs" / run_name
+    run_dir = SweepDir(Path(runs_root) / budget / sweep.name).run(run_name).path
     record = read_run(run_dir)
     if not record.finished:
         raise VaelabError(f"{run_dir} has not finished; it cannot be kept yet")
-    out = Path(results_root) / budget / sweep.name
+    out = SweepDir(Path(results_root) / budget / sweep.name)
     probes = study_probes(spec_path.parent).get(sweep.name, [])
-    keep_run(record, spec, probes, out / "runs" / run_name, print if verbose else (lambda *a, **k: None))
-    atomic_write_text(out / "sweep.yaml", sweep_meta(sweep, budget))
-    summarize_sweep(out)
-    (out / "results.md").unlink(missing_ok=True)
-    for png in sorted((out / "figures").glob("compare_*.png")):
+    keep_run(record, spec, probes, out.run(run_name).path, print if verbose else (lambda *a, **k: None))
+    out.write_meta(sweep_meta(sweep, budget))
+    summarize_sweep(out.path)
+    out.results_md.unlink(missing_ok=True)
+    for png in sorted(out.figures.glob("compare_*.png")):
         compact_png(png)
-    return out / "runs" / run_name
+    return out.run(run_name).path
 
 
 def export_sweep(spec_path: str | Path, runs_root: str | Path, budget: str, results_root: str | Path,
@@ -266,46 +262,46 @@ def export_sweep(spec_path: str | Path, runs_root: str | Path, budget: str, resu
     sweep = load_sweep(spec_path, budget)
     name = sweep.name
     sweep_dir = Path(runs_root) / budget / name
-    out = Path(results_root) / budget / name
+    out = SweepDir(Path(results_root) / budget / name)
     say = print if verbose else (lambda *a, **k: None)
-    trained = {r.name: r for r in collect_runs(sweep_dir)} if (sweep_dir / "sweep.yaml").is_file() else {}
+    trained = {r.name: r for r in collect_runs(sweep_dir)}
     trained = {n: r for n, r in trained.items() if n in {run.name for run in sweep.runs}}
     kept = {n: p for n, p in kept_runs(spec_path, budget, results_root, complete=False).items() if n not in trained}
     if not trained and not kept:
         return None
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=out.parent))
+    out.path.parent.mkdir(parents=True, exist_ok=True)
+    staging = SweepDir(tempfile.mkdtemp(prefix=f".{name}-", dir=out.path.parent))
     try:
-        atomic_write_text(staging / "sweep.yaml", sweep_meta(sweep, budget))
+        staging.write_meta(sweep_meta(sweep, budget))
         probes = study_probes(spec_path.parent).get(name, [])
         for run_name, record in trained.items():
-            earlier = out / "runs" / run_name
+            earlier = out.run(run_name)
             needed = {p for p, sides in probes if any(matches(record, side) for side in sides)}
-            have = set(json.loads(RunDir(earlier).probes_json.read_text())) if RunDir(earlier).probes_json.is_file() else set()
-            if (_same_file(earlier / "summary.json", record.files.summary_json) and needed <= have
-                    and (not spec.get("evaluate") or RunDir(earlier).evaluation_json().is_file())):
-                shutil.copytree(earlier, staging / "runs" / run_name)  # kept as it ended: nothing to redo
+            have = set(earlier.read_probes())
+            if (_same_file(earlier.summary_json, record.files.summary_json) and needed <= have
+                    and (not spec.get("evaluate") or earlier.evaluation_json().is_file())):
+                shutil.copytree(earlier.path, staging.run(run_name).path)  # kept as it ended: nothing to redo
             else:
-                keep_run(record, spec, probes, staging / "runs" / run_name, say)
+                keep_run(record, spec, probes, staging.run(run_name).path, say)
         for run_name, folder in kept.items():
-            shutil.copytree(folder, staging / "runs" / run_name)
-        summarize_sweep(staging)  # results.csv and the curves, drawn by the current code
-        (staging / "results.md").unlink(missing_ok=True)
-        records = collect_runs(staging)
+            shutil.copytree(folder, staging.run(run_name).path)
+        summarize_sweep(staging.path)  # results.csv and the curves, drawn by the current code
+        staging.results_md.unlink(missing_ok=True)
+        records = collect_runs(staging.path)
         checkpointed = {n: r.run_dir for n, r in trained.items()}
         for entry in spec.get("figures") or []:
-            _draw(entry, spec, records, staging / "figures", plot_run, checkpointed, out / "figures")
-        for png in sorted(staging.rglob("*.png")):
+            _draw(entry, spec, records, staging.figures, plot_run, checkpointed, out.figures)
+        for png in sorted(staging.path.rglob("*.png")):
             compact_png(png)
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
+        if out.path.exists():
+            shutil.rmtree(out.path)
+        staging.path.rename(out.path)
     finally:
-        if staging.exists():
-            shutil.rmtree(staging)
+        if staging.path.exists():
+            shutil.rmtree(staging.path)
     say(f"kept {len(trained) + len(kept)} runs of {name} ({budget}) in {out}"
         + (f" ({len(kept)} from earlier)" if kept else ""))
-    return out
+    return out.path
 
 
 def _same_file(a: Path, b: Path) -> bool:

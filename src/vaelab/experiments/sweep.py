@@ -41,11 +41,11 @@ from typing import Any
 
 from ..errors import VaelabError
 from ..io import atomic_write_text
-from ..rundir import RunDir
+from ..rundir import SweepDir
 from .sweep_runner import run_sweep
-from .sweep_spec import RunSpec, Sweep, _read_meta, _settings, load_sweep, read_summary, run_name, setting_of
+from .sweep_spec import RunSpec, Sweep, _settings, load_sweep, run_name, setting_of
 
-__all__ = ["METRICS", "RunSpec", "Sweep", "load_sweep", "read_summary", "run_name", "run_sweep", "setting_of",
+__all__ = ["METRICS", "RunSpec", "Sweep", "load_sweep", "run_name", "run_sweep", "setting_of",
            "summarize_sweep", "sweep_figures"]
 
 METRICS = ("neg_elbo", "recon", "kl")
@@ -69,16 +69,13 @@ def summarize_sweep(directory: str | Path, figures: bool = True) -> dict[str, An
         VaelabError: ``directory`` is not a sweep directory.
     """
     directory = Path(directory)
-    meta_path = directory / "sweep.yaml"
-    if not meta_path.is_file():
-        raise VaelabError(f"{directory} is not a sweep directory (no sweep.yaml); check the path")
-    meta = _read_meta(meta_path)
+    files = SweepDir(directory)
+    meta = files.read_meta()
     groups: dict[str, dict[str, Any]] = {}
     failed = []
     for name in meta.get("resolved_runs", []):
-        run_dir = directory / "runs" / name
         group = groups.setdefault(setting_of(name), {"runs": [], "values": {}})
-        summary = read_summary(RunDir(run_dir).summary_json)
+        summary = files.run(name).completed_summary()
         if summary is None:  # not finished, or a damaged summary (a relaunch resumes it)
             failed.append(name)
             continue
@@ -100,7 +97,7 @@ def summarize_sweep(directory: str | Path, figures: bool = True) -> dict[str, An
     for entry in table:
         csv_lines.append(",".join([entry["setting"], str(entry["seeds"])] +
                                   [f"{entry[f'{c}_{s}']:.6g}" for c in columns for s in ("mean", "std")]))
-    atomic_write_text(directory / "results.csv", "\n".join(csv_lines) + "\n")
+    atomic_write_text(files.results_csv, "\n".join(csv_lines) + "\n")
     shown = ["test_neg_elbo", "test_recon", "test_kl", "train_kl", "seconds_per_epoch"]
     budget_name = meta.get("budget", "?")
     if not (meta.get("budgets") or {}).get(budget_name):  # a budget the sweep does not define changes nothing
@@ -124,7 +121,7 @@ def summarize_sweep(directory: str | Path, figures: bool = True) -> dict[str, An
     unplotted = {name: why for name, why in not_plotted.items() if name not in failed}
     if unplotted:
         md += ["", f"Not in the figures ({len(unplotted)}): " + "; ".join(f"{n} ({why})" for n, why in unplotted.items())]
-    atomic_write_text(directory / "results.md", "\n".join(md) + "\n")
+    atomic_write_text(files.results_md, "\n".join(md) + "\n")
     return {"directory": str(directory), "table": table, "unfinished": failed, "figures": paths,
             "not_plotted": not_plotted}
 
@@ -158,19 +155,16 @@ def sweep_figures(directory: str | Path, meta: dict[str, Any] | None = None,
     from ..plots.compare import metric_values
     from ..plots.run import read_run
 
-    directory = Path(directory)
+    files = SweepDir(directory)
     if meta is None:
-        if not (directory / "sweep.yaml").is_file():
-            raise VaelabError(f"{directory} is not a sweep directory (no sweep.yaml); check the path")
-        meta = _read_meta(directory / "sweep.yaml")
+        meta = files.read_meta()
     records, skipped = [], {}
     for name in meta.get("resolved_runs", []):
-        run_dir = directory / "runs" / name
-        if not RunDir(run_dir).finished():
+        if not files.run(name).finished():
             skipped[name] = "not finished"
             continue
         try:
-            record = read_run(run_dir)
+            record = read_run(files.run(name).path)
         except VaelabError as exc:
             skipped[name] = str(exc).splitlines()[0]
             continue
@@ -179,7 +173,7 @@ def sweep_figures(directory: str | Path, meta: dict[str, Any] | None = None,
             skipped[name] = f"no {', '.join(missing)} in metrics.csv"
             continue
         records.append(record)
-    figures_dir = directory / "figures"
+    figures_dir = files.figures
     paths = [] if not records else _draw_sweep_figures(records, meta, figures_dir, metrics)
     for stale in set(figures_dir.glob("compare_*.png")) - set(paths):  # from an earlier summary
         stale.unlink(missing_ok=True)

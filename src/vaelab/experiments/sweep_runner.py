@@ -21,7 +21,7 @@ from ..errors import ConfigError, VaelabError, option
 from ..io import atomic_write_text
 from ..schema import yaml_dump
 from ..rundir import RunDir
-from .sweep_spec import RunSpec, Sweep, load_sweep, read_summary
+from .sweep_spec import RunSpec, Sweep, load_sweep
 
 
 def _worker_init(threads: int, init: Callable[[], None] | None, pids=None, gpus=None) -> None:
@@ -94,7 +94,7 @@ def _train_one(config: dict[str, Any], device: str | None = None) -> dict[str, A
     files = RunDir(Path(config["output_dir"]) / config["name"])
     run_dir = files.path
     start, cpu_start = time.perf_counter(), time.process_time()
-    if read_summary(files.summary_json) is not None:
+    if files.completed_summary() is not None:
         return {"status": "skipped", "seconds": 0.0, "cpu_seconds": 0.0}
     if _STOPPING:
         return {"status": "not started", "seconds": 0.0, "cpu_seconds": 0.0}
@@ -316,7 +316,8 @@ class _RayTasks:
 def _create_tracker_groups(sweep: Sweep) -> None:
     """Create the MLflow parent run of the sweep's runs before the workers start, so that
     parallel workers do not each create one (runs logging to MLflow only)."""
-    from ..training.trackers import logger_names, mlflow_parent_run
+    from ..config import logger_names
+    from ..training.trackers import mlflow_parent_run
 
     done = set()
     for run in sweep.runs:
@@ -399,7 +400,7 @@ def _run_sweep_locked(sweep: Sweep, runner, budget: str, say, originals, verbose
     """:func:`run_sweep` once it holds the sweep directory's lock: the runs go to ``runner``
     (closed here when they are done, and again, harmlessly, by the caller)."""
     sweep.directory.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(sweep.directory / "sweep.yaml", sweep_meta(sweep, budget))
+    sweep.files.write_meta(sweep_meta(sweep, budget))
     kept = f" ({len(skip & {r.name for r in sweep.runs})} kept elsewhere, not trained)" if skip else ""
     say(f"sweep {sweep.name}: {len(sweep.runs)} runs{kept}, {runner.describe} -> {sweep.directory}")
     from tqdm.auto import tqdm

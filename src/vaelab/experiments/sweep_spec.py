@@ -18,6 +18,8 @@ import yaml
 from ..config import Config, load_config, set_dotted, yaml_load
 from ..errors import ConfigError, VaelabError
 from ..io import read_text
+from ..rundir import SweepDir
+from .claim_schema import check_claims
 
 
 @dataclass
@@ -39,6 +41,11 @@ class Sweep:
     runs: list[RunSpec]
     keys: list[str]
     spec: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def files(self) -> SweepDir:
+        """The sweep directory's paths and readers."""
+        return SweepDir(self.directory)
 
 
 def _format(value: Any) -> str:
@@ -100,6 +107,8 @@ def load_sweep(spec: dict[str, Any] | str | Path, budget: str = "quick", output_
     if unknown:
         raise ConfigError(f"unknown sweep keys {', '.join(unknown)} (valid: {', '.join(sorted(allowed))})")
     _check_types(spec)
+    if "claims" in spec:
+        check_claims(spec["claims"], f"sweep file {source}" if source else "the sweep's claims")
     base = spec.get("base") or {}
     if isinstance(base, str):
         path = Path(base) if source is None or Path(base).is_absolute() else source.parent / base
@@ -200,29 +209,3 @@ def seeds_for(spec: dict[str, Any], budget: str, default: int = 1) -> list[int]:
         raise ConfigError("sweep seeds must be a list of integers, or a mapping of budget -> list, "
                           "e.g. seeds: {quick: [1, 2, 3], full: [1, 2, 3, 4, 5]}")
     return list(seeds)
-
-
-def read_summary(path: Path) -> dict[str, Any] | None:
-    """A run's ``summary.json``, or None when it is missing, damaged (not UTF-8, truncated) or
-    records no epoch."""
-    try:
-        value = json.loads(read_text(path, "run summary"))
-    except (FileNotFoundError, VaelabError, ValueError):
-        return None
-    return value if isinstance(value, dict) and value.get("epochs") else None
-
-
-def _read_meta(path: Path) -> dict[str, Any]:
-    """A sweep directory's ``sweep.yaml``.
-
-    Raises:
-        VaelabError: it is not UTF-8 text or not a valid YAML mapping.
-    """
-    try:
-        meta = yaml_load(read_text(path, "sweep file"))
-    except yaml.YAMLError:
-        raise VaelabError(f"{path} is not valid YAML; it is damaged: launch the sweep again to rewrite "
-                          "it") from None
-    if meta is not None and not isinstance(meta, dict):
-        raise VaelabError(f"{path} should hold a mapping; it is damaged: launch the sweep again to rewrite it")
-    return meta or {}

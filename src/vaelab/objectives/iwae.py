@@ -42,19 +42,24 @@ class LogWeights(NamedTuple):
 
 
 def log_weights(model: VAE, x: torch.Tensor, z: torch.Tensor, q: Distribution | None = None,
-                p: Distribution | None = None, y: torch.Tensor | None = None) -> LogWeights:
-    """The log importance weights of latents ``z: (K, B, D)`` for images ``x: (B, C, H, W)``.
+                p: Distribution | None = None, y: torch.Tensor | None = None,
+                log_qz: torch.Tensor | None = None) -> LogWeights:
+    """The log importance weights of latents ``z: (K, B, D)`` for images ``x: (B, C, H, W)``
+    (Burda et al. 2016, Eq. 8: log w = log p(x|z) + log p(z) - log q(z|x)).
 
     ``q`` is q(z|x) and ``p`` the prior when already computed (q: batch shape (B,), event (D,));
     log p(z) is the prior's exact log-density, a mixture's included. ``y: (B,)`` are the labels of
-    a conditional VAE (the weights are then those of p(x|y)).
+    a conditional VAE (the weights are then those of p(x|y)). ``log_qz: (K, B)``: log q(z|x)
+    when the caller has it already (the evaluation's, from the noise that drew ``z``); else
+    ``q.log_prob(z)``.
     """
-    q = model.posterior(x, y) if q is None else q
     p = model.prior_distribution() if p is None else p
+    if log_qz is None:
+        log_qz = (model.posterior(x, y) if q is None else q).log_prob(z)  # (K, B)
     return LogWeights(
         log_px_z=model.likelihood.log_prob(x, model.decode(z, y)),  # (K, B)
         log_pz=p.log_prob(z),  # (K, B)
-        log_qz=q.log_prob(z),  # (K, B)
+        log_qz=log_qz,
     )
 
 

@@ -7,6 +7,7 @@ import contextlib
 import signal
 import threading
 
+from ..config import logger_names
 from ..errors import TrainingInterrupted
 from ..training.callbacks import Callback
 from .run import plot_run
@@ -22,8 +23,6 @@ class TensorBoard(Callback):
         self.writer = None
 
     def on_train_start(self, trainer) -> None:
-        from ..training.trackers import logger_names
-
         if "tensorboard" not in logger_names(trainer.config.training.logger):
             return
         from torch.utils.tensorboard import SummaryWriter

@@ -24,6 +24,7 @@ from typing import Any, Sequence
 from .. import __version__
 from ..errors import VaelabError
 from ..io import atomic_write_text
+from ..rundir import read_json
 from ..schema import flatten
 from .compare import (comparison_figure, differing_keys, flat_config, format_table, load_comparison,
                       metric_values)
@@ -160,10 +161,10 @@ def _anchor_fig(record: RunRecord, stem: str) -> str:
 
 def _spectrum_note(path: Path) -> str:
     try:
-        values = json.loads(path.read_text())
+        values = read_json(path) or {}
         needed = ", ".join(f"{k}: {v}" for k, v in values["dims_needed"].items())
         return f" Dimensions needed ({values['latent_dim']} in all): {needed}."
-    except (OSError, ValueError, KeyError, TypeError):
+    except (VaelabError, KeyError, TypeError, AttributeError):  # damaged or missing: no note
         return ""
 
 

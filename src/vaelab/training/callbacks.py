@@ -540,16 +540,5 @@ def progress_bar(config, total: int, epoch: int, position: EpochPosition | None 
                 disable=None, unit="batch")
 
 
-def training_callbacks(verbose: bool = True) -> list[Callback]:
-    """The callbacks of :mod:`vaelab.training` in the order a run needs them: signals, the time
-    budget, checkpoints, the run files, trackers, and (``verbose``) the console lines and progress
-    bars."""
-    callbacks: list[Callback] = [StopOnSignals(), TimeBudget(), StepLog(), Checkpointing(), RunFiles(),
-                                 TrackerCallbacks()]
-    if verbose:
-        callbacks += [Console(), Progress()]
-    return callbacks
-
-
 __all__ = ["Callback", "Checkpointing", "Console", "Progress", "RunFiles", "StepEnd", "StepLog", "StopOnSignals",
-           "TimeBudget", "TrackerCallbacks", "print_summary", "progress_bar", "training_callbacks"]
+           "TimeBudget", "TrackerCallbacks", "print_summary", "progress_bar"]

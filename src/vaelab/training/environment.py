@@ -4,7 +4,6 @@ networks' classes) and, for your own data, ``data.json`` (its sha256, which a re
 
 from __future__ import annotations
 
-import json
 import platform
 import sys
 from datetime import datetime, timezone
@@ -17,7 +16,7 @@ import torch
 from .. import __version__
 from ..config import Config
 from ..data import Dataset
-from ..errors import ConfigError, option
+from ..errors import CheckpointError, ConfigError, option
 from ..rundir import RunDir
 
 
@@ -108,10 +107,10 @@ def environment_json(run_dir: RunDir, config: Config, device, argv, resuming: bo
     to ``resumes``."""
     current = environment(config, device, argv, model)
     previous = None
-    if resuming and run_dir.environment_json.is_file():
+    if resuming:
         try:
-            previous = json.loads(run_dir.environment_json.read_text())
-        except (OSError, ValueError, UnicodeDecodeError):
+            previous = run_dir.read_environment()
+        except CheckpointError:  # damaged: this resume's record starts it again
             previous = None
     if not isinstance(previous, dict):
         if not resuming:
@@ -137,8 +136,8 @@ def check_data_source(run_dir: RunDir, dataset: Dataset, resuming: bool) -> None
     if not resuming or dataset.spec.sha256 is None or not recorded.is_file():
         return
     try:
-        before = json.loads(recorded.read_text())
-    except (OSError, ValueError):
+        before = run_dir.read_data_record() or {}
+    except CheckpointError:
         raise ConfigError(f"{recorded} is damaged; it records the run's data: restore it or start a new run") from None
     if before.get("sha256") != dataset.spec.sha256:
         raise ConfigError(

@@ -2,10 +2,10 @@
 (when resuming) the checkpoint it continues, handed to a :class:`~vaelab.training.trainer.Trainer`
 with its callbacks.
 
-:func:`train` and :func:`resume` here wire the callbacks of :mod:`vaelab.training`
-(:func:`~vaelab.training.callbacks.training_callbacks`) unless given a list; ``vaelab.train``
-(:mod:`vaelab.api`) adds TensorBoard, the posterior-collapse check and the end-of-run figures.
-The run directory's format is :class:`vaelab.rundir.RunDir`'s.
+:func:`start_run` and :func:`continue_run` are the engines behind the one public pair,
+``vaelab.train`` and ``vaelab.resume`` (:mod:`vaelab.api`, which owns the list of a run's
+callbacks and documents the arguments). The run directory's format is
+:class:`vaelab.rundir.RunDir`'s.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from ..runlock import run_lock
 from ..schema import flatten
 from ..runtime import configure_backends, match_optimizer_state_layout, place_model, resolve_device
 from . import distributed
-from .callbacks import Callback, training_callbacks
+from .callbacks import Callback
 from .checkpoint import (TrainingState, check_checkpoint_fits, checkpoint_config, load_model, read_checkpoint,
                          restore_rng)
 from .environment import check_data_source
@@ -76,41 +76,11 @@ class Run:
         return sorted(RunDir(self.run_dir).figures.glob("*.png"))
 
 
-def train(config: Config | dict | str | Path, verbose: bool = True, argv: list[str] | None = None,
-          data=None, callbacks: Sequence[Callback] | None = None, *, encoder: torch.nn.Module | None = None,
-          decoder: torch.nn.Module | None = None) -> Run:
-    """Train a VAE as described by ``config`` and return the finished :class:`Run`.
-
-    Args:
-        config: a :class:`Config`, a dict of its values, or the path of a YAML config.
-        verbose: print one line per epoch, a progress bar (on a terminal) and a summary.
-        argv: the command line, recorded in ``environment.json``.
-        data: your own data instead of ``config.data.dataset``: ``(x_train, x_test)`` or
-            ``(x_train, x_test, y_train, y_test)``, numpy arrays or tensors, images ``(N, H, W)``,
-            ``(N, H, W, C)`` or ``(N, C, H, W)``, uint8 0..255 or float in [0, 1], labels ``(N,)``
-            integers. They are checked and kept in the run directory as ``data.npz``, which
-            ``data.dataset`` then names (so evaluation, figures and resume read them back). Or
-            ``(train, test)``, two map-style ``torch.utils.data.Dataset`` s or ``DataLoader`` s
-            (items: an image, or ``(image, label)``): read into memory the same way when they fit
-            within ``data.max_gigabytes``, else the training dataset streams, read by index
-            batch by batch (:mod:`vaelab.data.streaming`; resume such a run with
-            :func:`resume`'s ``data``).
-        callbacks: the run's callbacks, in order (default:
-            :func:`~vaelab.training.callbacks.training_callbacks`; ``vaelab.train`` adds
-            TensorBoard, the collapse check and figures).
-        encoder, decoder: your own modules instead of ``model.network`` (give both; the contract
-            in shapes is :mod:`vaelab.models.networks`'): ``model.network`` becomes ``custom``,
-            the config's prior and likelihood are built around them, and they train in place
-            (they end with the last epoch's weights). Resume, evaluate and plot such a run from
-            Python with the same kind of modules (``encoder=``, ``decoder=``).
-
-    Raises:
-        ConfigError: invalid config, the run directory already holds a run, or your encoder
-            and decoder break their contract (one line).
-        DataError: the dataset cannot be found or is corrupt, or ``data`` is invalid (one line
-            saying what is wrong).
-        TrainingError: the loss became non-finite.
-    """
+def start_run(config: Config | dict | str | Path, callbacks: Sequence[Callback], *, argv: list[str] | None = None,
+               data=None, encoder: torch.nn.Module | None = None,
+              decoder: torch.nn.Module | None = None) -> Run:
+    """Train a new run with exactly ``callbacks``: ``vaelab.train``'s engine, whose docstring
+    gives the arguments and the errors raised."""
     if isinstance(config, (str, Path)):
         config = load_config(config)
     elif isinstance(config, dict):
@@ -143,9 +113,9 @@ def train(config: Config | dict | str | Path, verbose: bool = True, argv: list[s
             else:
                 path = save_arrays(RunDir(run_dir).data_npz, data)
             config = config.replace({"data.dataset": str(path.resolve())})
-            return _fit(config, run_dir, None, _callbacks(callbacks, verbose), argv=argv, networks=networks,
+            return _fit(config, run_dir, None, list(callbacks), argv=argv, networks=networks,
                         stream=stream)
-        return _fit(config, run_dir, None, _callbacks(callbacks, verbose), argv=argv, networks=networks)
+        return _fit(config, run_dir, None, list(callbacks), argv=argv, networks=networks)
 
 
 def _user_networks(encoder, decoder) -> tuple[torch.nn.Module, torch.nn.Module] | None:
@@ -249,29 +219,11 @@ def resume_config(run_dir: str | Path, overrides: dict[str, Any] | None = None):
     return config, checkpoint, config_differences(trained, config)
 
 
-def resume(run_dir: str | Path, overrides: dict[str, Any] | None = None, verbose: bool = True,
-           argv: list[str] | None = None, callbacks: Sequence[Callback] | None = None, *, data=None,
-           encoder: torch.nn.Module | None = None, decoder: torch.nn.Module | None = None) -> Run:
-    """Continue the run in ``run_dir`` from its last checkpoint.
-
-    ``overrides`` (and edits of ``config.yaml``) may change only :data:`RESUME_OVERRIDABLE`
-    (train longer, another device, a lower learning rate, clipping or skipping non-finite
-    steps). A resume with nothing to train (the run has finished ``training.epochs``) changes
-    nothing. Each resume is appended to ``environment.json``'s ``resumes``.
-
-    ``data``: a run whose training dataset streamed (:func:`train`'s ``data``) needs it again:
-    ``(train, test)`` as given then, or the training Dataset (or DataLoader) alone (its size and
-    image shape are checked; the test split is the one kept in the run directory). ``encoder``
-    and ``decoder``: a run of your own modules (``model.network: custom``) needs modules of
-    the same architecture; the checkpoint's weights are loaded into them.
-
-    Raises:
-        CheckpointError: ``run_dir`` holds no run, or its checkpoint is unreadable or invalid.
-        ConfigError: a change of another key (see :func:`resume_config`), or ``data``,
-            ``encoder`` or ``decoder`` for a run that was not trained with them.
-        DataError: a streamed run without its training dataset, or another one.
-        RunDirectoryBusy: another process is working in ``run_dir``.
-    """
+def continue_run(run_dir: str | Path, callbacks: Sequence[Callback], overrides: dict[str, Any] | None = None, *,
+                 verbose: bool = True, argv: list[str] | None = None, data=None,
+                 encoder: torch.nn.Module | None = None, decoder: torch.nn.Module | None = None) -> Run:
+    """Continue the run in ``run_dir`` with exactly ``callbacks``: ``vaelab.resume``'s engine,
+    whose docstring gives the arguments and the errors raised."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(f"{run_dir} is not a run directory (it does not exist); check the path")
@@ -294,7 +246,7 @@ def resume(run_dir: str | Path, overrides: dict[str, Any] | None = None, verbose
                       f"pass {option('training.epochs', 'N')} (N > {state.epoch}) to train longer")
             return Run(run_dir=run_dir, config=checkpoint_config(checkpoint), history=state.history,
                        summary=summary, networks=networks)
-        return _fit(config, run_dir, checkpoint, _callbacks(callbacks, verbose), argv=argv, changes=changes,
+        return _fit(config, run_dir, checkpoint, list(callbacks), argv=argv, changes=changes,
                     networks=networks, stream=_streamed_train(data))
 
 
@@ -340,10 +292,6 @@ def _join(config) -> distributed.World:
 def _main_rank_lock(run_dir: Path, world: distributed.World):
     """The run directory's lock, held by rank 0 (the one process that writes it)."""
     return run_lock(run_dir) if world.main else contextlib.nullcontext()
-
-
-def _callbacks(callbacks: Sequence[Callback] | None, verbose: bool) -> list[Callback]:
-    return training_callbacks(verbose) if callbacks is None else list(callbacks)
 
 
 def _default_name(config: Config, dataset: str | None = None) -> str:

@@ -31,29 +31,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..config import LOGGER_NAMES as TRACKER_NAMES
-from ..config import Config
+from ..config import Config, logger_names
 from ..errors import ConfigError, option
-from ..io import atomic_write_text
 from ..rundir import RunDir
 from ..schema import flatten
-
-
-def logger_names(value: str) -> list[str]:
-    """The tracker names of ``training.logger`` (``"tensorboard,csv,mlflow"``), in order.
-
-    Raises:
-        ConfigError: an unknown name (with the closest valid one).
-    """
-    import difflib
-
-    names = [part.strip().lower() for part in value.split(",") if part.strip()]
-    for name in names:
-        if name not in TRACKER_NAMES:
-            close = difflib.get_close_matches(name, TRACKER_NAMES, n=1)
-            hint = f" (did you mean {close[0]}?)" if close else ""
-            raise ConfigError(f"unknown logger {name!r}{hint}; use a comma-separated list of {', '.join(TRACKER_NAMES)}")
-    return list(dict.fromkeys(names))
 
 
 def _import(module: str, extra: str):
@@ -286,22 +267,13 @@ class Trackers:
     def __init__(self, config: Config, run_dir: Path):
         names = logger_names(config.training.logger)
         self.run_dir = run_dir
-        previous = {}
-        path = RunDir(run_dir).trackers_json
-        if path.is_file():
-            try:
-                previous = json.loads(path.read_text())
-            except ValueError:
-                previous = {}
-            if not isinstance(previous, dict) or not all(isinstance(v, dict) for v in previous.values()):
-                previous = {}  # damaged: the trackers start new runs
+        previous = RunDir(run_dir).read_trackers()  # {} when damaged: the trackers start new runs
         classes = {"mlflow": MLflowTracker, "wandb": WandbTracker}
         self.items: list[Tracker] = [classes[n](config, previous.get(n)) for n in names if n in classes]
 
     def _save(self) -> None:
         if self.items:
-            atomic_write_text(RunDir(self.run_dir).trackers_json,
-                              json.dumps({t.name: t.state() for t in self.items}, indent=2))
+            RunDir(self.run_dir).write_trackers({t.name: t.state() for t in self.items})
 
     def on_train_start(self, config: Config, run_dir: Path, resumed: bool) -> None:
         for tracker in self.items:

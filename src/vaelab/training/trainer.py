@@ -81,6 +81,9 @@ class Trainer:
                 _LossModule(model, objective), device_ids=[device.index] if device.type == "cuda" else None)
         self.resuming, self.changes, self.argv = resuming, changes, argv
         self.ema = ema
+        self.train_step = TrainStep(model, optimizer, objective, config.training, device, ema=ema,
+                                    scaler=grad_scaler, step_module=self.step_module)
+        """The optimiser step (:class:`TrainStep`), built once for every epoch."""
         self.stop_reason: str | None = None
         self.end_reason: str | None = None
         self.epoch_start: EpochPosition | None = None
@@ -213,11 +216,9 @@ class Trainer:
                 self.epoch_start, state.position = state.position, None
                 self._call("on_epoch_start", epoch)
                 try:
-                    train_metrics = train_epoch(self.model, self.optimizer, self.batches, self.objective,
-                                                self.config.training, self.device, epoch, order=self.order,
-                                                position=self.epoch_start, state=state, on_step=self._after_step,
-                                                ema=self.ema, scaler=self.grad_scaler, world=self.world,
-                                                step_module=self.step_module)
+                    train_metrics = run_epoch(self.train_step, self.batches, epoch, order=self.order,
+                                              position=self.epoch_start, state=state, on_step=self._after_step,
+                                              world=self.world)
                 except _EndOfTraining:
                     break
                 except TrainingError as exc:
@@ -284,6 +285,59 @@ class Trainer:
                 f"{self.stop_reason} at epoch {step.epoch}, step {step.position.step}; checkpoint written to "
                 f"{self.run_dir.checkpoint('last')}; continue with `vaelab train --resume {self.run_dir}`"
             )
+
+
+class TrainStep:
+    """One optimiser step of a run, built once: the loss of a batch (under
+    ``training.precision``'s autocast, through DDP's ``step_module`` with several ranks), its
+    backward pass (scaled by a ``torch.amp.GradScaler``, enabled for fp16 only, which then owns
+    overflowing gradients and skips their step), and the optimiser step with its hooks around
+    it: gradient clipping before (``training.clip_value``/``clip_norm``), the weights' moving
+    average after (``ema``)."""
+
+    def __init__(self, model: VAE, optimizer: torch.optim.Optimizer, objective: Objective, training: TrainingConfig,
+                 device: torch.device, *, ema: torch.nn.Module | None = None,
+                 scaler: torch.amp.GradScaler | None = None, step_module: torch.nn.Module | None = None):
+        self.model, self.optimizer, self.objective, self.training, self.device = (model, optimizer, objective,
+                                                                                  training, device)
+        self.named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+        self.parameters = [p for _, p in self.named]
+        self.scaler = scaler if scaler is not None else torch.amp.GradScaler(device.type, enabled=False)
+        self.module = step_module
+        clip = training.clip_value is not None or training.clip_norm is not None
+        self.before_step: list[Callable[[], None]] = [lambda: clip_gradients(self.parameters, training)] if clip else []
+        self.after_step: list[Callable[[], None]] = [lambda: ema.update_parameters(model)] if ema is not None else []
+
+    def terms(self, x: torch.Tensor, beta: float, y: torch.Tensor | None = None):
+        """The objective's terms on the batch ``x`` (B, C, H, W) with KL weight ``beta``."""
+        with autocast(self.device, self.training.precision):
+            if self.module is not None:
+                return self.module(x, beta, y)
+            return self.objective(self.model, x, beta) if y is None else self.objective(self.model, x, beta, y=y)
+
+    def backward(self, loss: torch.Tensor) -> list[torch.Tensor | None]:
+        """Fresh gradients of ``loss``; returns those to check for non-finite values (none when
+        the fp16 scaler owns them)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if not self.scaler.is_enabled():
+            return [p.grad for p in self.parameters]
+        self.scaler.unscale_(self.optimizer)
+        return [None] * len(self.parameters)
+
+    def apply(self) -> None:
+        """The optimiser step, with the hooks before and after it."""
+        for hook in self.before_step:
+            hook()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        for hook in self.after_step:
+            hook()
+
+    def skip(self) -> None:
+        """Drop the step's gradients (a non-finite step under ``training.nonfinite: skip``)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.update()  # ends the step the scaler unscaled (nothing when disabled)
 
 
 class _LossModule(torch.nn.Module):
@@ -382,15 +436,23 @@ def train_epoch(model: VAE, optimizer: torch.optim.Optimizer, batches: InMemoryB
             ``training.max_skipped_steps`` steps were skipped in the run (counted in ``state``);
             or an epoch in which every step was skipped (it has no result).
     """
-    model.train()
     if not isinstance(objective, Objective):
         objective = Objective(objective)
+    step = TrainStep(model, optimizer, objective, training, device, ema=ema, scaler=scaler, step_module=step_module)
+    return run_epoch(step, batches, epoch, order=order, position=position, state=state, on_step=on_step, world=world)
+
+
+def run_epoch(train_step: TrainStep, batches: InMemoryBatches | StreamedBatches, epoch: int, *,
+              order: torch.Tensor | None = None, position: EpochPosition | None = None,
+              state: TrainingState | None = None, on_step: Callable[[StepEnd], None] | None = None,
+              world: distributed.World = distributed.SINGLE) -> dict[str, float]:
+    """:func:`train_epoch` with its step built already (:class:`Trainer` builds one per run)."""
+    train_step.model.train()
     order = batches.permutation() if order is None else order
     position = EpochPosition() if position is None else position
     state = TrainingState() if state is None else state
-    with flush_denormals(device):
-        _run_steps(model, optimizer, batches, objective, training, device, epoch, order, position, state, on_step,
-                   ema, scaler, world, step_module)
+    with flush_denormals(train_step.device):
+        _run_steps(train_step, batches, epoch, order, position, state, on_step, world)
     if position.n_seen == 0 and len(batches) > 0:
         raise TrainingError(
             f"epoch {epoch}: every one of its {len(batches)} steps was skipped (non-finite), so it has no "
@@ -399,19 +461,17 @@ def train_epoch(model: VAE, optimizer: torch.optim.Optimizer, batches: InMemoryB
         )
     recon, kl = position.recon_total / max(position.n_seen, 1), position.kl_total / max(position.n_seen, 1)
     return {"recon": recon, "kl": kl, "neg_elbo": recon + kl, "kl_weight": position.kl_weight,
-            "learning_rate": optimizer.param_groups[0]["lr"], "seconds": position.seconds,
+            "learning_rate": train_step.optimizer.param_groups[0]["lr"], "seconds": position.seconds,
             **{name: total / max(position.n_seen, 1) for name, total in position.extra_totals.items()}}
 
 
-def _run_steps(model, optimizer, batches, objective, training, device, epoch, order, position, state,
-               on_step, ema, scaler, world=distributed.SINGLE, step_module=None) -> None:
+def _run_steps(train_step: TrainStep, batches, epoch, order, position, state, on_step,
+               world=distributed.SINGLE) -> None:
     steps = len(batches)
-    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
-    parameters = [p for _, p in named]
-    clip = training.clip_value is not None or training.clip_norm is not None
+    training, device, objective = train_step.training, train_step.device, train_step.objective
     skip = training.nonfinite == "skip"  # deciding to skip a step needs its check before the optimizer step
     every = 1 if skip else training.sync_every_steps
-    sums = DeviceSums(position, device, [name for name, _ in named], world)
+    sums = DeviceSums(position, device, [name for name, _ in train_step.named], world)
 
     def sync() -> None:
         """Bring ``position``'s sums up to date (one CPU-GPU sync); stop at a non-finite step."""
@@ -430,40 +490,19 @@ def _run_steps(model, optimizer, batches, objective, training, device, epoch, or
             x = batches.batch(order, index, part).to(device, non_blocking=True)  # (b, C, H, W)
             y = batches.batch_labels(order, index, part)  # None unless the VAE is conditional
             beta = kl_weight(objective.config, (epoch - 1) * steps + index, steps, training.epochs)
-            with autocast(device, training.precision):
-                if step_module is not None:
-                    terms = step_module(x, beta, y)
-                else:
-                    terms = objective(model, x, beta) if y is None else objective(model, x, beta, y=y)
+            terms = train_step.terms(x, beta, y)
             loss = terms.loss if scale == 1.0 else terms.loss * scale
             summed = torch.stack([terms.recon.detach().sum(), terms.kl.detach().sum()]).float()  # (2,) on the device
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is None:
-                loss.backward()
-                sums.record(step, summed, [p.grad for p in parameters])
-            else:  # fp16: the scaler owns overflowing gradients (it skips their step and lowers the scale)
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)
-                sums.record(step, summed, [None] * len(parameters))
+            sums.record(step, summed, train_step.backward(loss))
             skipped = False
             if skip:
                 bad = sums.sync(position)  # skip mode: one sync per step
                 if bad is not None:
                     _skip_or_stop(bad[1], training, state, epoch, bad[0])
-                    optimizer.zero_grad(set_to_none=True)
-                    if scaler is not None:
-                        scaler.update()  # ends the step the scaler unscaled
+                    train_step.skip()
                     skipped = True
             if not skipped:
-                if clip:
-                    clip_gradients(parameters, training)
-                if scaler is None:
-                    optimizer.step()
-                else:
-                    scaler.step(optimizer)
-                    scaler.update()
-                if ema is not None:
-                    ema.update_parameters(model)
+                train_step.apply()
                 sums.add(summed, terms.extra)
                 position.n_seen += size
             position.step = step
