@@ -233,7 +233,7 @@ def comparison_figure(records: Sequence[RunRecord], labels: Sequence[str], metri
                         continue
                     epochs, values = metric_values(record, metric)
                     (line,) = ax.plot(epochs, values, color=colour[label][0], linestyle=colour[label][1],
-                                      marker="o", markersize=3)
+                                      marker="o", markersize=3 if len(epochs) <= 60 else 0)  # beyond: a smear
                     handles.setdefault(label, line)
                 panel_title, ylabel = _describe(metric, records)
                 ax.set_title(textwrap.fill(panel_title, 40) if r == 0 else "")
