@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 
 import vaelab
-from benchmarks.common import pythae_vae
+from benchmarks.common import RESULTS, pythae_vae
 from vaelab.config import DataConfig
 from vaelab.data import binarize_split, load_dataset
 from vaelab.evaluation.loglik import example_noise, importance_log_likelihood
@@ -104,8 +104,7 @@ def run(quick: bool = False, data_dir=None) -> None:
     args = _types.SimpleNamespace(run=None, k=20 if quick else 1000, examples=300 if quick else 10000, seed=0,
                                   chunk_size=4096, train_epochs=1 if quick else 5, data_dir=data_dir,
                                   train_examples=3000 if quick else None,
-                                  json=Path(__file__).with_name("results") / ("quick" if quick else "") /
-                                  "eval_speed.json")
+                                  json=RESULTS / ("quick" if quick else "") / "eval_speed.json")
     bench(args)
 
 

@@ -13,6 +13,10 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch is imported; inherited by child processes
+if "HYPOTHESIS_STORAGE_DIRECTORY" not in os.environ:  # Hypothesis' caches, outside the checkout
+    import tempfile
+
+    os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = os.path.join(tempfile.gettempdir(), "vaelab-tests-hypothesis")
 
 import gzip  # noqa: E402
 import hashlib  # noqa: E402

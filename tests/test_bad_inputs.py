@@ -81,7 +81,7 @@ def test_a_name_that_looks_like_a_number_stays_text(tiny_data, tmp_path):
     assert main(["train", "--resume", str(tmp_path / "1e5"), "--epochs", "2"]) == 0
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(section=st.sampled_from(["data", "model", "objective", "training", "figures"]),
        key=st.sampled_from(["seed", "latent_dim", "hidden", "beta", "epochs", "dataset", "logger", "learning_rate",
                             "manifold_steps", "image_size", "prior_std", "split"]),
@@ -98,7 +98,7 @@ def test_any_value_for_any_key_is_a_config_error_or_a_config(section, key, value
 # --- sweep files ----------------------------------------------------------------------------------
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=120, deadline=None, database=None)
 @given(key=st.sampled_from(["name", "base", "grid", "variants", "seeds", "seed_keys", "budgets", "output_dir",
                             "description", "full_budget"]),
        value=st.recursive(st.none() | st.booleans() | st.integers(-3, 3) | st.text(max_size=8),
@@ -364,7 +364,7 @@ def test_each_checkpoint_field_is_checked_against_its_schema(tiny_run, capsys, f
     assert snapshot(tiny_run) == before  # nothing rewritten
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(field=st.sampled_from(["training_state", "optimizer", "rng", "scheduler", "grad_scaler"]),
        key=st.text(max_size=12),
        value=st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8) | st.lists(st.integers(), max_size=3))

@@ -24,6 +24,7 @@ def test_quick_benchmarks_run_and_write_results(real_data_dir, tmp_path):
     assert memory["train_status"] == 0 and memory["evaluate_status"] == 0
     assert 0 < memory["import_torch_mib"] < memory["train_mib"]
     assert {"plain in-memory loop", "stripped eager loop"} <= set(result["results"][0]["seconds"])
+    assert (tmp_path / "quick" / "eval_speed.json").is_file()  # every benchmark writes where it is told
 
 
 def gpu_check(*args, timeout=240):
