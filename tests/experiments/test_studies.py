@@ -406,6 +406,9 @@ def test_committed_study_pages_are_regenerated_byte_for_byte(tmp_path):
         committed = REPO / "docs" / page.relative_to(docs)
         assert page.read_bytes() == committed.read_bytes(), f"{committed} is stale: run python docs/make_studies.py"
     assert "/tmp/" not in "".join(p.read_text() for p in (REPO / "docs").rglob("*.md"))
+    for kept in sorted((REPO / "docs" / "studies" / "results").glob("*/*/runs/*")):  # no machine's paths
+        assert not Path(yaml.safe_load((kept / "config.yaml").read_text())["output_dir"]).is_absolute(), kept
+        assert not Path(json.loads((kept / "summary.json").read_text())["run_dir"]).is_absolute(), kept
 
 
 def test_numbers_show_the_std_to_two_significant_digits():
@@ -461,7 +464,7 @@ def test_probe_values_kept_in_probes_json_are_used_without_a_checkpoint(tmp_path
 
 
 @pytest.mark.slow
-def test_export_keeps_small_files_probes_and_figures(tmp_path):
+def test_export_keeps_small_files_probes_and_figures(tmp_path, monkeypatch):
     from vaelab.experiments import run_sweep
     from vaelab.experiments.studies import export_sweep
 
@@ -484,6 +487,7 @@ def test_export_keeps_small_files_probes_and_figures(tmp_path):
     path = study / "demo.yaml"
     path.write_text(yaml.safe_dump(spec))
     runs = tmp_path / "runs"
+    monkeypatch.chdir(tmp_path)  # a campaign runs from the repository root
     run_sweep(load_sweep(path, "quick", runs / "quick"), jobs=1, verbose=False)
     assert export_sweep(path, runs, "full", tmp_path / "results") is None  # not run at that budget
     out = export_sweep(path, runs, "quick", tmp_path / "results", verbose=False)
@@ -495,6 +499,9 @@ def test_export_keeps_small_files_probes_and_figures(tmp_path):
     run = "beta=0.01-weight_decay=0-seed2"
     assert {f"runs/{run}/{f}" for f in ("config.yaml", "summary.json", "metrics.csv", "probes.json")} <= set(kept)
     assert not any("checkpoints" in p or "tensorboard" in p for p in kept)
+    # the kept files name the run's directory relative to where the campaign runs, not this machine's path
+    assert yaml.safe_load((out / "runs" / run / "config.yaml").read_text())["output_dir"] == "runs/quick/04-demo/runs"
+    assert json.loads((out / "runs" / run / "summary.json").read_text())["run_dir"] == f"runs/quick/04-demo/runs/{run}"
     probes = json.loads((out / "runs" / run / "probes.json").read_text())
     assert set(probes) == {"toy_edge_fraction"} and 0 <= probes["toy_edge_fraction"] <= 1
     # the seeds drew different points

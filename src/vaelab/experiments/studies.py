@@ -38,6 +38,7 @@ from typing import Any, Callable
 import yaml
 
 from ..errors import ConfigError, VaelabError
+from ..io import atomic_write_text
 from ..rundir import RunDir, SweepDir
 from ..schema import yaml_load
 from .claims import Pending, RunRecord, collect_runs, group_stats, matches
@@ -188,6 +189,7 @@ def keep_run(record: RunRecord, spec: dict[str, Any], probes: list[tuple[str, li
         for path in (files.config_yaml, files.summary_json, files.metrics_csv, files.steps_csv, files.evaluation_json()):
             if path.is_file():
                 shutil.copyfile(path, staging / path.name)
+        _relative_paths(staging / files.config_yaml.name, staging / files.summary_json.name)
         needed = sorted({p for p, sides in probes if any(matches(record, side) for side in sides)})
         if needed:
             from .probes import compute_probe
@@ -203,6 +205,19 @@ def keep_run(record: RunRecord, spec: dict[str, Any], probes: list[tuple[str, li
     finally:
         if staging.exists():
             shutil.rmtree(staging)
+
+
+def _relative_paths(*paths: Path) -> None:
+    """Kept results go into the repository: the run's directory (``output_dir`` in
+    ``config.yaml``, ``run_dir`` in ``summary.json``) is written relative to the current
+    directory, as a campaign started from the repository root names it, not as this machine's
+    absolute path."""
+    prefix = str(Path.cwd().resolve()) + "/"
+    for path in paths:
+        if path.is_file():
+            text = path.read_text()
+            if prefix in text:
+                atomic_write_text(path, text.replace(prefix, ""))
 
 
 def keep_collected(spec_path: str | Path, budget: str, runs_root: str | Path, results_root: str | Path,
