@@ -77,8 +77,7 @@ class Run:
 
 
 def start_run(config: Config | dict | str | Path, callbacks: Sequence[Callback], *, argv: list[str] | None = None,
-               data=None, encoder: torch.nn.Module | None = None,
-              decoder: torch.nn.Module | None = None) -> Run:
+              data=None, encoder: torch.nn.Module | None = None, decoder: torch.nn.Module | None = None) -> Run:
     """Train a new run with exactly ``callbacks``: ``vaelab.train``'s engine, whose docstring
     gives the arguments and the errors raised."""
     if isinstance(config, (str, Path)):
