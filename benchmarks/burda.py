@@ -86,10 +86,12 @@ def run_recipe(recipe: str | Path, output: str | Path | None = None, weights: st
         output_dir = scratch.name
     if output_dir is not None:
         overrides["output_dir"] = str(output_dir)
-    overrides["name"] = f"{config.name or recipe.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    stem = recipe.stem if seed is None else f"{recipe.stem}-seed{seed}"
+    # the seed in the run's name: two seeds started in the same second get two run directories
+    name = config.name or recipe.stem
+    overrides["name"] = f"{name if seed is None else f'{name}-seed{seed}'}-{time.strftime('%Y%m%d-%H%M%S')}"
     config = config.replace(overrides)
     folder = RESULTS / "quick" if smoke else RESULTS
-    stem = recipe.stem if seed is None else f"{recipe.stem}-seed{seed}"
     output = Path(output) if output is not None else folder / f"{stem}.json"
     weights = Path(weights) if weights is not None else output.with_suffix(".safetensors")
     which = checkpoint_to_evaluate(config)
@@ -160,7 +162,8 @@ def plot_curves(outputs: list[Path], figure: Path) -> Path:
 
     fig, ax = plt.subplots(figsize=(11, 4.8))
     drawn = set()  # the paper's rows already drawn (a recipe and its rerun share one)
-    colours = [f"tab:{c}" for c in ("blue", "orange", "green", "red", "purple", "brown", "pink", "olive")]
+    colours = [f"tab:{c}" for c in ("blue", "orange", "green", "red", "purple", "brown", "pink", "olive",
+                                                "cyan", "gray")]
     for output, colour in zip(outputs, colours, strict=False):
         result = json.loads(Path(output).read_text())
         with open(metrics_path(Path(output))) as f:
@@ -224,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.plot:
         names = ("burda-vae", "burda-vae-rerun", "iwae-k5-1h", "burda-vae-2l-seed0", "burda-vae-2l-seed1",
-                 "best-1h-seed0", "best-1h-seed1")
+                 "best-1h-seed0", "best-1h-seed1", "best-1h-ladder-seed0", "best-1h-ladder-seed1")
         outputs = [RESULTS / f"{name}.json" for name in names if (RESULTS / f"{name}.json").exists()]
         print(f"wrote {plot_curves(outputs, Path(args.plot))}")
         return 0

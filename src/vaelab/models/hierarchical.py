@@ -17,6 +17,8 @@ vaelab likelihood. Two inference models, ``model.inference``:
 
       σ_q⁻² = σ̂⁻² + σ_p⁻²,   μ_q = (μ̂ σ̂⁻² + μ_p σ_p⁻²) σ_q²              (eqs. 19-20)
 
+  with log σ of these Gaussians soft-clamped to (-5, 5) (:data:`LADDER_LOG_STD_BOUND`);
+
 All samples are reparameterised from one standard-normal noise tensor holding every layer's
 noise, ``eps: (S, B, D_1 + ... + D_L)`` (:meth:`HierarchicalVAE.path`), so the ELBO, the IWAE
 bound and the importance-sampled log-likelihood (:mod:`vaelab.objectives.hierarchical`) use the
@@ -100,6 +102,14 @@ class _Gaussian(nn.Module):
         return self.heads(self.body(h))
 
 
+LADDER_LOG_STD_BOUND = 5.0
+"""The ladder's Gaussians (the bottom-up N(μ̂_l, σ̂_l²) and the generative p(z_l | z_{l+1})) keep
+log σ within ±5. Without a bound, p(z_1 | z_2)'s σ fell below 1e-4 on some inputs within 30 to
+50 epochs of burda-vae-2l.yaml with the ladder: the merge's precisions (σ⁻² > 1e8) then cost
+float32 the digits that z_1 - μ_p keeps, the KL of z_1 reached 1e5 nats, and training diverged
+(two seeds of two, with or without clipping the gradient's norm at 100)."""
+
+
 class HierarchicalVAE(nn.Module):
     """A VAE with ``len(latent_dims)`` stochastic layers (see the module docstring).
 
@@ -169,13 +179,20 @@ class HierarchicalVAE(nn.Module):
         for features, heads in zip(self.features, self.heads):
             h = features(h)
             mean, log_var = (t.float() for t in heads(h))
-            out.append((mean, torch.exp(0.5 * log_var)))
+            out.append((mean, self._std(log_var)))
         return out
 
     def _p(self, i: int, z_above: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """p(z_{i+1} | z_{i+2}) (0-based layer i) from the sample of the layer above: mean, std."""
         mean, log_var = (t.float() for t in self.down[i](z_above))
-        return mean, torch.exp(0.5 * log_var)
+        return mean, self._std(log_var)
+
+    def _std(self, log_var: torch.Tensor) -> torch.Tensor:
+        """σ from a network's log σ² output: exp(½ log σ²); for the ladder, log σ soft-clamped to
+        (-5, 5), 5 tanh(log σ / 5) (NVAE's ``soft_clamp5``, Vahdat & Kautz 2020), so σ >= 0.0067."""
+        if self.inference == "ladder":
+            return torch.exp(LADDER_LOG_STD_BOUND * torch.tanh(0.5 * log_var / LADDER_LOG_STD_BOUND))
+        return torch.exp(0.5 * log_var)
 
     def path(self, x: torch.Tensor, eps: torch.Tensor, encoded: list | None = None,
              prior: Distribution | None = None) -> Path:
