@@ -20,7 +20,8 @@ from .config import Config
 from .evaluation.latents import PosteriorCollapseCheck
 from .plots.callbacks import Figures, TensorBoard
 from .training.callbacks import (Callback, Checkpointing, Console, Progress, RunFiles, StepLog, StopOnSignals,
-                                 TimeBudget, TrackerCallbacks)
+                                 TimeBudget)
+from .training.trackers import MLflowTracker, WandbTracker
 from .training.runs import Run, continue_run, start_run
 
 
@@ -28,7 +29,8 @@ def run_callbacks(verbose: bool = True, extra: Sequence[Callback] = ()) -> list[
     """Every callback of a ``vaelab train`` run, in hook order, then ``extra``: the one list of
     them (``vaelab.train``, ``vaelab.resume``, the CLI and sweep workers all use it)."""
     callbacks: list[Callback] = [StopOnSignals(), TimeBudget(), StepLog(), Checkpointing(),
-                                 PosteriorCollapseCheck(), RunFiles(), TensorBoard(), Figures(), TrackerCallbacks()]
+                                 PosteriorCollapseCheck(), RunFiles(), TensorBoard(), Figures(), MLflowTracker(),
+                                 WandbTracker()]
     if verbose:
         callbacks += [Console(), Progress()]
     return callbacks + list(extra)

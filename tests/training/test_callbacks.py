@@ -5,15 +5,19 @@ state across a resume."""
 from __future__ import annotations
 
 import csv
+import json
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 import vaelab
 from vaelab.api import run_callbacks
+from vaelab.config import LOGGER_NAMES
 from vaelab.errors import TrainingInterrupted
 from vaelab.training import Callback, read_checkpoint
-from vaelab.training.callbacks import Checkpointing, Console, Progress, RunFiles, StopOnSignals
+from vaelab.rundir import RunDir
+from vaelab.training.callbacks import Checkpointing, Console, Logger, Progress, RunFiles, StopOnSignals
 
 TINY = {"data": {"dataset": "tiny-mnist", "binarize": "dynamic"}, "model": {"latent_dim": 2, "hidden": [16]},
         "training": {"epochs": 2, "batch_size": 8, "progress": False}}
@@ -227,3 +231,48 @@ def test_the_busy_machine_note_suggests_one_thread_only_when_torch_uses_more(mon
         torch.set_num_threads(threads)
     monkeypatch.setattr(os, "getloadavg", lambda: (1.0, 1.0, 1.0))
     assert busy_machine_hint(torch.device("cpu")) is None
+
+
+class NamedLogger(Logger):
+    """A logger under the name ``csv`` (a name ``training.logger`` accepts), recording its hooks."""
+
+    name = "csv"
+
+    def __init__(self):
+        super().__init__()
+        self.calls: list = []
+
+    def start(self, trainer):
+        self.calls.append(("start", trainer.state.epoch))
+
+    def log_epoch(self, trainer, row):
+        self.calls.append(("epoch", row["epoch"]))
+
+    def finish(self, trainer, summary):
+        self.calls.append(("finish", summary["epochs"]))
+
+    def resume_state(self):
+        return {"id": len(self.calls)}
+
+
+@pytest.mark.parametrize("listed", [True, False])
+def test_a_logger_acts_only_when_its_name_is_listed_and_keeps_its_id_in_trackers_json(tiny_data, tmp_path, listed):
+    root, _ = tiny_data
+    logger = NamedLogger()
+    config = {**TINY, "data": {**TINY["data"], "data_dir": str(root)}, "output_dir": str(tmp_path / "runs"),
+              "name": "lg", "training": {**TINY["training"], "logger": "csv" if listed else "tensorboard"}}
+    run = vaelab.train(config, verbose=False, callbacks=[logger])
+    if not listed:
+        assert logger.calls == [] and not (run.run_dir / "trackers.json").exists()
+        return
+    assert logger.calls == [("start", 0), ("epoch", 1), ("epoch", 2), ("finish", 2)]
+    assert json.loads((run.run_dir / "trackers.json").read_text()) == {"csv": {"id": 4}}
+    again = NamedLogger()
+    vaelab.resume(run.run_dir, {"training.epochs": 3}, verbose=False, callbacks=[again])
+    assert again.calls == [("start", 2), ("epoch", 3), ("finish", 3)]
+    assert again.previous_state(SimpleNamespace(run_dir=RunDir(run.run_dir))) == {"id": 3}
+
+
+def test_every_logger_name_but_csv_is_served_by_one_logger_of_the_run():
+    names = [c.name for c in run_callbacks(verbose=False) if isinstance(c, Logger)]
+    assert sorted(names) == sorted(set(LOGGER_NAMES) - {"csv"})  # csv: metrics.csv, written by RunFiles in every run

@@ -7,32 +7,30 @@ import contextlib
 import signal
 import threading
 
-from ..config import logger_names
 from ..errors import TrainingInterrupted
-from ..training.callbacks import Callback
+from ..training.callbacks import Callback, Logger
 from .run import plot_run
 from .tensorboard import log_config, log_epoch_images
 
 
-class TensorBoard(Callback):
+class TensorBoard(Logger):
     """``--logger tensorboard``: ``RUN_DIR/tensorboard/`` gets the config as hyper-parameters,
     every ``metrics.csv`` column as a scalar per epoch (``train/neg_elbo``, ...) and image grids
     on :func:`~vaelab.plots.tensorboard.should_log_images`'s schedule. A resumed run purges the events after its epoch."""
 
+    name = "tensorboard"
+
     def __init__(self):
+        super().__init__()
         self.writer = None
 
-    def on_train_start(self, trainer) -> None:
-        if "tensorboard" not in logger_names(trainer.config.training.logger):
-            return
+    def start(self, trainer) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         self.writer = SummaryWriter(log_dir=str(trainer.run_dir.tensorboard), purge_step=trainer.state.epoch + 1)
         log_config(self.writer, trainer.config, trainer.dataset.eval_name)
 
-    def on_epoch_end(self, trainer, row: dict[str, float], improved: bool) -> None:
-        if self.writer is None:
-            return
+    def log_epoch(self, trainer, row: dict[str, float]) -> None:
         epoch = row["epoch"]
         for key, value in row.items():
             if key != "epoch":

@@ -361,29 +361,72 @@ class RunFiles(Callback):
         trainer.run_dir.write_summary(summary)
 
 
-class TrackerCallbacks(Callback):
-    """``--logger mlflow,wandb``: the trackers of :mod:`vaelab.training.trackers` (each imported
-    only when asked for), their runs' ids kept in ``trackers.json``."""
+class Logger(Callback):
+    """One logger of ``training.logger`` (``--logger tensorboard,mlflow``): a callback that
+    acts only in runs whose list names it (``name``), through four hooks of its own. Every logger
+    of vaelab is one (TensorBoard in :mod:`vaelab.plots.callbacks`, MLflow and W&B in
+    :mod:`vaelab.training.trackers`; ``csv``, ``metrics.csv``, is written by :class:`RunFiles`
+    in every run), and :func:`vaelab.api.run_callbacks` lists each once.
+
+    A logger that must continue its own run after a resume (an MLflow or W&B run id) returns
+    what it needs from :meth:`resume_state`: it is kept under its name in ``RUN_DIR/trackers.json``
+    as soon as the logger has started, before any checkpoint exists, and :meth:`start` reads it
+    back with :meth:`previous_state`."""
+
+    name = ""
 
     def __init__(self):
-        self.trackers = None
+        self.active = False
+
+    def start(self, trainer: Trainer) -> None:
+        """Open the logger (``trainer.config``, ``trainer.run_dir``; a resume has
+        ``trainer.state.epoch`` > 0)."""
+
+    def log_epoch(self, trainer: Trainer, row: dict[str, float]) -> None:
+        """Log one epoch's ``metrics.csv`` row (``row["epoch"]`` the step)."""
+
+    def finish(self, trainer: Trainer, summary: dict[str, Any]) -> None:
+        """The run completed: log ``summary`` and the run's files, and close."""
+
+    def fail(self, trainer: Trainer, exc: BaseException) -> None:
+        """The run stopped on ``exc`` (a signal, a non-finite loss): mark the logged run so."""
+
+    def resume_state(self) -> dict[str, Any]:
+        """What a resumed run needs to continue this logger's run (default: nothing)."""
+        return {}
+
+    def previous_state(self, trainer: Trainer) -> dict[str, Any] | None:
+        """This logger's :meth:`resume_state` from an earlier start of the run, or None."""
+        return trainer.run_dir.read_trackers().get(self.name)
+
+    def _save_state(self, trainer: Trainer) -> None:
+        state = self.resume_state()
+        if state:
+            trainer.run_dir.write_trackers(trainer.run_dir.read_trackers() | {self.name: state})
 
     def on_train_start(self, trainer: Trainer) -> None:
-        from .trackers import Trackers
+        from ..config import logger_names
 
-        state = trainer.state
-        self.trackers = Trackers(trainer.config, trainer.run_dir.path)
-        self.trackers.on_train_start(trainer.config, trainer.run_dir.path, resumed=bool(state.epoch or state.position))
+        self.active = self.name in logger_names(trainer.config.training.logger)
+        if self.active:
+            self.start(trainer)
+            self._save_state(trainer)
 
     def on_epoch_end(self, trainer: Trainer, row: dict[str, float], improved: bool) -> None:
-        self.trackers.on_epoch_end(row["epoch"], row)
+        if self.active:
+            self.log_epoch(trainer, row)
 
     def on_exception(self, trainer: Trainer, exc: BaseException) -> None:
-        if self.trackers is not None:
-            self.trackers.on_exception(exc)  # MLflow: FAILED or KILLED; W&B: finished with exit code 1
+        if self.active:
+            try:
+                self.fail(trainer, exc)
+            except Exception:  # noqa: BLE001  a logger failing to close must not hide the error
+                pass
 
     def on_fit_end(self, trainer: Trainer, summary: dict[str, Any]) -> None:
-        self.trackers.on_train_end(trainer.run_dir.path, summary)  # figures, summary, config, checkpoint
+        if self.active:
+            self.finish(trainer, summary)
+            self._save_state(trainer)
 
 
 class Console(Callback):
@@ -540,5 +583,5 @@ def progress_bar(config, total: int, epoch: int, position: EpochPosition | None 
                 disable=None, unit="batch")
 
 
-__all__ = ["Callback", "Checkpointing", "Console", "Progress", "RunFiles", "StepEnd", "StepLog", "StopOnSignals",
-           "TimeBudget", "TrackerCallbacks", "print_summary", "progress_bar"]
+__all__ = ["Callback", "Checkpointing", "Console", "Logger", "Progress", "RunFiles", "StepEnd", "StepLog", "StopOnSignals",
+           "TimeBudget", "print_summary", "progress_bar"]

@@ -1,8 +1,8 @@
-"""Experiment trackers: MLflow and Weights & Biases, as callbacks of the training loop.
+"""Experiment trackers: MLflow and Weights & Biases, two :class:`~vaelab.training.callbacks.Logger` s.
 
-``training.logger`` (``--logger``) lists the trackers, comma-separated:
+``training.logger`` (``--logger``) lists the loggers, comma-separated:
 
-* ``tensorboard``: event files in ``RUN_DIR/tensorboard`` (the trainer writes them itself);
+* ``tensorboard``: event files in ``RUN_DIR/tensorboard`` (:class:`vaelab.plots.callbacks.TensorBoard`);
 * ``csv``: ``RUN_DIR/metrics.csv`` -- always written, as the run directory needs it (figures,
   ``vaelab compare``); the name is accepted so a list can say so;
 * ``mlflow``: a run in a local SQLite store, ``sqlite:///<output_dir>/mlflow.db`` by default
@@ -31,10 +31,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..config import Config, logger_names
+from ..config import Config
 from ..errors import ConfigError, option
 from ..rundir import RunDir
 from ..schema import flatten
+from .callbacks import Logger
 
 
 def _import(module: str, extra: str):
@@ -44,24 +45,6 @@ def _import(module: str, extra: str):
         return importlib.import_module(module)
     except ImportError:
         raise ConfigError(f"{option('training.logger', extra)} needs the {module} package: pip install 'vaelab[{extra}]'") from None
-
-
-class Tracker:
-    """The hooks the trainer calls; each tracker overrides what it needs."""
-
-    name = "tracker"
-
-    def on_train_start(self, config: Config, run_dir: Path, resumed: bool) -> None: ...
-
-    def on_epoch_end(self, epoch: int, row: dict[str, float]) -> None: ...
-
-    def on_train_end(self, run_dir: Path, summary: dict[str, Any]) -> None: ...
-
-    def on_exception(self, exc: BaseException) -> None: ...
-
-    def state(self) -> dict[str, Any]:
-        """What a resumed run needs to continue this tracker's run (kept in trackers.json)."""
-        return {}
 
 
 def _artifacts(run_dir: Path) -> list[tuple[Path, str]]:
@@ -81,17 +64,25 @@ def default_mlflow_uri(config: Config) -> str:
     return "sqlite:///" + str((Path(config.output_dir) / "mlflow.db").resolve())
 
 
-class MLflowTracker(Tracker):
-    """One MLflow run per vaelab run, through ``MlflowClient`` (no global active run, so runs in
-    threads or processes do not interfere)."""
+class MLflowTracker(Logger):
+    """``--logger mlflow``: one MLflow run per vaelab run, through ``MlflowClient`` (no global
+    active run, so runs in threads or processes do not interfere).
+
+    Raises (at the run's start, one line): ConfigError when mlflow is not installed,
+    VaelabError when its store cannot be opened or the run cannot start."""
 
     name = "mlflow"
 
-    def __init__(self, config: Config, previous: dict[str, Any] | None = None):
-        mlflow = _import("mlflow", "mlflow")
+    def __init__(self):
+        super().__init__()
+        self.mlflow = self.client = self.uri = self.run_id = self.experiment_id = None
+
+    def open(self, config: Config) -> None:
+        """Open the tracking store of ``config`` (``training.mlflow_uri``, default
+        :func:`default_mlflow_uri`)."""
+        self.mlflow = _import("mlflow", "mlflow")
         from mlflow.tracking import MlflowClient
 
-        self.mlflow = mlflow
         self.uri = config.training.mlflow_uri or default_mlflow_uri(config)
         if self.uri.startswith("sqlite:///"):
             Path(self.uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
@@ -102,8 +93,6 @@ class MLflowTracker(Tracker):
             self.client.search_experiments(max_results=1)  # opens the store now: a bad URI fails here, in one line
         except Exception as exc:  # noqa: BLE001 - MLflow's and its store's errors (SQLAlchemy, HTTP)
             raise _mlflow_error(self.uri, exc, "cannot open its store") from None
-        self.run_id = (previous or {}).get("run_id")
-        self.experiment_id = None
 
     def _experiment(self, config: Config) -> str:
         name = config.training.mlflow_experiment
@@ -118,9 +107,11 @@ class MLflowTracker(Tracker):
         except self.mlflow.exceptions.MlflowException:  # created meanwhile by another process
             return self.client.get_experiment_by_name(name).experiment_id
 
-    def on_train_start(self, config: Config, run_dir: Path, resumed: bool) -> None:
+    def start(self, trainer) -> None:
+        self.open(trainer.config)
+        self.run_id = (self.previous_state(trainer) or {}).get("run_id")
         try:
-            self._start(config, run_dir)
+            self._start(trainer.config, trainer.run_dir.path)
         except Exception as exc:  # noqa: BLE001 - MLflow's and its store's errors (SQLAlchemy, HTTP) in one line
             raise _mlflow_error(self.uri, exc, "cannot start the run") from None
 
@@ -142,27 +133,27 @@ class MLflowTracker(Tracker):
         for start in range(0, len(params), 100):  # MLflow takes at most 100 parameters per batch
             self.client.log_batch(self.run_id, params=params[start:start + 100])
 
-    def on_epoch_end(self, epoch: int, row: dict[str, float]) -> None:
+    def log_epoch(self, trainer, row: dict[str, float]) -> None:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        metrics = [Metric(k, float(v), now, epoch) for k, v in row.items()
+        metrics = [Metric(k, float(v), now, row["epoch"]) for k, v in row.items()
                    if k != "epoch" and isinstance(v, (int, float)) and math.isfinite(v)]
         self.client.log_batch(self.run_id, metrics=metrics)
 
-    def on_train_end(self, run_dir: Path, summary: dict[str, Any]) -> None:
-        for path, folder in _artifacts(run_dir):
+    def finish(self, trainer, summary: dict[str, Any]) -> None:
+        for path, folder in _artifacts(trainer.run_dir.path):
             self.client.log_artifact(self.run_id, str(path), folder or None)
         self.client.set_terminated(self.run_id, "FINISHED")
 
-    def on_exception(self, exc: BaseException) -> None:
+    def fail(self, trainer, exc: BaseException) -> None:
         if self.run_id is not None:
             from ..errors import TrainingInterrupted
 
             status = "KILLED" if isinstance(exc, (TrainingInterrupted, KeyboardInterrupt)) else "FAILED"
             self.client.set_terminated(self.run_id, status)
 
-    def state(self) -> dict[str, Any]:
+    def resume_state(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "tracking_uri": self.uri}
 
 
@@ -202,7 +193,8 @@ def mlflow_parent_run(config: Config, client=None, experiment_id: str | None = N
     """
     group = config.training.tracker_group
     if client is None:
-        tracker = MLflowTracker(config)
+        tracker = MLflowTracker()
+        tracker.open(config)
         client, experiment_id = tracker.client, tracker._experiment(config)
     found = client.search_runs([experiment_id], filter_string=f"tags.`vaelab.parent_of` = '{group}'", max_results=1)
     if found:
@@ -221,18 +213,22 @@ def _wandb_logged_in() -> bool:
         return False
 
 
-class WandbTracker(Tracker):
-    """A W&B run in ``RUN_DIR/wandb``: offline unless you are logged in (``WANDB_MODE``
-    overrides)."""
+class WandbTracker(Logger):
+    """``--logger wandb``: a W&B run in ``RUN_DIR/wandb``, offline unless you are logged in
+    (``WANDB_MODE`` overrides).
+
+    Raises (at the run's start, one line): ConfigError when wandb is not installed."""
 
     name = "wandb"
 
-    def __init__(self, config: Config, previous: dict[str, Any] | None = None):
-        self.wandb = _import("wandb", "wandb")
-        self.run_id = (previous or {}).get("run_id")
-        self.run = None
+    def __init__(self):
+        super().__init__()
+        self.wandb = self.run = self.run_id = None
 
-    def on_train_start(self, config: Config, run_dir: Path, resumed: bool) -> None:
+    def start(self, trainer) -> None:
+        self.wandb = _import("wandb", "wandb")
+        self.run_id = (self.previous_state(trainer) or {}).get("run_id")
+        config, run_dir = trainer.config, trainer.run_dir.path
         mode = os.environ.get("WANDB_MODE") or ("online" if _wandb_logged_in() else "offline")
         self.run = self.wandb.init(
             project=config.training.wandb_project, name=run_dir.name, group=config.training.tracker_group,
@@ -242,10 +238,12 @@ class WandbTracker(Tracker):
         )
         self.run_id = self.run.id
 
-    def on_epoch_end(self, epoch: int, row: dict[str, float]) -> None:
+    def log_epoch(self, trainer, row: dict[str, float]) -> None:
+        epoch = row["epoch"]
         self.run.log({k: v for k, v in row.items() if k != "epoch"} | {"epoch": epoch}, step=epoch)
 
-    def on_train_end(self, run_dir: Path, summary: dict[str, Any]) -> None:
+    def finish(self, trainer, summary: dict[str, Any]) -> None:
+        run_dir = trainer.run_dir.path
         artifact = self.wandb.Artifact(f"{run_dir.name}", type="vaelab-run")
         for path, folder in _artifacts(run_dir):
             artifact.add_file(str(path), name=f"{folder}/{path.name}" if folder else path.name)
@@ -253,45 +251,9 @@ class WandbTracker(Tracker):
         self.run.summary.update({k: v for k, v in flatten(summary).items() if isinstance(v, (int, float, str))})
         self.run.finish()
 
-    def on_exception(self, exc: BaseException) -> None:
+    def fail(self, trainer, exc: BaseException) -> None:
         if self.run is not None:
             self.run.finish(exit_code=1)
 
-    def state(self) -> dict[str, Any]:
+    def resume_state(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "mode": self.run.settings.mode if self.run is not None else None}
-
-
-class Trackers:
-    """The trackers of a run, called together; their ids are kept in ``RUN_DIR/trackers.json``."""
-
-    def __init__(self, config: Config, run_dir: Path):
-        names = logger_names(config.training.logger)
-        self.run_dir = run_dir
-        previous = RunDir(run_dir).read_trackers()  # {} when damaged: the trackers start new runs
-        classes = {"mlflow": MLflowTracker, "wandb": WandbTracker}
-        self.items: list[Tracker] = [classes[n](config, previous.get(n)) for n in names if n in classes]
-
-    def _save(self) -> None:
-        if self.items:
-            RunDir(self.run_dir).write_trackers({t.name: t.state() for t in self.items})
-
-    def on_train_start(self, config: Config, run_dir: Path, resumed: bool) -> None:
-        for tracker in self.items:
-            tracker.on_train_start(config, run_dir, resumed)
-        self._save()
-
-    def on_epoch_end(self, epoch: int, row: dict[str, float]) -> None:
-        for tracker in self.items:
-            tracker.on_epoch_end(epoch, row)
-
-    def on_train_end(self, run_dir: Path, summary: dict[str, Any]) -> None:
-        for tracker in self.items:
-            tracker.on_train_end(run_dir, summary)
-        self._save()
-
-    def on_exception(self, exc: BaseException) -> None:
-        for tracker in self.items:
-            try:
-                tracker.on_exception(exc)
-            except Exception:  # noqa: BLE001  a tracker failing to close must not hide the error
-                pass
