@@ -17,7 +17,7 @@ vaelab likelihood. Two inference models, ``model.inference``:
 
       σ_q⁻² = σ̂⁻² + σ_p⁻²,   μ_q = (μ̂ σ̂⁻² + μ_p σ_p⁻²) σ_q²              (eqs. 19-20)
 
-  with log σ of these Gaussians soft-clamped to (-5, 5) (:data:`LADDER_LOG_STD_BOUND`);
+  with log σ of these Gaussians soft-clamped to (-5, 5) (:data:`LADDER_LOG_STD_BOUND`).
 
 All samples are reparameterised from one standard-normal noise tensor holding every layer's
 noise, ``eps: (S, B, D_1 + ... + D_L)`` (:meth:`HierarchicalVAE.path`), so the ELBO, the IWAE

@@ -583,5 +583,5 @@ def progress_bar(config, total: int, epoch: int, position: EpochPosition | None 
                 disable=None, unit="batch")
 
 
-__all__ = ["Callback", "Checkpointing", "Console", "Logger", "Progress", "RunFiles", "StepEnd", "StepLog", "StopOnSignals",
-           "TimeBudget", "print_summary", "progress_bar"]
+__all__ = ["Callback", "Checkpointing", "Console", "Logger", "Progress", "RunFiles", "StepEnd", "StepLog",
+           "StopOnSignals", "TimeBudget", "print_summary", "progress_bar"]
