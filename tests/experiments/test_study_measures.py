@@ -268,3 +268,34 @@ def test_the_step_log_of_a_killed_and_resumed_run_equals_an_uninterrupted_one(tm
     assert float(first[-1]["epoch_kl_sum"]) / int(first[-1]["epoch_examples"]) == pytest.approx(
         sum(float(r["train_kl"]) * (int(r["epoch_examples"]) - int(p["epoch_examples"]) if p else int(r["epoch_examples"]))
             for r, p in zip(first, [None] + first[:-1])) / int(first[-1]["epoch_examples"]))
+
+
+def test_a_run_with_a_validation_split_is_kept_by_its_test_evaluation(tmp_path):
+    """A run that selects on a validation split (``eval_split: val``) is still evaluated on the
+    split the sweep file's ``evaluate:`` names (test), and counts as kept by that evaluation:
+    a clone with the kept results and no checkpoints trains nothing again."""
+    import shutil
+
+    from vaelab.experiments import run_sweep
+    from vaelab.experiments.studies import export_sweep, kept_runs
+
+    study = tmp_path / "configs" / "05-demo"
+    study.mkdir(parents=True)
+    spec = {"name": "05-demo", "description": "tiny", "seeds": [1, 2], "seed_keys": ["data.toy2d_seed"],
+            "base": {"data": {"dataset": "toy2d", "toy2d_train_size": 200, "toy2d_test_size": 100,
+                              "validation_size": 50},
+                     "model": {"latent_dim": 2, "hidden": [8], "likelihood": "gaussian"},
+                     "training": {"epochs": 1, "batch_size": 50, "progress": False, "logger": "csv"},
+                     "figures": {"draw_at_end": False}},
+            "evaluate": {"checkpoint": "best", "split": "test", "k": 5, "probe": False, "fid": "none"},
+            "grid": {"objective.beta": [0.1]}, "budgets": {"quick": {}}}
+    path = study / "demo.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    run_sweep(load_sweep(path, "quick", runs / "quick"), jobs=1, verbose=False)
+    export_sweep(path, runs, "quick", results, verbose=False)
+    kept = results / "quick" / "05-demo" / "runs" / "beta=0.1-seed1"
+    assert json.loads((kept / "summary.json").read_text())["eval_split"] == "val"
+    assert json.loads((kept / "evaluation.json").read_text())["split"] == "test"
+    shutil.rmtree(runs)
+    assert len(kept_runs(path, "quick", results)) == 2

@@ -67,6 +67,12 @@ def study_probes(study_dir: Path, prefix: str = "probe:") -> dict[str, list[tupl
     return wanted
 
 
+def _evaluated_split(spec: dict[str, Any]) -> str:
+    """The split the sweep file's ``evaluate:`` scores (``vaelab evaluate``'s default: test), not
+    the run's own selection split: a run with a validation split is still evaluated on test."""
+    return str((spec.get("evaluate") or {}).get("split", "test"))
+
+
 def _lacks(folder: Path, record: RunRecord, spec: dict[str, Any], needs: tuple[dict, dict], figures: Path,
            first_seed: int) -> list[str]:
     """What the sweep file now asks of a kept run that its kept results lack: a probe, an
@@ -80,7 +86,7 @@ def _lacks(folder: Path, record: RunRecord, spec: dict[str, Any], needs: tuple[d
     for probe, sides in needs[0].get(spec["name"], []):
         if probe not in probes and any(matches(record, side) for side in sides):
             lacks.append(f"probe {probe}")
-    evaluation = files.read_evaluation(record.eval_name) if (spec.get("evaluate") or needs[1].get(spec["name"])) else None
+    evaluation = files.read_evaluation(_evaluated_split(spec)) if (spec.get("evaluate") or needs[1].get(spec["name"])) else None
     if spec.get("evaluate") and evaluation is None:
         lacks.append("evaluation.json")
     elif spec.get("evaluate"):
@@ -181,12 +187,13 @@ def keep_run(record: RunRecord, spec: dict[str, Any], probes: list[tuple[str, li
     if spec.get("evaluate") and record.evaluation is None:
         say(f"evaluating {record.run_dir}")
         evaluate(record.run_dir, dict(spec["evaluate"]), verbose=False)
-        record.evaluation = RunDir(record.run_dir).read_evaluation(record.eval_name)
+        record.evaluation = RunDir(record.run_dir).read_evaluation(_evaluated_split(spec))
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
         files = RunDir(record.run_dir)
-        for path in (files.config_yaml, files.summary_json, files.metrics_csv, files.steps_csv, files.evaluation_json()):
+        for path in (files.config_yaml, files.summary_json, files.metrics_csv, files.steps_csv,
+                     files.evaluation_json(_evaluated_split(spec))):
             if path.is_file():
                 shutil.copyfile(path, staging / path.name)
         _relative_paths(staging / files.config_yaml.name, staging / files.summary_json.name)
