@@ -105,6 +105,29 @@ def test_files_get_the_umask_mode_and_stale_temporaries_are_removed(tmp_path):
     assert remove_stale_temporaries(tmp_path) == [stale] and not stale.exists() and path.exists()
 
 
+def test_safetensors_files_are_the_same_bytes_for_the_same_weights_and_metadata(tmp_path):
+    # safetensors writes its metadata map in a random order: the same classifier, retrained bit
+    # for bit, got another sha256; safetensors_bytes sorts it, and the file reads back as before
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save
+
+    from vaelab.io import safetensors_bytes
+
+    tensors = {"b.weight": torch.arange(6.0).reshape(2, 3), "a.bias": torch.tensor([1, 2], dtype=torch.int64)}
+    metadata = {key: f"value of {key}" for key in ("format", "dataset", "config", "n_classes", "vaelab", "run")}
+    metadata["run"] = "étude-β"  # not ASCII: the header is UTF-8 as safetensors writes it
+    assert len({save(tensors, metadata=metadata) for _ in range(10)}) > 1
+    written = {safetensors_bytes(tensors, metadata) for _ in range(10)}
+    assert len(written) == 1
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(written.pop())
+    with safe_open(str(path), "pt") as f:
+        assert f.metadata() == metadata
+        assert {k: f.get_tensor(k).tolist() for k in f.keys()} == {k: v.tolist() for k, v in tensors.items()}
+    assert safetensors_bytes(tensors) == save(tensors)
+
+
 def test_a_child_dies_with_its_parent_even_after_sigkill(tmp_path):
     child = ("import sys, time; sys.path.insert(0, sys.argv[1]); from vaelab.processes import die_with_parent\n"
              "die_with_parent(grace_seconds=1); print('ready', flush=True)\n"

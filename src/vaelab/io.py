@@ -16,6 +16,7 @@ import errno
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from .errors import VaelabError
 
@@ -116,6 +117,36 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """Write UTF-8 ``text`` to ``path`` atomically (see :func:`atomic_write_bytes`)."""
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def safetensors_bytes(tensors: dict[str, Any], metadata: dict[str, str] | None = None) -> bytes:
+    """``safetensors.torch.save(tensors, metadata)`` with the header's metadata in sorted key
+    order, so the same tensors and metadata give the same bytes (and sha256) in every process.
+
+    safetensors (0.8 and before) writes the metadata map in a per-process random order
+    (safetensors issue #584), so two saves of the same weights had different checksums: the
+    same classifier, retrained bit for bit on another machine, got another ``sha256``. The
+    header is the file's first ``8 + n`` bytes (``n`` little-endian, then JSON padded with
+    spaces to a multiple of 8; safetensors' format spec); only the order of its metadata
+    changes here, and :func:`safetensors.safe_open` reads the result as before.
+
+    Args:
+        tensors: name -> contiguous CPU tensor.
+        metadata: string -> string, as safetensors takes it.
+    """
+    import json
+
+    from safetensors.torch import save
+
+    data = save(tensors, metadata=metadata)
+    if not metadata:
+        return data
+    size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + size])
+    header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + data[8 + size:]
 
 
 def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:

@@ -30,12 +30,11 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save as save_safetensors
 from torch import nn
 
 from ..data import cache_dir
 from ..errors import CheckpointError, ConfigError
-from ..io import atomic_write_bytes, atomic_write_text
+from ..io import atomic_write_bytes, atomic_write_text, safetensors_bytes
 from ..schema import at_least, config_field, positive, positive_list, probability, section_from_dict
 
 FORMAT = "vaelab-classifier-1"
@@ -221,7 +220,7 @@ def save_classifier(net: Classifier, dataset: str, config: ClassifierConfig, tes
             "image_shape": json.dumps(list(net.image_shape)), "n_classes": str(net.n_classes),
             "test_accuracy": repr(float(test_accuracy))}
     tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    payload = save_safetensors(tensors, metadata=meta)
+    payload = safetensors_bytes(tensors, metadata=meta)
     info = ClassifierInfo(dataset, hashlib.sha256(payload).hexdigest(), config_dict, net.image_shape,
                           net.n_classes, float(test_accuracy), dict(extra or {}))
     atomic_write_bytes(weights_path, payload)

@@ -19,11 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save as save_safetensors
 
 from ..config import Config
 from ..errors import CheckpointError, ConfigError, option
-from ..io import atomic_write_bytes
+from ..io import atomic_write_bytes, safetensors_bytes
 from ..models import VAE, build_model
 from ..models.networks import CUSTOM
 from ..models.likelihoods import declare_binary_data
@@ -197,7 +196,7 @@ def encode_checkpoint(model: torch.nn.Module, optimizer: torch.optim.Optimizer, 
                 raise ValueError(f"callback {key}: its state_dict() must be JSON (numbers, strings, lists, dicts), "
                                  f"{exc}") from None
         meta["callbacks"] = json.dumps(callbacks, allow_nan=False)
-    return save_safetensors(tensors, metadata=meta)
+    return safetensors_bytes(tensors, metadata=meta)
 
 
 def write_checkpoint(paths: list[Path], payload: bytes) -> None:

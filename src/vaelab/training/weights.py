@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save as save_safetensors
 
 from .. import __version__
 from ..config import Config, load_config
 from ..errors import CheckpointError, option
-from ..io import atomic_write_bytes, atomic_write_text
+from ..io import atomic_write_bytes, atomic_write_text, safetensors_bytes
 from ..models import VAE, build_model
 from ..models.likelihoods import declare_binary_data
 from ..rundir import RunDir
@@ -70,7 +69,7 @@ def export_weights(run_dir: str | Path, output: str | Path, which: str = "last")
         "ema": json.dumps(checkpoint.ema_state is not None), "vaelab": __version__,
     }
     output = Path(output)
-    atomic_write_bytes(output, save_safetensors(tensors, metadata=metadata))
+    atomic_write_bytes(output, safetensors_bytes(tensors, metadata=metadata))
     atomic_write_text(output.with_suffix(".yaml"), config.to_yaml())
     return output
 
