@@ -33,6 +33,24 @@ def test_each_study_page_gives_the_command_of_each_of_its_sweeps_and_the_campaig
         assert command in page, f"{path.parent.name}.md does not say how to run {path.name}"
 
 
+def test_every_sweep_the_committed_campaign_status_calls_done_has_all_its_runs_kept():
+    # a clone with the committed results must not train a finished sweep again (a kept run that
+    # selects on a validation split once counted as lacking its evaluation, and was re-trained)
+    from vaelab.experiments.campaign import load_plan
+    from vaelab.experiments.studies import kept_runs
+
+    results = REPO / "docs" / "studies" / "results"
+    plan = load_plan(REPO / "configs" / "studies" / "campaign.yaml")
+    files = {(str(step.sweep.relative_to(plan.path.parent)), step.budget) for step in plan.steps if step.sweep}
+    status = json.loads((results / "campaign" / "status.json").read_text())
+    done = [step for step in status["steps"] if step.get("sweep") and step["state"] == "done"]
+    assert len(done) >= 19
+    for step in done:
+        assert (step["file"], step["budget"]) in files, step
+        kept = kept_runs(plan.path.parent / step["file"], step["budget"], results)
+        assert len(kept) == step["runs"], f"{step['sweep']} ({step['budget']}): {len(kept)} of {step['runs']} kept"
+
+
 @pytest.mark.parametrize("budget", ["quick", "full"])
 @pytest.mark.parametrize("path", STUDY_FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_study_sweep_loads_and_validates(path, budget, tmp_path):
