@@ -134,6 +134,36 @@ def test_sigkill_then_relaunch_keeps_every_run_once_with_uninterrupted_metrics(t
     assert [s["kept"] for s in status["steps"]] == [0, 0]
 
 
+def test_a_sigterm_while_the_kept_results_are_read_stops_the_campaign(tmp_path, monkeypatch):
+    # reading a kept run catches vaelab's errors (an unreadable run is not kept): the stop must
+    # not be one of them, or the campaign trains on, and trains that run again
+    import vaelab.rundir
+    from vaelab.errors import TrainingInterrupted
+
+    root = tmp_path / "data"
+    make_tiny_dataset(root)
+    plan = write_plan(tmp_path, root, epochs=1)
+    spec = yaml.safe_load(plan.read_text())
+    plan.write_text(yaml.safe_dump({**spec, "steps": spec["steps"][1:]}))  # one sweep, two runs
+    init = functools.partial(make_tiny_dataset, root)
+    assert run_campaign(plan, jobs=1, nice=0, verbose=False, worker_init=init)["runs_kept"] == 2
+    ledger = read_ledger(load_plan(plan))
+    read_run = vaelab.rundir.read_run
+    calls = []
+
+    def read_run_then_sigterm(path):
+        calls.append(path)
+        if len(calls) == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return read_run(path)
+
+    monkeypatch.setattr(vaelab.rundir, "read_run", read_run_then_sigterm)
+    with pytest.raises(TrainingInterrupted, match="campaign stopped"):
+        run_campaign(plan, jobs=1, nice=0, verbose=False, worker_init=init)
+    assert read_ledger(load_plan(plan)) == ledger  # nothing trained again
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
 def test_status_estimates_what_remains_from_the_quick_runs(tmp_path, capsys):
     root = tmp_path / "data"
     make_tiny_dataset(root)
