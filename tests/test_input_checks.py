@@ -128,6 +128,31 @@ def test_safetensors_files_are_the_same_bytes_for_the_same_weights_and_metadata(
     assert safetensors_bytes(tensors) == save(tensors)
 
 
+def test_a_signal_interrupts_the_block_even_through_broad_excepts():
+    # a handler that raised a VaelabError was swallowed by code that catches errors on the way
+    from vaelab.errors import TrainingInterrupted
+    from vaelab.processes import interrupt_on_signals, signals_ignored
+
+    before = signal.getsignal(signal.SIGTERM)
+    reached = []
+    with pytest.raises(TrainingInterrupted, match="^stopped by SIGTERM: draw them with `vaelab plot x`$"):
+        with interrupt_on_signals("draw them with `vaelab plot x`"):
+            try:
+                try:
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    time.sleep(1)
+                except VaelabError:
+                    pass
+            except Exception:  # noqa: BLE001 - what the block's code may do
+                pass
+            reached.append("after the excepts")
+    assert reached == [] and signal.getsignal(signal.SIGTERM) is before
+    with signals_ignored():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
 def test_a_child_dies_with_its_parent_even_after_sigkill(tmp_path):
     child = ("import sys, time; sys.path.insert(0, sys.argv[1]); from vaelab.processes import die_with_parent\n"
              "die_with_parent(grace_seconds=1); print('ready', flush=True)\n"

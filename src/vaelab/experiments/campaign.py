@@ -35,7 +35,6 @@ import json
 import math
 import os
 import shutil
-import signal
 import statistics
 import time
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from typing import Any, Callable
 import yaml
 
 from ..errors import ConfigError, TrainingInterrupted, VaelabError
+from ..processes import interrupt_on_signals, signals_ignored
 from ..io import atomic_write_text
 from ..rundir import RunDir, SweepDir, read_metrics_csv
 from ..schema import yaml_load
@@ -428,14 +428,6 @@ def _clean_staging(plan: Plan) -> None:
                 shutil.rmtree(stale, ignore_errors=True)
 
 
-class _Stop(BaseException):
-    """Raised by the campaign's SIGINT/SIGTERM handler outside a sweep (a sweep sets its own,
-    which stops its runs at a checkpoint). A ``BaseException``, as ``KeyboardInterrupt`` is, so
-    that no ``except Exception`` or ``except VaelabError`` on the way swallows it: reading the
-    kept results treats an unreadable run as not kept, and once took a SIGTERM for one and
-    trained on."""
-
-
 def run_campaign(plan: Plan | str | Path, jobs: int = 1, threads: int | None = None, nice: int = 19,
                  verbose: bool = True, worker_init: Callable[[], None] | None = None) -> dict[str, Any]:
     """Run the plan's steps in order until every run is kept, resuming whatever an earlier
@@ -468,23 +460,16 @@ def run_campaign(plan: Plan | str | Path, jobs: int = 1, threads: int | None = N
         if threads:
             torch.set_num_threads(threads)  # the evaluations and figures made here
         _clean_staging(plan)
-        def on_signal(signum, frame):
-            raise _Stop(signal.Signals(signum).name)
-
-        originals = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            for i, step in enumerate(plan.steps, 1):
-                _run_step(plan, step, i, jobs, threads, say, worker_init)
-        except (TrainingInterrupted, _Stop):  # a sweep stopped its runs, or the signal came outside a sweep
-            for s in originals:
-                signal.signal(s, signal.SIG_IGN)  # the status is written whole
-            write_status(plan, campaign_status(plan, jobs))
+        try:  # a sweep stops its runs at a checkpoint on its own; elsewhere the work is dropped
+            with interrupt_on_signals("campaign stopped"):
+                for i, step in enumerate(plan.steps, 1):
+                    _run_step(plan, step, i, jobs, threads, say, worker_init)
+        except TrainingInterrupted:
+            with signals_ignored():  # the status is written whole
+                write_status(plan, campaign_status(plan, jobs))
             raise TrainingInterrupted(
                 "campaign stopped; finished runs are kept, interrupted ones checkpointed; launch the same "
                 "command again to continue") from None
-        finally:
-            for s, handler in originals.items():
-                signal.signal(s, handler)
         status = campaign_status(plan, jobs)
         write_status(plan, status)
         say(format_status(status))

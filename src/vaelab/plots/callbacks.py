@@ -3,11 +3,7 @@ and hyper-parameters during training, and every figure of the run at its end."""
 
 from __future__ import annotations
 
-import contextlib
-import signal
-import threading
-
-from ..errors import TrainingInterrupted
+from ..processes import interrupt_on_signals
 from ..training.callbacks import Callback, Logger
 from .run import plot_run
 from .tensorboard import log_config, log_epoch_images
@@ -55,25 +51,5 @@ class Figures(Callback):
         if not trainer.config.figures.draw_at_end:
             return
         redo = f"`vaelab plot {trainer.run_dir.path}`"
-        with _signals_stop(f"training finished and is saved, but the figures were not all drawn; draw them with {redo}"):
+        with interrupt_on_signals(f"training finished and is saved, but the figures were not all drawn; draw them with {redo}"):
             plot_run(trainer.run_dir.path, model=trainer.eval_model, dataset=trainer.dataset)
-
-
-@contextlib.contextmanager
-def _signals_stop(message: str):
-    """While drawing: SIGINT or SIGTERM raise :class:`~vaelab.errors.TrainingInterrupted` with
-    ``message`` (a one-line ending that names the command that redoes what was skipped), instead
-    of a traceback or a silent exit. In the main thread only; the previous handlers come back."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise TrainingInterrupted(f"stopped by {signal.Signals(signum).name}: {message}")
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
