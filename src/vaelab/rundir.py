@@ -449,6 +449,9 @@ class RunRecord:
     setting: str = ""
     seed: int | None = None
     probes: dict[str, float] = field(default_factory=dict)
+    evaluated_otherwise: list[str] = field(default_factory=list)
+    """For a run of a sweep: the settings of the sweep file's ``evaluate:`` its evaluation was
+    not made with (``["classifier independent"]``; :func:`vaelab.experiments.claims.evaluated_otherwise`)."""
 
     @property
     def name(self) -> str:

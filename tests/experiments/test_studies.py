@@ -268,6 +268,22 @@ def test_eval_metrics_are_pending_until_evaluation_json_exists(tmp_path):
     assert result.verdict == FAILS and result.rows[0].mean == pytest.approx(10.5)
 
 
+def test_runs_evaluated_otherwise_than_the_sweep_asks_leave_eval_metrics_pending(tmp_path):
+    # an FID from another classifier (the perceptual loss's own) is not compared with the rest
+    claim = {**SIMILAR, "metric": "eval:samples.fid_classifier"}
+    values = {"n01": [150, 151], "n12": [150, 151]}
+    scored = {"classifier": "independent", "samples": {"fid_classifier": 10.0}}
+    evaluation = {"n01": [scored, scored], "n12": [scored, {"samples": {"fid_classifier": 3.0}}]}  # the default one
+    sweep_dir = fabricate(tmp_path, "s", PRIORS, values, evaluation=evaluation)
+    meta = yaml.safe_load((sweep_dir / "sweep.yaml").read_text())
+    (sweep_dir / "sweep.yaml").write_text(yaml.safe_dump({**meta, "evaluate": {"classifier": "independent"}}))
+    records = collect_runs(sweep_dir)
+    assert [r.evaluated_otherwise for r in records] == [[], [], [], ["classifier independent"]]
+    result = evaluate_claim(claim, records)
+    assert result.verdict == "pending: some runs were not evaluated with the sweep file's classifier independent"
+    assert evaluate_claim(claim, records[:3]).verdict != result.verdict  # the others alone are decided
+
+
 def test_value_verdicts(tmp_path):
     settings = {"base": {}}
     claim = {"id": "v", "claim": "about 14", "kind": "value", "metric": "test_kl", "expect": {"between": [12, 16]}}

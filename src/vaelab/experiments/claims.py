@@ -96,13 +96,32 @@ class Pending(Exception):
     """A metric cannot be computed from the files present (e.g. no ``evaluation.json``)."""
 
 
+EVALUATE_KEYS = ("checkpoint", "k", "examples", "seed", "split", "classifier")
+"""The settings of a sweep file's ``evaluate:`` that two runs' evaluations must share to be compared."""
+
+
+def evaluated_otherwise(evaluation: dict[str, Any] | None, evaluate: dict[str, Any] | None) -> list[str]:
+    """The settings of a sweep file's ``evaluate:`` that ``evaluation`` (a run's
+    ``evaluation.json``) was not made with, as ``["classifier independent"]``: its numbers are
+    not comparable with those of the runs evaluated as the sweep file asks (an FID from the
+    perceptual loss's own classifier favours the models trained against it). Evaluations made
+    before the ``classifier`` option used the default classifier. Empty when either is missing."""
+    if not evaluation or not evaluate:
+        return []
+    recorded = {"classifier": "default", **evaluation}
+    return [f"{key} {evaluate[key]}" for key in EVALUATE_KEYS if key in evaluate and recorded.get(key) != evaluate[key]]
+
+
 def collect_runs(sweep_dir: str | Path, prefix: str = "") -> list[RunRecord]:
     """The finished runs (those with ``summary.json`` and at least one epoch) of a sweep
     directory, in the order the sweep listed them; ``prefix`` is put before each setting name
-    (to pool sweeps: ``"other-sweep/"``). Missing directory -> empty list."""
+    (to pool sweeps: ``"other-sweep/"``). A run evaluated otherwise than the sweep file's
+    ``evaluate:`` asks has :attr:`~vaelab.rundir.RunRecord.evaluated_otherwise` set, and its
+    ``eval:`` metrics are pending (:func:`run_metric`). Missing directory -> empty list."""
     sweep = SweepDir(sweep_dir)
     if not sweep.is_sweep():
         return []
+    evaluate = sweep.read_meta().get("evaluate")
     records = []
     for name in sweep.run_names():
         files = sweep.run(name)
@@ -114,6 +133,7 @@ def collect_runs(sweep_dir: str | Path, prefix: str = "") -> list[RunRecord]:
         match = re.search(r"seed(\d+)$", name)
         record.setting, record.probes = prefix + setting_of(name), probes
         record.seed = int(match.group(1)) if match else int(record.config.seed)
+        record.evaluated_otherwise = evaluated_otherwise(record.evaluation, evaluate)
         records.append(record)
     return records
 
@@ -137,6 +157,9 @@ def run_metric(record: RunRecord, metric: str, probe: Callable[[RunRecord, str],
     if metric.startswith("eval:"):
         if record.evaluation is None:
             raise Pending(PENDING_EVALUATE)
+        if record.evaluated_otherwise:
+            raise Pending(f"pending: some runs were not evaluated with the sweep file's "
+                          f"{', '.join(record.evaluated_otherwise)}")
         node: Any = record.evaluation
         for part in metric[len("eval:"):].split("."):
             if not isinstance(node, dict) or part not in node:  # an evaluation made before the key existed

@@ -41,7 +41,7 @@ from ..errors import ConfigError, VaelabError
 from ..io import atomic_write_text
 from ..rundir import RunDir, SweepDir
 from ..schema import yaml_load
-from .claims import Pending, RunRecord, collect_runs, group_stats, matches
+from .claims import Pending, RunRecord, collect_runs, evaluated_otherwise, group_stats, matches
 from .sweep import summarize_sweep
 
 GRID_KINDS = ("toy2d_grid", "reference_bars")
@@ -90,10 +90,7 @@ def _lacks(folder: Path, record: RunRecord, spec: dict[str, Any], needs: tuple[d
     if spec.get("evaluate") and evaluation is None:
         lacks.append("evaluation.json")
     elif spec.get("evaluate"):
-        recorded = {"classifier": "default", **evaluation}  # evaluations before the option used the default one
-        for key in ("checkpoint", "k", "examples", "seed", "split", "classifier"):
-            if key in spec["evaluate"] and recorded.get(key) != spec["evaluate"][key]:
-                lacks.append(f"an evaluation with {key} {spec['evaluate'][key]}")
+        lacks += [f"an evaluation with {what}" for what in evaluated_otherwise(evaluation, spec["evaluate"])]
     for key, sides in needs[1].get(spec["name"], []):
         node: Any = evaluation or {}
         for part in key.split("."):
