@@ -45,8 +45,8 @@ from typing import Any, Callable
 import yaml
 
 from ..errors import ConfigError, TrainingInterrupted, VaelabError
-from ..processes import interrupt_on_signals, signals_ignored
 from ..io import atomic_write_text
+from ..processes import interrupt_on_signals, signals_ignored
 from ..rundir import RunDir, SweepDir, read_metrics_csv
 from ..schema import yaml_load
 

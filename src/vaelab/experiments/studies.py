@@ -86,7 +86,8 @@ def _lacks(folder: Path, record: RunRecord, spec: dict[str, Any], needs: tuple[d
     for probe, sides in needs[0].get(spec["name"], []):
         if probe not in probes and any(matches(record, side) for side in sides):
             lacks.append(f"probe {probe}")
-    evaluation = files.read_evaluation(_evaluated_split(spec)) if (spec.get("evaluate") or needs[1].get(spec["name"])) else None
+    wanted = spec.get("evaluate") or needs[1].get(spec["name"])
+    evaluation = files.read_evaluation(_evaluated_split(spec)) if wanted else None
     if spec.get("evaluate") and evaluation is None:
         lacks.append("evaluation.json")
     elif spec.get("evaluate"):
