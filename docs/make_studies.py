@@ -454,7 +454,9 @@ def main(argv: list[str] | None = None) -> int:
         f"is no longer below {ALPHA:g} is shown as \"(Holm: inconclusive at this budget)\".",
         "",
         "Nothing is tuned to pass: seeds are 1, 2, 3 (1 to 10 where a sweep says so), evaluation settings are "
-        "those of the sweep file, and a verdict that the seeds cannot decide is inconclusive. To recompute a "
+        "those of the sweep file (a kept run evaluated otherwise, say by another classifier, leaves the claims "
+        "that read its evaluation pending until it is evaluated as the sweep file asks), and a verdict that the "
+        "seeds cannot decide is inconclusive. To recompute a "
         "verdict, read the values in the claim's table (or the kept `summary.json`, `evaluation.json` and "
         "`probes.json` files) and apply the rule.",
         "",
