@@ -48,7 +48,9 @@ def test_every_sweep_the_committed_campaign_status_calls_done_has_all_its_runs_k
     for step in done:
         assert (step["file"], step["budget"]) in files, step
         kept = kept_runs(plan.path.parent / step["file"], step["budget"], results)
-        assert len(kept) == step["runs"], f"{step['sweep']} ({step['budget']}): {len(kept)} of {step['runs']} kept"
+        assert len(kept) == step["runs"], (
+            f"{step['sweep']} ({step['budget']}): {len(kept)} of {step['runs']} kept; if a sweep file changed on "
+            "purpose, rewrite the status: vaelab campaign status configs/studies/campaign.yaml --write")
 
 
 @pytest.mark.parametrize("budget", ["quick", "full"])
