@@ -398,6 +398,23 @@ def _make_studies():
     return module
 
 
+def test_pages_label_validation_numbers_and_show_the_test_split_at_the_chosen_checkpoint():
+    from types import SimpleNamespace
+
+    module = _make_studies()
+    assert module.selects_on_validation({"base": {"data": {"validation_size": 200}}})
+    assert not module.selects_on_validation({"base": {"data": {"dataset": "mnist"}}})
+    records = [SimpleNamespace(setting="a", evaluation={"neg_elbo": 10.0, "recon": 8.0, "kl": 2.0, "nll_iwae": 9.0}),
+               SimpleNamespace(setting="a", evaluation={"neg_elbo": 12.0, "recon": 9.0, "kl": 3.0, "nll_iwae": 11.0}),
+               SimpleNamespace(setting="b", evaluation=None)]
+    table = module.evaluation_table(records)
+    assert len(table) == 3 and table[2].startswith("| `a` | 2 | 11.000 ± 1.414 |")
+    assert module.evaluation_table([SimpleNamespace(setting="b", evaluation=None)]) == []
+    # the committed Frey page says its final-epoch table is the validation split's
+    page = (REPO / "docs" / "studies" / "05-likelihoods-pca.md").read_text()
+    assert "`test_` columns here hold the validation split's numbers" in page
+
+
 def test_make_studies_writes_verdicts_from_kept_results(tmp_path):
     module = _make_studies()
     configs = tmp_path / "configs"
