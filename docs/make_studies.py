@@ -17,6 +17,7 @@ import csv
 import math
 import os
 import re
+import statistics
 import sys
 from pathlib import Path
 
@@ -100,10 +101,8 @@ def evaluation_table(records) -> list[str]:
             if not values:
                 cells.append("–")
                 continue
-            mean = sum(values) / len(values)
-            std = (math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1
-                   else float("nan"))
-            cells.append(format_pair(mean, std) if len(values) > 1 else f"{mean:.3f}")
+            cells.append(format_pair(statistics.mean(values), statistics.stdev(values)) if len(values) > 1
+                         else f"{values[0]:.3f}")
         lines.append(f"| `{setting}` | {len(evaluations)} | " + " | ".join(cells) + " |")
     return lines
 
